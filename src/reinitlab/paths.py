@@ -1,0 +1,14 @@
+"""Where the bundled Hydra configs live, in a checkout and in an installed wheel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def config_dir() -> Path:
+    """`conf/` at the repository root in a checkout; `reinitlab/conf` inside an installed wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent.parent / "conf", here / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"reinitlab's config directory was not found next to {here}")

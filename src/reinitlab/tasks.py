@@ -1,0 +1,114 @@
+"""The GLUE task table: one `TaskSpec` per task, read from `conf/task/<name>.yaml`.
+
+The YAML files are the single source of truth (Hydra composes them as the `task` group);
+this module turns one into a typed, validated object that the data and metric code use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from reinitlab.errors import ReinitlabError
+from reinitlab.paths import config_dir
+
+KNOWN_METRICS = ("mcc", "accuracy", "f1", "pearson", "spearman")
+
+
+@dataclass(frozen=True)
+class SourceFields:
+    """Which columns hold the text(s) and the label in one source (local TSV or the hub)."""
+
+    text_fields: tuple[str, ...]
+    label_field: str
+    header: bool = True
+    columns: tuple[str, ...] | None = None  # for header-less TSVs (CoLA)
+    skip_malformed: bool = False  # drop rows with missing fields instead of failing (QQP)
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    name: str
+    tsv: str
+    hub: str
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    glue_dir_name: str
+    labels: tuple[str, ...] | None  # None: regression (STS-B)
+    metrics: tuple[str, ...]
+    primary_metric: str
+    tsv: SourceFields
+    hub: SourceFields
+    train_tsv: str = "train.tsv"
+    train_hub: str = "train"
+    validation: tuple[ValidationSplit, ...] = field(default_factory=tuple)
+    hub_path: str = "nyu-mll/glue"
+    hub_name: str = ""
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.labels is None else len(self.labels)
+
+    def metric_prefix(self, split_index: int) -> str:
+        """`val` for the first (primary) dev set, `val_<name>` for others (MNLI mismatched)."""
+        return "val" if split_index == 0 else f"val_{self.validation[split_index].name}"
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig | dict[str, Any]) -> TaskSpec:
+        c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        name = c.get("name", "?")
+        metrics = tuple(c["metrics"])
+        unknown = [m for m in metrics if m not in KNOWN_METRICS]
+        if unknown:
+            raise ReinitlabError(
+                f"task {name}: unknown metric(s) {unknown}; allowed: {list(KNOWN_METRICS)}"
+            )
+        if c["primary_metric"] not in metrics:
+            raise ReinitlabError(
+                f"task {name}: primary_metric {c['primary_metric']!r} is not one of {metrics}"
+            )
+        hub = c["hub"]
+        tsv = c["tsv"]
+        splits = c["splits"]
+        labels = c.get("labels")
+        return cls(
+            name=name,
+            glue_dir_name=c["glue_dir_name"],
+            labels=None if labels is None else tuple(str(x) for x in labels),
+            metrics=metrics,
+            primary_metric=c["primary_metric"],
+            tsv=SourceFields(
+                text_fields=tuple(tsv["text_fields"]),
+                label_field=tsv["label_field"],
+                header=tsv.get("header", True),
+                columns=tuple(tsv["columns"]) if tsv.get("columns") else None,
+                skip_malformed=tsv.get("skip_malformed", False),
+            ),
+            hub=SourceFields(text_fields=tuple(hub["text_fields"]), label_field=hub["label_field"]),
+            train_tsv=splits["train"]["tsv"],
+            train_hub=splits["train"]["hub"],
+            validation=tuple(ValidationSplit(**v) for v in splits["validation"]),
+            hub_path=hub["path"],
+            hub_name=hub["name"],
+        )
+
+
+def available_tasks() -> list[str]:
+    return sorted(p.stem for p in (config_dir() / "task").glob("*.yaml"))
+
+
+def load_task(name: str) -> TaskSpec:
+    """The spec of a GLUE task by name, without Hydra (for notebooks and tests)."""
+    path = config_dir() / "task" / f"{name}.yaml"
+    if not path.is_file():
+        raise ReinitlabError(f"unknown task {name!r}; available tasks: {available_tasks()}")
+    return TaskSpec.from_config(OmegaConf.load(path))

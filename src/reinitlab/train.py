@@ -1,0 +1,220 @@
+"""The Hydra entry point: one fine-tuning job (a reinit scheme + a GLUE task), or a sweep with -m.
+
+`train(cfg)` does the work and returns the result record, so tests and notebooks can call it
+with a composed config; `main()` is the console script `reinitlab-train` (and `train.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from reinitlab.errors import ReinitlabError
+from reinitlab.paths import config_dir
+
+log = logging.getLogger("reinitlab")
+
+OmegaConf.register_new_resolver(
+    "reinitlab_uid", lambda: f"{os.getpid():x}{secrets.token_hex(2)}", use_cache=True, replace=True
+)
+
+
+def scheme_params(scheme: DictConfig | dict) -> dict[str, Any]:
+    params = OmegaConf.to_container(scheme, resolve=True) if isinstance(scheme, DictConfig) else dict(scheme)
+    params.pop("name", None)
+    return params
+
+
+def scheme_label(name: str, params: dict[str, Any], num_layers: int) -> str:
+    if name == "progressive":
+        k = params.get("k") or num_layers + 1
+        return "baseline" if k == num_layers + 1 else f"k={k}"
+    return "baseline" if name == "none" else name
+
+
+def validate_scheme(scheme: DictConfig, num_layers: int, model_name: str) -> None:
+    """Check scheme parameters against the model's layer count before anything heavy runs."""
+    from reinitlab.reinit import check_progressive_k
+
+    if scheme.name == "progressive":
+        check_progressive_k(scheme.get("k"), num_layers, model_name)
+    elif scheme.name != "none":
+        raise ReinitlabError(
+            f"reinit={scheme.name!r} is not a known scheme; known: ['none', 'progressive']"
+        )
+
+
+def _sweep_group() -> str | None:
+    """The sweep's directory name (W&B group), or None outside Hydra or for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        return Path(hc.sweep.dir).name
+    return None
+
+
+def build_logger(cfg: DictConfig, run_name: str, job_type: str):
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return None
+    kwargs: dict[str, Any] = {}
+    if cfg.logger._target_.endswith("WandbLogger"):
+        kwargs = {"name": run_name, "job_type": job_type, "group": _sweep_group(), "reinit": True}
+        # A job's run never continues a previous job's run in the same process.
+        kwargs.pop("reinit")
+        Path(cfg.logger.save_dir).mkdir(parents=True, exist_ok=True)
+    return hydra.utils.instantiate(cfg.logger, **kwargs)
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else float("-inf")
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Run one job; write `<output_dir>/result.json` and return the record."""
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from reinitlab.callbacks import ReinitCallback
+    from reinitlab.datamodule import GlueDataModule
+    from reinitlab.models import load_config, load_model, load_tokenizer
+    from reinitlab.module import GlueClassifier
+    from reinitlab.reinit import plan_reinit
+    from reinitlab.results import best_and_final, package_versions, write_result
+    from reinitlab.seeding import resolve_seeds
+    from reinitlab.tasks import TaskSpec
+
+    started = time.time()
+    output_dir = Path(cfg.paths.output_dir)
+    task = TaskSpec.from_config(cfg.task)
+    seeds = resolve_seeds(cfg.seed, cfg.get("seeds"))
+    model_name = cfg.model.name
+
+    # Fail fast: scheme vs model, then data, before the weights load or training starts.
+    model_config = load_config(cfg.model, task)
+    num_layers = model_config.num_hidden_layers
+    validate_scheme(cfg.reinit, num_layers, model_name)
+    tokenizer = load_tokenizer(cfg.model)
+    data = GlueDataModule(
+        task,
+        tokenizer,
+        glue_dir=cfg.data.glue_dir,
+        max_length=cfg.data.max_length,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        max_train_samples=cfg.data.max_train_samples,
+        subset_seed=seeds["subset"],
+        cache_dir=cfg.data.cache_dir,
+        pad_to_max_length=cfg.data.pad_to_max_length,
+        num_workers=cfg.data.num_workers,
+    )
+    data.setup("fit")
+
+    L.seed_everything(seeds["train"], workers=True, verbose=False)
+    model = load_model(cfg.model, task, head_seed=seeds["train"])
+    params = scheme_params(cfg.reinit)
+    targets = plan_reinit(model, {"name": cfg.reinit.name, **params})
+    reinit_cb = ReinitCallback(targets, std=model.config.initializer_range, seed=seeds["reinit"])
+    module = GlueClassifier(model, task, **cfg.optim)
+
+    label = scheme_label(cfg.reinit.name, params, num_layers)
+    run_name = f"{task.name}-{model_name}-{label}-seed{cfg.seed}".replace("=", "")
+    logger = build_logger(cfg, run_name, job_type=cfg.reinit.name)
+    callbacks: list[L.Callback] = [reinit_cb]
+    if cfg.get("early_stopping"):
+        callbacks.append(
+            EarlyStopping(monitor="val/primary", mode="max", **cfg.early_stopping)
+        )
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks
+    )
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        if logger is not None:
+            logger.log_hyperparams(
+                {**resolved, "seeds": seeds, "scheme_label": label, "num_layers": num_layers}
+            )
+        trainer.fit(module, datamodule=data)
+    finally:
+        if logger is not None and hasattr(logger, "experiment") and "Wandb" in type(logger).__name__:
+            import wandb
+
+            wandb.finish()
+
+    best, final = best_and_final(module.history)
+    if final is None:
+        raise RuntimeError("training ended without a validation run; no metrics to record")
+    best = max(module.history, key=lambda h: (_finite(h["metrics"]["val/primary"]), -h["step"]))
+    record = {
+        "status": "completed",
+        "task": task.name,
+        "model": model_name,
+        "num_layers": num_layers,
+        "scheme": {"name": cfg.reinit.name, "label": label, **params},
+        "reset_tensors": sorted(reinit_cb.reset_counts),
+        "reset_values": int(sum(reinit_cb.reset_counts.values())),
+        "seed": int(cfg.seed),
+        "seeds": seeds,
+        "primary_metric": task.primary_metric,
+        "train_size": data.num_train_examples,
+        "max_train_samples": cfg.data.max_train_samples,
+        "dev_sizes": {v.name: len(d) for v, d in zip(task.validation, data.val_sets)},
+        "final": final,
+        "best": best,
+        "history": module.history,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "stopped_early": bool(cfg.get("early_stopping")) and trainer.current_epoch < cfg.trainer.max_epochs,
+        "wall_time_s": round(time.time() - started, 2),
+        "device": str(next(model.parameters()).device),
+        "torch_threads": torch.get_num_threads(),
+        "versions": package_versions(),
+        "config": resolved,
+    }
+    path = write_result(output_dir, record)
+    final_primary = final["metrics"]["val/primary"]
+    best_primary = best["metrics"]["val/primary"]
+    print(
+        f"[reinitlab] {task.name} | {model_name} | {cfg.reinit.name} {label} | seed {cfg.seed} | "
+        f"{task.primary_metric}={final_primary:.4f} (best {best_primary:.4f} @ epoch "
+        f"{best['epoch'] + 1}) | {record['wall_time_s']:.0f}s | {path}",
+        flush=True,
+    )
+    return record
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        record = train(cfg)
+    except ReinitlabError as e:
+        log.error("%s", e)
+        if HydraConfig.get().mode == RunMode.RUN:
+            print(f"reinitlab: error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        raise  # multirun: this job fails, the others still run, the sweep exits non-zero
+    return record["best"]["metrics"]["val/primary"]
+
+
+def main() -> None:
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
