@@ -56,8 +56,10 @@ class GlueDataModule(L.LightningDataModule):
     def _source_file(self, split: str) -> Path | None:
         if self.glue_root is None:
             return None
-        tsv = self.task.train_tsv if split == "train" else next(
-            v.tsv for v in self.task.validation if v.name == split
+        tsv = (
+            self.task.train_tsv
+            if split == "train"
+            else next(v.tsv for v in self.task.validation if v.name == split)
         )
         path = task_dir(self.task, self.glue_root) / tsv
         return path if path.is_file() else None  # missing file: load_split reports it
@@ -92,7 +94,7 @@ class GlueDataModule(L.LightningDataModule):
             return
         self.train_set = self._load("train", self.max_train_samples)
         self.val_sets = [self._load(v.name, None) for v in self.task.validation]
-        sizes = ", ".join(f"{v.name} {len(d)}" for v, d in zip(self.task.validation, self.val_sets))
+        sizes = ", ".join(f"{v.name} {len(d)}" for v, d in zip(self.task.validation, self.val_sets, strict=False))
         cached = "cached" if all(self.cache_hits.values()) else "tokenized"
         print(
             f"[reinitlab] {self.task.name}: train {len(self.train_set)}, {sizes} ({cached})",

@@ -108,7 +108,9 @@ def read_tsv(task: TaskSpec, path: Path) -> Examples:
             text_b.append(values[1])
         labels.append(_parse_label(task, values[-1], path, lineno))
     if skipped:
-        print(f"[reinitlab] {task.name}: skipped {skipped} malformed rows in {path}", file=sys.stderr)
+        print(
+            f"[reinitlab] {task.name}: skipped {skipped} malformed rows in {path}", file=sys.stderr
+        )
     if not text_a:
         raise ReinitlabError(f"task {task.name}: {path} holds no examples")
     return Examples(text_a, text_b if len(spec.text_fields) == 2 else None, labels)
@@ -173,9 +175,7 @@ def load_split(task: TaskSpec, split: str, glue_root: Path | None) -> Examples:
     return read_tsv(task, task_dir(task, glue_root) / tsv)
 
 
-def subset_indices(
-    labels: list, n: int | None, seed: int, stratify: bool
-) -> np.ndarray | None:
+def subset_indices(labels: list, n: int | None, seed: int, stratify: bool) -> np.ndarray | None:
     """A fixed random subset of size n (sorted indices), stratified by label when asked.
 
     None means "use everything" (n is None or not smaller than the data).

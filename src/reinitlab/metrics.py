@@ -17,7 +17,9 @@ from reinitlab.tasks import TaskSpec
 
 def _make(name: str, num_labels: int):
     if name == "mcc":
-        return BinaryMatthewsCorrCoef() if num_labels == 2 else MulticlassMatthewsCorrCoef(num_labels)
+        return (
+            BinaryMatthewsCorrCoef() if num_labels == 2 else MulticlassMatthewsCorrCoef(num_labels)
+        )
     if name == "accuracy":
         # micro average = plain accuracy, as GLUE reports it
         return MulticlassAccuracy(num_classes=num_labels, average="micro")

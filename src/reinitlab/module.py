@@ -29,7 +29,9 @@ class GlueClassifier(L.LightningModule):
         adam_eps: float = 1e-8,
     ):
         super().__init__()
-        self.model = model
+        # from_pretrained returns the model in eval mode (dropout off); fine-tuning needs train
+        # mode, and Lightning keeps whatever mode submodules are in.
+        self.model = model.train()
         self.task = task
         self.lr = lr
         self.weight_decay = weight_decay
@@ -85,4 +87,7 @@ class GlueClassifier(L.LightningModule):
         scheduler = get_linear_schedule_with_warmup(
             optimizer, int(self.warmup_ratio * total), total
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -114,7 +114,9 @@ def plan_reinit(model: nn.Module, scheme: Mapping[str, Any]) -> list[ResetTarget
         return pooler_targets(model) if scheme.get("pooler", False) else []
     if name == "progressive":
         return progressive_targets(model, scheme.get("k"), pooler=scheme.get("pooler", False))
-    raise ReinitlabError(f"reinit.name={name!r} is not a known scheme; known: ['none', 'progressive']")
+    raise ReinitlabError(
+        f"reinit.name={name!r} is not a known scheme; known: ['none', 'progressive']"
+    )
 
 
 def apply_reset(
@@ -138,7 +140,11 @@ def apply_reset(
             if t.init == "normal":
                 fresh = torch.empty(view.shape, dtype=torch.float32)
                 nn.init.trunc_normal_(
-                    fresh, mean=0.0, std=std, a=-TRUNC_SIGMAS * std, b=TRUNC_SIGMAS * std,
+                    fresh,
+                    mean=0.0,
+                    std=std,
+                    a=-TRUNC_SIGMAS * std,
+                    b=TRUNC_SIGMAS * std,
                     generator=gen,
                 )
             elif t.init == "zeros":

@@ -11,8 +11,16 @@ from reinitlab.atomic import write_json_atomic
 
 RESULT_FILENAME = "result.json"
 RECORD_VERSION = 1
-_PACKAGES = ("reinitlab", "torch", "transformers", "lightning", "torchmetrics", "hydra-core",
-             "datasets", "wandb")
+_PACKAGES = (
+    "reinitlab",
+    "torch",
+    "transformers",
+    "lightning",
+    "torchmetrics",
+    "hydra-core",
+    "datasets",
+    "wandb",
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -34,8 +42,9 @@ def best_and_final(history: list[dict]) -> tuple[dict | None, dict | None]:
 
 
 def write_result(output_dir: Path, record: dict[str, Any]) -> Path:
-    return write_json_atomic(Path(output_dir) / RESULT_FILENAME, {"record_version": RECORD_VERSION,
-                                                                   **record})
+    return write_json_atomic(
+        Path(output_dir) / RESULT_FILENAME, {"record_version": RECORD_VERSION, **record}
+    )
 
 
 def read_results(root: Path) -> list[dict[str, Any]]:

@@ -26,4 +26,6 @@ def resolve_seeds(seed: int, pinned: Mapping[str, Any] | None) -> dict[str, int]
     unknown = sorted(set(pinned) - set(STREAMS))
     if unknown:
         raise ValueError(f"seeds.{unknown[0]} is not a seed stream; streams: {list(STREAMS)}")
-    return {s: int(pinned[s]) if pinned.get(s) is not None else derive_seed(seed, s) for s in STREAMS}
+    return {
+        s: int(pinned[s]) if pinned.get(s) is not None else derive_seed(seed, s) for s in STREAMS
+    }

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -23,13 +21,13 @@ from reinitlab.paths import config_dir
 
 log = logging.getLogger("reinitlab")
 
-OmegaConf.register_new_resolver(
-    "reinitlab_uid", lambda: f"{os.getpid():x}{secrets.token_hex(2)}", use_cache=True, replace=True
-)
-
 
 def scheme_params(scheme: DictConfig | dict) -> dict[str, Any]:
-    params = OmegaConf.to_container(scheme, resolve=True) if isinstance(scheme, DictConfig) else dict(scheme)
+    params = (
+        OmegaConf.to_container(scheme, resolve=True)
+        if isinstance(scheme, DictConfig)
+        else dict(scheme)
+    )
     params.pop("name", None)
     return params
 
@@ -71,11 +69,20 @@ def build_logger(cfg: DictConfig, run_name: str, job_type: str):
         return None
     kwargs: dict[str, Any] = {}
     if cfg.logger._target_.endswith("WandbLogger"):
-        kwargs = {"name": run_name, "job_type": job_type, "group": _sweep_group(), "reinit": True}
-        # A job's run never continues a previous job's run in the same process.
-        kwargs.pop("reinit")
+        kwargs = {"name": run_name, "job_type": job_type, "group": _sweep_group()}
         Path(cfg.logger.save_dir).mkdir(parents=True, exist_ok=True)
     return hydra.utils.instantiate(cfg.logger, **kwargs)
+
+
+def job_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job's resolved config without Hydra's own node (present when tests compose it)."""
+    return {
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        if OmegaConf.is_config(cfg[key])
+        else cfg[key]
+        for key in cfg
+        if key != "hydra"
+    }
 
 
 def _finite(x: float) -> float:
@@ -135,13 +142,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     logger = build_logger(cfg, run_name, job_type=cfg.reinit.name)
     callbacks: list[L.Callback] = [reinit_cb]
     if cfg.get("early_stopping"):
-        callbacks.append(
-            EarlyStopping(monitor="val/primary", mode="max", **cfg.early_stopping)
-        )
+        callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **cfg.early_stopping))
     trainer = hydra.utils.instantiate(
         cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks
     )
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = job_config(cfg)
     try:
         if logger is not None:
             logger.log_hyperparams(
@@ -149,7 +154,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             )
         trainer.fit(module, datamodule=data)
     finally:
-        if logger is not None and hasattr(logger, "experiment") and "Wandb" in type(logger).__name__:
+        if (
+            logger is not None
+            and hasattr(logger, "experiment")
+            and "Wandb" in type(logger).__name__
+        ):
             import wandb
 
             wandb.finish()
@@ -171,13 +180,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "primary_metric": task.primary_metric,
         "train_size": data.num_train_examples,
         "max_train_samples": cfg.data.max_train_samples,
-        "dev_sizes": {v.name: len(d) for v, d in zip(task.validation, data.val_sets)},
+        "dev_sizes": {v.name: len(d) for v, d in zip(task.validation, data.val_sets, strict=False)},
         "final": final,
         "best": best,
         "history": module.history,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "stopped_early": bool(cfg.get("early_stopping")) and trainer.current_epoch < cfg.trainer.max_epochs,
+        "stopped_early": bool(cfg.get("early_stopping"))
+        and trainer.current_epoch < cfg.trainer.max_epochs,
         "wall_time_s": round(time.time() - started, 2),
         "device": str(next(model.parameters()).device),
         "torch_threads": torch.get_num_threads(),
@@ -196,11 +206,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return record
 
 
+def _route_lightning_logs_to_hydra() -> None:
+    """Lightning adds its own console handler; under Hydra (which logs to console and the job's
+    log file) that prints every line twice. Drop it and let records propagate to Hydra's."""
+    import lightning  # noqa: F401  (installs the handlers we remove)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        for handler in list(lg.handlers):
+            lg.removeHandler(handler)
+        lg.propagate = True
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    _route_lightning_logs_to_hydra()
     try:
         record = train(cfg)
     except ReinitlabError as e:

@@ -1,0 +1,48 @@
+# reinitlab: `make demo` (installs what is missing, runs experiment=demo) and `make test`.
+# Installs into .venv with torch pinned by constraints.txt (the CPU build on these machines);
+# GPU users install with plain `pip install -e .` and their own torch.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# Local GLUE TSVs: $GLUE_DIR, else ../shared/data/glue when it exists.
+GLUE_DIR ?= $(if $(wildcard ../shared/data/glue),$(abspath ../shared/data/glue),)
+export GLUE_DIR
+export HF_HUB_OFFLINE ?= 1
+export WANDB_SILENT ?= true
+
+.PHONY: install demo test test-slow test-all lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -c constraints.txt torch==2.13.0
+	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	@test -n "$(GLUE_DIR)" || { echo "Set GLUE_DIR to a folder of GLUE TSVs (<TASK>/train.tsv, dev.tsv)"; exit 2; }
+	$(PY) train.py experiment=demo
+	@echo "Results: the newest folder under multirun/ (one result.json per job)."
+
+test: install
+	$(PY) -m pytest -q
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
+
+test-all: install
+	$(PY) -m pytest -q -m "slow or not slow"
+
+lint: install
+	$(VENV)/bin/ruff check src tests train.py
+	$(VENV)/bin/ruff format --check src tests train.py
+
+format: install
+	$(VENV)/bin/ruff format src tests train.py
+	$(VENV)/bin/ruff check --fix src tests train.py
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

@@ -1,0 +1,22 @@
+"""OmegaConf resolvers the bundled configs use; registered on `import reinitlab`.
+
+`reinitlab_uid` makes run/sweep directory names unique when two sweeps start in the same
+second. It is cached per config, and Hydra copies the cache into every job's config of a
+sweep, so all jobs of one sweep agree on the directory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from omegaconf import OmegaConf
+
+
+def register() -> None:
+    OmegaConf.register_new_resolver(
+        "reinitlab_uid",
+        lambda: f"{os.getpid():x}{secrets.token_hex(2)}",
+        use_cache=True,
+        replace=True,
+    )

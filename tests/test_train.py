@@ -1,0 +1,215 @@
+"""End-to-end jobs: config composition, single runs (tiny, MiniLM), a multirun sweep, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+
+from reinitlab.errors import ReinitlabError
+from reinitlab.paths import config_dir
+from reinitlab.results import RESULT_FILENAME
+from reinitlab.tasks import available_tasks
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+GLUE = REPO.parent / "shared" / "data" / "glue"
+needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
+
+
+def compose_cfg(tmp_path: Path, *overrides: str):
+    """The job config exactly as `train.py` would compose it, with output under tmp_path."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"paths.output_dir={tmp_path / 'out'}",
+                f"data.glue_dir={GLUE}",
+                f"data.cache_dir={tmp_path / 'cache'}",
+                *overrides,
+            ],
+            return_hydra_config=True,
+        )
+        HydraConfig().set_config(cfg)
+    return cfg
+
+
+FAST = ("model=tiny", "logger=none", "data.max_train_samples=64", "trainer.max_epochs=1")
+
+
+@pytest.mark.parametrize("task", available_tasks())
+@pytest.mark.parametrize("model", ["bert-base-cased", "bert-base-uncased", "minilm-l6", "tiny"])
+def test_every_task_and_model_config_composes(tmp_path, task, model):
+    cfg = compose_cfg(tmp_path, f"task={task}", f"model={model}")
+    assert cfg.task.name == task and cfg.model.name == model
+    assert cfg.reinit.name == "progressive" and cfg.reinit.k is None  # default: reinit nothing
+    assert cfg.optim.lr == 2e-5 and cfg.data.batch_size == 32 and cfg.trainer.max_epochs == 3
+    assert cfg.data.max_length == 128 and cfg.data.pad_to_max_length is False
+
+
+def test_default_model_is_the_studys(tmp_path):
+    cfg = compose_cfg(tmp_path)
+    assert cfg.model.name == "bert-base-cased" and cfg.logger.offline is True
+
+
+def test_sweep_dirs_cannot_collide(tmp_path):
+    from omegaconf import OmegaConf
+
+    a = compose_cfg(tmp_path)
+    b = compose_cfg(tmp_path)
+    sweep_a = OmegaConf.select(a, "hydra.sweep.dir")
+    sweep_b = OmegaConf.select(b, "hydra.sweep.dir")
+    assert sweep_a.startswith("multirun/") and sweep_a != sweep_b
+
+
+@needs_glue
+def test_tiny_run_writes_a_valid_result_record(tmp_path):
+    from reinitlab.models import load_model
+    from reinitlab.reinit import progressive_targets
+    from reinitlab.tasks import load_task
+    from reinitlab.train import train
+
+    cfg = compose_cfg(tmp_path, *FAST, "task=cola", "reinit.k=2", "seed=3")
+    record = train(cfg)
+    on_disk = json.loads((tmp_path / "out" / RESULT_FILENAME).read_text())
+    assert on_disk["record_version"] == 1
+    assert {k: on_disk[k] for k in record} == json.loads(json.dumps(record, default=str))
+    assert record["status"] == "completed" and record["task"] == "cola"
+    assert record["model"] == "tiny" and record["num_layers"] == 3
+    assert record["scheme"] == {"name": "progressive", "label": "k=2", "k": 2, "pooler": False}
+    assert record["seed"] == 3 and set(record["seeds"]) == {"train", "reinit", "subset"}
+    assert record["train_size"] == 64 and record["dev_sizes"] == {"validation": 1043}
+    assert record["steps"] == 2 and len(record["history"]) == 1  # 64 examples / batch 32
+    metrics = record["final"]["metrics"]
+    assert set(metrics) == {"val/mcc", "val/primary"}
+    assert metrics["val/primary"] == metrics["val/mcc"] and -1 <= metrics["val/mcc"] <= 1
+    assert record["best"] == record["final"]
+    model = load_model(cfg.model, load_task("cola"), head_seed=0)
+    expected = sorted(t.name for t in progressive_targets(model, 2))
+    assert record["reset_tensors"] == expected
+    assert all(".layer.1." in n or ".layer.2." in n for n in expected)
+    assert record["versions"]["torch"] and record["config"]["reinit"]["k"] == 2
+    assert record["wall_time_s"] > 0
+
+
+@needs_glue
+def test_reinit_none_and_pinned_seeds_are_recorded(tmp_path):
+    from reinitlab.seeding import derive_seed
+    from reinitlab.train import train
+
+    cfg = compose_cfg(tmp_path, *FAST, "task=wnli", "reinit=none", "seed=7", "seeds.reinit=11")
+    record = train(cfg)
+    assert record["reset_tensors"] == [] and record["scheme"]["label"] == "baseline"
+    assert record["seeds"] == {
+        "train": derive_seed(7, "train"),
+        "reinit": 11,
+        "subset": derive_seed(7, "subset"),
+    }
+
+
+@needs_glue
+def test_minilm_run_few_steps(tmp_path):
+    from reinitlab.train import train
+
+    cfg = compose_cfg(
+        tmp_path,
+        "model=minilm-l6",
+        "task=stsb",
+        "logger=csv",
+        "reinit.k=6",
+        "data.max_train_samples=32",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+    )
+    record = train(cfg)
+    assert record["num_layers"] == 6 and record["steps"] == 1
+    assert record["reset_tensors"][0].startswith("bert.encoder.layer.5.")
+    assert set(record["final"]["metrics"]) == {"val/pearson", "val/spearman", "val/primary"}
+    assert record["dev_sizes"] == {"validation": 1500}
+    assert math.isfinite(record["final"]["metrics"]["val/pearson"])
+    csv_metrics = list((tmp_path / "out" / "csv").rglob("metrics.csv"))
+    assert csv_metrics and "val/pearson" in csv_metrics[0].read_text().splitlines()[0]
+
+
+@needs_glue
+def test_plateau_trainer_stops_and_reports_the_best_epoch(tmp_path):
+    from reinitlab.train import train
+
+    cfg = compose_cfg(
+        tmp_path,
+        *FAST,
+        "task=wnli",
+        "trainer=plateau",
+        "trainer.max_epochs=8",
+        "early_stopping.patience=1",
+    )
+    assert cfg.trainer.max_epochs == 8 and cfg.early_stopping.patience == 1
+    record = train(cfg)
+    history = record["history"]
+    assert record["stopped_early"] is True and len(history) < 8
+    best_value = max(h["metrics"]["val/primary"] for h in history)
+    assert record["best"]["metrics"]["val/primary"] == best_value
+    assert record["best"] == next(h for h in history if h["metrics"]["val/primary"] == best_value)
+
+
+@needs_glue
+def test_k_out_of_range_fails_before_loading_weights(tmp_path, monkeypatch):
+    import reinitlab.models
+    from reinitlab.train import train
+
+    def must_not_load(*a, **k):
+        raise AssertionError("weights were loaded before the scheme was validated")
+
+    monkeypatch.setattr(reinitlab.models, "load_model", must_not_load)
+    for k in (0, 5):
+        cfg = compose_cfg(tmp_path, *FAST, f"reinit.k={k}")
+        with pytest.raises(ReinitlabError, match=r"has 3 encoder layers.*1\.\.4"):
+            train(cfg)
+    assert not (tmp_path / "out" / RESULT_FILENAME).exists()
+
+
+def test_missing_data_dir_and_unreadable_tsv(tmp_path):
+    from reinitlab.train import train
+
+    cfg = compose_cfg(tmp_path, *FAST, f"data.glue_dir={tmp_path / 'nowhere'}")
+    with pytest.raises(ReinitlabError, match="data.glue_dir"):
+        train(cfg)
+    bad = tmp_path / "glue" / "WNLI"
+    bad.mkdir(parents=True)
+    (bad / "train.tsv").write_bytes(b"index\tsentence1\tsentence2\tlabel\n0\t\xff\xfe\tb\t1\n")
+    (bad / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\t1\n")
+    cfg = compose_cfg(tmp_path, *FAST, "task=wnli", f"data.glue_dir={tmp_path / 'glue'}")
+    with pytest.raises(ReinitlabError, match="cannot read .*train.tsv"):
+        train(cfg)
+    assert not (tmp_path / "out" / RESULT_FILENAME).exists()
+
+
+def run_cli(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_cli_bad_input_fails_fast_with_a_clear_message(tmp_path):
+    out = run_cli("task=colaa", "model=tiny", cwd=tmp_path)
+    assert out.returncode != 0
+    assert "task/colaa" in out.stderr and "cola" in out.stderr  # Hydra lists the options
+    out = run_cli("model=tiny", "reinit.k=9", f"data.glue_dir={GLUE}", "logger=none", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "reinit.k=9 is out of range" in out.stderr and "3 encoder layers" in out.stderr
+    assert not list(tmp_path.rglob(RESULT_FILENAME))
