@@ -94,7 +94,9 @@ class GlueDataModule(L.LightningDataModule):
             return
         self.train_set = self._load("train", self.max_train_samples)
         self.val_sets = [self._load(v.name, None) for v in self.task.validation]
-        sizes = ", ".join(f"{v.name} {len(d)}" for v, d in zip(self.task.validation, self.val_sets, strict=False))
+        sizes = ", ".join(
+            f"{v.name} {len(d)}" for v, d in zip(self.task.validation, self.val_sets, strict=False)
+        )
         cached = "cached" if all(self.cache_hits.values()) else "tokenized"
         print(
             f"[reinitlab] {self.task.name}: train {len(self.train_set)}, {sizes} ({cached})",
