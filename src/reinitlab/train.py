@@ -10,6 +10,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -218,12 +219,25 @@ def _route_lightning_logs_to_hydra() -> None:
         lg.propagate = True
 
 
+def _quiet_known_warnings() -> None:
+    """Warnings that are expected here and say nothing to the user: data is tokenized in memory
+    (no loader workers needed), Spearman keeps the dev predictions (a dev set is small), and a
+    deprecation inside Lightning itself."""
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*will save all targets and predictions in the buffer.*",
+        ".*isinstance\\(treespec, LeafSpec\\).*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     _route_lightning_logs_to_hydra()
+    _quiet_known_warnings()
     try:
         record = train(cfg)
     except ReinitlabError as e:
