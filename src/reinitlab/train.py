@@ -99,6 +99,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from reinitlab.datamodule import GlueDataModule
     from reinitlab.models import load_config, load_model, load_tokenizer
     from reinitlab.module import GlueClassifier
+    from reinitlab.probing.run import ProbeCallback
     from reinitlab.reinit import plan_reinit
     from reinitlab.results import best_and_final, package_versions, write_result
     from reinitlab.seeding import resolve_seeds
@@ -141,6 +142,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_name = f"{task.name}-{model_name}-{label}-seed{cfg.seed}".replace("=", "")
     logger = build_logger(cfg, run_name, job_type=cfg.reinit.name)
     callbacks: list[L.Callback] = [reinit_cb]
+    probe_cb = ProbeCallback.from_config(cfg, data, seed=seeds["subset"])  # after reinit_cb
+    if probe_cb is not None:
+        callbacks.append(probe_cb)
     if cfg.get("early_stopping"):
         callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **cfg.early_stopping))
     trainer = hydra.utils.instantiate(
@@ -194,6 +198,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "versions": package_versions(),
         "config": resolved,
     }
+    if probe_cb is not None:
+        record["probe"] = probe_cb.results
     path = write_result(output_dir, record)
     final_primary = final["metrics"]["val/primary"]
     best_primary = best["metrics"]["val/primary"]
