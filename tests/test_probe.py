@@ -344,3 +344,85 @@ def test_probe_before_and_after_training_go_into_the_record_and_wandb(tmp_path):
     plain = train(compose_cfg(tmp_path / "plain", *fast, "reinit.k=2", "logger=none"))
     assert "probe" not in plain
     assert plain["final"]["metrics"] == record["final"]["metrics"]
+
+
+# ---------------------------------------------------------------- head on layer ℓ, frozen below
+
+
+def test_head_on_layer_reads_that_layer_only(tiny_model_and_data):
+    import copy
+
+    from reinitlab.probing.head_layer import attach_head_to_layer
+
+    full, data, collate = tiny_model_and_data
+    full = copy.deepcopy(full).eval()
+    cut = copy.deepcopy(full)
+    frozen = attach_head_to_layer(cut, 1, freeze=True)
+    assert len(cut.bert.encoder.layer) == 1 and cut.config.num_hidden_layers == 1
+    assert frozen and all(n.startswith(("embeddings.", "encoder.layer.0.")) for n in frozen)
+    trainable = {n for n, p in cut.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("bert.pooler.", "classifier.")) for n in trainable)
+    batch = collate([data[i] for i in range(8)])
+    batch.pop("labels")
+    with torch.no_grad():
+        logits = cut(**batch).logits
+        # the head applied by hand to layer 1's [CLS] of the full model
+        hidden = full.bert(**batch, output_hidden_states=True).hidden_states[1]
+        by_hand = full.classifier(full.bert.pooler(hidden))
+        torch.testing.assert_close(logits, by_hand)
+        assert not torch.allclose(full(**batch).logits, logits)  # the full model reads layer 3
+        # perturbing the layers above 1 in the full model changes its logits, not the head's
+        for layer in full.bert.encoder.layer[1:]:
+            for p in layer.parameters():
+                p.add_(torch.randn_like(p))
+        hidden_again = full.bert(**batch, output_hidden_states=True).hidden_states[1]
+        torch.testing.assert_close(full.classifier(full.bert.pooler(hidden_again)), logits)
+
+
+@needs_glue
+def test_frozen_layers_stay_bit_identical_through_training(tmp_path, monkeypatch):
+    import reinitlab.probing.head_layer as head_layer
+    from test_train import compose_cfg
+
+    from reinitlab.models import load_model
+    from reinitlab.train import train
+
+    cut_models = []
+    real = head_layer.attach_head_to_layer
+
+    def spy(model, layer, freeze=True):
+        cut_models.append(model)
+        return real(model, layer, freeze)
+
+    monkeypatch.setattr(head_layer, "attach_head_to_layer", spy)
+    cfg = compose_cfg(
+        tmp_path,
+        "model=tiny",
+        "task=cola",
+        "logger=none",
+        "data.max_train_samples=64",
+        "trainer.max_epochs=1",
+        "head.layer=2",
+        "optim.lr=1e-2",
+    )
+    record = train(cfg)
+    assert record["steps"] == 2
+    trained = cut_models[0]
+    pretrained = load_model(cfg.model, load_task("cola"), head_seed=record["seeds"]["train"])
+    before = dict(pretrained.named_parameters())
+    after = dict(trained.named_parameters())
+    assert len(trained.bert.encoder.layer) == 2
+    below = [n for n in after if n.startswith(("bert.embeddings.", "bert.encoder."))]
+    assert below and all(torch.equal(after[n].cpu(), before[n]) for n in below)
+    assert not torch.equal(after["classifier.weight"].cpu(), before["classifier.weight"])
+    assert not torch.equal(
+        after["bert.pooler.dense.weight"].cpu(), before["bert.pooler.dense.weight"]
+    )
+    # bad input fails before training
+    for bad, match in (
+        ("head.layer=4", r"head.layer=4 is out of range.*0\.\.3"),
+        ("reinit.k=4", r"reinit.k=4 with head.layer=2"),
+    ):
+        extra = [bad] if bad.startswith("head") else ["head.layer=2", bad]
+        with pytest.raises(ReinitlabError, match=match):
+            train(compose_cfg(tmp_path, "model=tiny", "logger=none", *extra))

@@ -34,39 +34,41 @@ def bin_regression_labels(scores, edges=STSB_BIN_EDGES) -> np.ndarray:
     return np.searchsorted(np.asarray(edges, dtype=float), np.asarray(scores, float), side="right")
 
 
-def class_covariances(features, labels) -> tuple[np.ndarray, np.ndarray, int]:
-    """(Σ_W, Σ_B, K) as defined in the module docstring, in float64."""
+def _class_means(features, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features as float64 [N, d], class means [K, d], class index of each example)."""
     h = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels)
     if h.ndim != 2 or len(h) != len(y):
         raise ReinitlabError(f"features must be [N, d] with N labels; got {h.shape} and {y.shape}")
-    classes = np.unique(y)
+    classes, index = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise ReinitlabError("the variability score needs at least two classes in the labels")
-    means = np.stack([h[y == c].mean(axis=0) for c in classes])
-    index = np.searchsorted(classes, y)
+    means = np.stack([h[index == c].mean(axis=0) for c in range(len(classes))])
+    return h, means, index
+
+
+def class_covariances(features, labels) -> tuple[np.ndarray, np.ndarray, int]:
+    """(Σ_W, Σ_B, K) as defined in the module docstring, in float64."""
+    h, means, index = _class_means(features, labels)
     within = h - means[index]
-    sigma_w = within.T @ within / len(h)
     centred = means - h.mean(axis=0)
-    sigma_b = centred.T @ centred / len(classes)
-    return sigma_w, sigma_b, len(classes)
+    return within.T @ within / len(h), centred.T @ centred / len(means), len(means)
 
 
 def nc_variability(features, labels, rtol: float = 1e-10) -> float:
     """NC = (1/K)·tr(Σ_W Σ_B⁺) of features [N, d] with class labels [N]."""
-    h = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels)
-    sigma_w, _, k = class_covariances(h, y)
-    classes = np.unique(y)
-    means = np.stack([h[y == c].mean(axis=0) for c in classes])
+    h, means, index = _class_means(features, labels)
+    k = len(means)
+    within = h - means[index]
     centred = (means - h.mean(axis=0)) / np.sqrt(k)  # Σ_B = centredᵀ centred
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     keep = s > rtol * max(s.max(), np.finfo(float).tiny)
     if not keep.any():
         return float("inf")  # every class mean is the same: no between-class spread at all
-    v = vt[keep]  # the range of Σ_B, as rows
-    # tr(Σ_W Σ_B⁺) = Σ_j v_jᵀ Σ_W v_j / s_j²
-    return float(np.einsum("jd,de,je->j", v, sigma_w, v) @ (1.0 / s[keep] ** 2) / k)
+    # Σ_B⁺ = Σ_j v_j v_jᵀ / s_j² over the range of Σ_B, so
+    # tr(Σ_W Σ_B⁺) = Σ_j v_jᵀ Σ_W v_j / s_j² = Σ_j ‖within · v_j‖² / (N s_j²)
+    proj = within @ vt[keep].T  # [N, r]
+    return float(((proj**2).sum(axis=0) / len(h)) @ (1.0 / s[keep] ** 2) / k)
 
 
 def layer_variability(features_per_layer, labels, regression: bool = False) -> list[float]:
