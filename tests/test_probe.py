@@ -381,9 +381,9 @@ def test_head_on_layer_reads_that_layer_only(tiny_model_and_data):
 
 @needs_glue
 def test_frozen_layers_stay_bit_identical_through_training(tmp_path, monkeypatch):
-    import reinitlab.probing.head_layer as head_layer
     from test_train import compose_cfg
 
+    import reinitlab.probing.head_layer as head_layer
     from reinitlab.models import load_model
     from reinitlab.train import train
 
