@@ -15,7 +15,12 @@ from omegaconf import OmegaConf
 
 from reinitlab.errors import ReinitlabError
 from reinitlab.paths import config_dir
-from reinitlab.probing import bin_regression_labels, nc_variability, probe_reinit_spearman
+from reinitlab.probing import (
+    bin_regression_labels,
+    nc_variability,
+    probe_reinit_spearman,
+    reinit_curve,
+)
 from reinitlab.probing.linear import fit_probe, probe_layers, score
 from reinitlab.probing.variability import class_covariances, layer_variability
 from reinitlab.tasks import load_task
@@ -154,6 +159,30 @@ def test_spearman_between_probe_metric_and_reinit_drop():
     assert math.isnan(probe_reinit_spearman([0, 1, 1, 1], {1: 0.1, 2: 0.2, 3: 0.3}, 0.5)["rho"])
     with pytest.raises(ReinitlabError, match="unknown layer name"):
         probe_reinit_spearman({"pooler": 0.1}, {1: 0.1}, 0.5)
+
+
+def test_reinit_curve_from_result_records():
+    def rec(k, value, name="progressive", seed=0):
+        return {
+            "task": "cola",
+            "model": "tiny",
+            "num_layers": 3,
+            "scheme": {"name": name, "k": k, "pooler": False},
+            "seed": seed,
+            "best": {"metrics": {"val/primary": value}},
+        }
+
+    records = [rec(1, 0.1), rec(1, 0.3, seed=1), rec(2, 0.4), rec(3, 0.5), rec(4, 0.6)]
+    records += [rec(None, 0.62, seed=1), rec(None, 0.7, name="none", seed=2)]
+    curve, baseline = reinit_curve(records)
+    assert curve == pytest.approx({1: 0.2, 2: 0.4, 3: 0.5})
+    assert baseline == pytest.approx((0.6 + 0.62 + 0.7) / 3)
+    out = probe_reinit_spearman([0.0, 0.3, 0.2, 0.1], curve, baseline)
+    assert out["layers"] == [1, 2, 3] and out["rho"] == pytest.approx(1.0)
+    with pytest.raises(ReinitlabError, match="no baseline"):
+        reinit_curve(records[:4])
+    with pytest.raises(ReinitlabError, match="mix tasks"):
+        reinit_curve([*records, {**rec(2, 0.1), "task": "rte"}])
 
 
 # ---------------------------------------------------------------- features and their cache

@@ -8,7 +8,12 @@
 - `command`: `reinitlab probe task=... model=...`.
 """
 
-from reinitlab.probing.correlation import probe_reinit_spearman
+from reinitlab.probing.correlation import probe_reinit_spearman, reinit_curve
 from reinitlab.probing.variability import bin_regression_labels, nc_variability
 
-__all__ = ["bin_regression_labels", "nc_variability", "probe_reinit_spearman"]
+__all__ = [
+    "bin_regression_labels",
+    "nc_variability",
+    "probe_reinit_spearman",
+    "reinit_curve",
+]

@@ -7,12 +7,16 @@
 and returns scipy's Spearman rank correlation between them. Positive ρ: layers whose
 features already probe well are the ones whose loss hurts most. The embeddings (layer 0)
 have no progressive k and are left out.
+
+`reinit_curve(records)` turns the result records of a progressive sweep (one task, one model)
+into the `curve` and `baseline` this needs, averaging over seeds.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reinitlab.errors import ReinitlabError
@@ -69,3 +73,32 @@ def probe_reinit_spearman(
         "probe": probe,
         "drop": drop,
     }
+
+
+def reinit_curve(
+    records: Iterable[Mapping[str, Any]], metric: str = "val/primary", which: str = "best"
+) -> tuple[dict[int, float], float]:
+    """({k: mean metric over seeds}, baseline mean) from result records of one task and model.
+
+    Progressive runs with k = 1..L make the curve; the baseline is every run that resets no
+    layer (`reinit=none`, or progressive with k unset or k = L+1). `which` is "best" or "final".
+    """
+    by_k: dict[int, list[float]] = defaultdict(list)
+    base: list[float] = []
+    seen: set[tuple[Any, Any]] = set()
+    for rec in records:
+        seen.add((rec.get("task"), rec.get("model")))
+        value = float(rec[which]["metrics"][metric])
+        scheme, num_layers = rec["scheme"], int(rec["num_layers"])
+        k = scheme.get("k") if scheme.get("name") == "progressive" else None
+        if scheme.get("name") == "none" or k is None or k == num_layers + 1:
+            if not scheme.get("pooler"):
+                base.append(value)
+        elif scheme.get("name") == "progressive":
+            by_k[int(k)].append(value)
+    if len(seen) > 1:
+        raise ReinitlabError(f"records mix tasks/models {sorted(seen, key=str)}; pass one of each")
+    if not base:
+        raise ReinitlabError("no baseline run among the records (reinit=none or reinit.k unset)")
+    curve = {k: sum(v) / len(v) for k, v in sorted(by_k.items())}
+    return curve, sum(base) / len(base)
