@@ -13,7 +13,9 @@ import sys
 from reinitlab.errors import ReinitlabError
 
 # command -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "probe": ("reinitlab.probing.command", "linear probe + variability score for every layer"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
