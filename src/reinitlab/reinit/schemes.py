@@ -11,7 +11,7 @@ nothing, which is the untouched baseline (like `progressive` with k = L+1).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,7 +36,6 @@ class Selection:
     embeddings: bool = False
     pooler: bool = False
     order: tuple[int, ...] | None = None  # new layer order (permute); None = unchanged
-    notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_baseline(self) -> bool:
