@@ -21,15 +21,6 @@ from tests.test_train import FAST, GLUE, compose_cfg, needs_glue, run_cli
 
 PRESETS = ("paper_layers", "paper_heads", "blocks", "permute")
 SCHEMES = ("none", "progressive", "layers", "block", "heads", "permute", "embeddings")
-
-
-def test_embeddings_scheme_composes(tmp_path):
-    from reinitlab.train import scheme_label, scheme_params
-
-    cfg = compose_cfg(tmp_path, "model=tiny", "reinit=embeddings", "reinit.mode=zero")
-    assert scheme_label("embeddings", scheme_params(cfg.reinit), 3) == "embeddings zero"
-
-
 ONE_STEP = (
     "logger=none",
     "data.max_train_samples=32",
@@ -77,6 +68,13 @@ def test_every_scheme_config_composes_with_its_defaults_as_the_baseline(tmp_path
     params = scheme_params(cfg.reinit)
     assert resolve_scheme({"name": name, **params}, 3, 4).is_baseline
     assert scheme_label(name, params, 3) == "baseline"
+
+
+def test_embeddings_scheme_composes(tmp_path):
+    from reinitlab.train import scheme_label, scheme_params
+
+    cfg = compose_cfg(tmp_path, "model=tiny", "reinit=embeddings", "reinit.mode=zero")
+    assert scheme_label("embeddings", scheme_params(cfg.reinit), 3) == "embeddings zero"
 
 
 def test_minilm_preset_sweeps_are_derived_from_the_model(tmp_path):
