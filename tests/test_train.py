@@ -85,7 +85,14 @@ def test_tiny_run_writes_a_valid_result_record(tmp_path):
     assert {k: on_disk[k] for k in record} == json.loads(json.dumps(record, default=str))
     assert record["status"] == "completed" and record["task"] == "cola"
     assert record["model"] == "tiny" and record["num_layers"] == 3
-    assert record["scheme"] == {"name": "progressive", "label": "k=2", "k": 2, "pooler": False}
+    assert record["scheme"] == {
+        "name": "progressive",
+        "label": "k=2",
+        "k": 2,
+        "parts": None,
+        "mode": "reinit",
+        "pooler": False,
+    }
     assert record["seed"] == 3 and set(record["seeds"]) == {"train", "reinit", "subset"}
     assert record["train_size"] == 64 and record["dev_sizes"] == {"validation": 1043}
     assert record["steps"] == 2 and len(record["history"]) == 1  # 64 examples / batch 32

@@ -1,8 +1,8 @@
 """Load the tokenizer and the sequence-classification model a `model/` config names.
 
 Three sources: `hub` (a Hugging Face model id or local directory), `package` (a model shipped
-inside a Python package, e.g. the offline all-MiniLM-L6-v2), and `random` (a BertConfig with
-fixed "pretrained" weights drawn from `init_seed`, for tests).
+inside a Python package, e.g. the offline all-MiniLM-L6-v2), and `random` (a config of
+`model_type`, default bert, with fixed "pretrained" weights drawn from `init_seed`, for tests).
 """
 
 from __future__ import annotations
@@ -58,7 +58,10 @@ def load_config(spec: Mapping[str, Any], task: TaskSpec | None = None) -> Pretra
     """The model's config (cheap: used to validate a scheme before anything heavy loads)."""
     extra = {} if task is None else {"num_labels": task.num_labels}
     if spec.get("source") == "random":
-        return BertConfig(**dict(spec["config"]), **extra)
+        model_type = spec.get("model_type", "bert")  # tiny-roberta, tiny-distilbert: see conf/model
+        if model_type == "bert":
+            return BertConfig(**dict(spec["config"]), **extra)
+        return AutoConfig.for_model(model_type, **dict(spec["config"]), **extra)
     try:
         return AutoConfig.from_pretrained(_source_path(spec), **extra)
     except OSError as e:

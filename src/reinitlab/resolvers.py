@@ -3,6 +3,9 @@
 `reinitlab_uid` makes run/sweep directory names unique when two sweeps start in the same
 second. It is cached per config, and Hydra copies the cache into every job's config of a
 sweep, so all jobs of one sweep agree on the directory.
+
+`reinitlab_sweep:WHAT` gives the `experiment/` presets sweep values derived from the chosen
+model (see `reinitlab.reinit.sweeps`).
 """
 
 from __future__ import annotations
@@ -20,3 +23,14 @@ def register() -> None:
         use_cache=True,
         replace=True,
     )
+    register_sweeps()
+
+
+def _sweep(what: str, *, _root_):
+    from reinitlab.reinit.sweeps import resolve_sweep  # imports transformers: only when used
+
+    return resolve_sweep(what, _root_=_root_)
+
+
+def register_sweeps() -> None:
+    OmegaConf.register_new_resolver("reinitlab_sweep", _sweep, replace=True)

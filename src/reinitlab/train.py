@@ -34,22 +34,24 @@ def scheme_params(scheme: DictConfig | dict) -> dict[str, Any]:
 
 
 def scheme_label(name: str, params: dict[str, Any], num_layers: int) -> str:
-    if name == "progressive":
-        k = params.get("k") or num_layers + 1
-        return "baseline" if k == num_layers + 1 else f"k={k}"
-    return "baseline" if name == "none" else name
+    """`k=5`, `layers 1,4,7`, `block 4-6`, `L12H6`, `perm seed 3`, ... or `baseline`."""
+    from reinitlab.reinit import scheme_label as label_of
+
+    return label_of(name, params, num_layers)
 
 
-def validate_scheme(scheme: DictConfig, num_layers: int, model_name: str) -> None:
-    """Check scheme parameters against the model's layer count before anything heavy runs."""
-    from reinitlab.reinit import check_progressive_k
+def validate_scheme(
+    scheme: DictConfig, num_layers: int, model_name: str, model_config: Any = None
+) -> None:
+    """Check scheme parameters against the model (family, layer and head counts) before
+    anything heavy runs; `model_config` (when given) also checks the family and head count."""
+    from reinitlab.reinit import layout_for, resolve_scheme
 
-    if scheme.name == "progressive":
-        check_progressive_k(scheme.get("k"), num_layers, model_name)
-    elif scheme.name != "none":
-        raise ReinitlabError(
-            f"reinit={scheme.name!r} is not a known scheme; known: ['none', 'progressive']"
-        )
+    num_heads = None
+    if model_config is not None:
+        layout_for(getattr(model_config, "model_type", None), f"model {model_name!r}")
+        num_heads = model_config.num_attention_heads
+    resolve_scheme(scheme_params(scheme) | {"name": scheme.name}, num_layers, num_heads, model_name)
 
 
 def _sweep_group() -> str | None:
@@ -102,7 +104,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from reinitlab.module import GlueClassifier
     from reinitlab.probing.head_layer import attach_head_to_layer, check_head_config
     from reinitlab.probing.run import ProbeCallback
-    from reinitlab.reinit import plan_reinit
+    from reinitlab.reinit import plan_scheme
     from reinitlab.results import best_and_final, package_versions, write_result
     from reinitlab.seeding import resolve_seeds
     from reinitlab.tasks import TaskSpec
@@ -116,7 +118,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # Fail fast: scheme vs model, then data, before the weights load or training starts.
     model_config = load_config(cfg.model, task)
     num_layers = model_config.num_hidden_layers
-    validate_scheme(cfg.reinit, num_layers, model_name)
+    validate_scheme(cfg.reinit, num_layers, model_name, model_config)
     check_head_config(cfg.get("head"), num_layers, model_name, cfg.reinit.get("k"))
     tokenizer = load_tokenizer(cfg.model)
     data = GlueDataModule(
@@ -139,8 +141,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     head = cfg.get("head") or {}
     attach_head_to_layer(model, head.get("layer"), freeze=head.get("freeze", True))
     params = scheme_params(cfg.reinit)
-    targets = plan_reinit(model, {"name": cfg.reinit.name, **params})
-    reinit_cb = ReinitCallback(targets, std=model.config.initializer_range, seed=seeds["reinit"])
+    plan = plan_scheme(model, {"name": cfg.reinit.name, **params})
+    reinit_cb = ReinitCallback(plan, std=model.config.initializer_range, seed=seeds["reinit"])
     module = GlueClassifier(model, task, **cfg.optim)
 
     label = scheme_label(cfg.reinit.name, params, num_layers)
@@ -184,6 +186,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "scheme": {"name": cfg.reinit.name, "label": label, **params},
         "reset_tensors": sorted(reinit_cb.reset_counts),
         "reset_values": int(sum(reinit_cb.reset_counts.values())),
+        "reinit_plan": plan.summary(),  # permuted layer order, masked heads (1-based)
         "seed": int(cfg.seed),
         "seeds": seeds,
         "primary_metric": task.primary_metric,

@@ -1,0 +1,45 @@
+"""Sweep values the `experiment/` presets derive from the chosen model.
+
+A preset cannot hard-code "k = 1..L+1" or "layers 1, 2, L-1, L": L depends on `model=...`.
+The resolver `${reinitlab_sweep:WHAT}` (used in `hydra.sweeper.params`) reads the model's
+config (cheap: no weights) when the sweep starts and returns Hydra's sweep syntax. Every list
+starts with the scheme's baseline value, so a preset's sweep is self-contained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SWEEPS = ("progressive", "edge_heads", "blocks")
+
+
+def model_sizes(model_spec: Any) -> tuple[int, int]:
+    """(layers, heads per layer) from a `model/` config, without loading weights."""
+    from reinitlab.models import load_config
+
+    config = load_config(model_spec)
+    return int(config.num_hidden_layers), int(config.num_attention_heads)
+
+
+def edge_layers(num_layers: int) -> list[int]:
+    """The first two and last two layers (1-based), e.g. 1,2,11,12 for BERT-base."""
+    return sorted({1, 2, num_layers - 1, num_layers} & set(range(1, num_layers + 1)))
+
+
+def sweep_values(what: str, num_layers: int, num_heads: int, width: int = 3) -> str:
+    """Hydra sweep syntax for one preset key; the first value is the baseline."""
+    if what == "progressive":  # k = 1..L, then L+1 = nothing
+        return ",".join(str(k) for k in range(1, num_layers + 2))
+    if what == "edge_heads":  # null (baseline), then every head of the edge layers
+        pairs = [f"[[{a},{h}]]" for a in edge_layers(num_layers) for h in range(1, num_heads + 1)]
+        return ",".join(["null", *pairs])
+    if what == "blocks":  # null (baseline), then every block start of the given width
+        return ",".join(["null", *(str(s) for s in range(1, num_layers - width + 2))])
+    raise ValueError(f"unknown sweep {what!r}; known: {list(SWEEPS)}")
+
+
+def resolve_sweep(what: str, *, _root_: Any) -> str:
+    """The `reinitlab_sweep` resolver: the sweep for the model chosen in this config."""
+    num_layers, num_heads = model_sizes(_root_.model)
+    width = int(_root_.reinit.get("width", 3) or 3) if what == "blocks" else 3
+    return sweep_values(what, num_layers, num_heads, width)
