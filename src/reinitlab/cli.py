@@ -13,7 +13,9 @@ import sys
 from reinitlab.errors import ReinitlabError
 
 # command -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "status": ("reinitlab.status", "done / failed / missing / running jobs of a sweep directory"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,10 +3,14 @@
 `reinitlab_uid` makes run/sweep directory names unique when two sweeps start in the same
 second. It is cached per config, and Hydra copies the cache into every job's config of a
 sweep, so all jobs of one sweep agree on the directory.
+
+`reinitlab_hash` names a sweep job's directory after its overrides as well as its number, so a
+re-run whose jobs are numbered differently never writes into another job's directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 
@@ -18,5 +22,10 @@ def register() -> None:
         "reinitlab_uid",
         lambda: f"{os.getpid():x}{secrets.token_hex(2)}",
         use_cache=True,
+        replace=True,
+    )
+    OmegaConf.register_new_resolver(
+        "reinitlab_hash",
+        lambda text="": hashlib.sha256(str(text).encode()).hexdigest()[:8],
         replace=True,
     )

@@ -97,6 +97,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from reinitlab.callbacks import ReinitCallback
     from reinitlab.datamodule import GlueDataModule
+    from reinitlab.jobkey import job_key
     from reinitlab.models import load_config, load_model, load_tokenizer
     from reinitlab.module import GlueClassifier
     from reinitlab.reinit import plan_reinit
@@ -169,6 +170,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best = max(module.history, key=lambda h: (_finite(h["metrics"]["val/primary"]), -h["step"]))
     record = {
         "status": "completed",
+        "job_key": job_key(cfg),
         "task": task.name,
         "model": model_name,
         "num_layers": num_layers,
@@ -223,9 +225,11 @@ def _hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from reinitlab.jobstate import run_tracked
+
     _route_lightning_logs_to_hydra()
     try:
-        record = train(cfg)
+        record = run_tracked(cfg, train)
     except ReinitlabError as e:
         log.error("%s", e)
         if HydraConfig.get().mode == RunMode.RUN:
