@@ -27,14 +27,16 @@ QUICK = (
 )
 
 
-def multirun(sweep_dir: Path, *overrides: str, env: dict | None = None, timeout: int = 600):
+def multirun(
+    sweep_dir: Path, *overrides: str, env: dict | None = None, timeout: int = 600, base=QUICK
+):
     cache = sweep_dir.parent / "cache"
     return subprocess.run(
         [
             sys.executable,
             str(REPO / "train.py"),
             "-m",
-            *QUICK,
+            *base,
             f"data.cache_dir={cache}",
             f"hydra.sweep.dir={sweep_dir}",
             *overrides,

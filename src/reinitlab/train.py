@@ -64,12 +64,13 @@ def _sweep_group() -> str | None:
     return None
 
 
-def build_logger(cfg: DictConfig, run_name: str, job_type: str):
+def build_logger(cfg: DictConfig, run_name: str, job_type: str, wandb_extra: dict | None = None):
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return None
     kwargs: dict[str, Any] = {}
     if cfg.logger._target_.endswith("WandbLogger"):
         kwargs = {"name": run_name, "job_type": job_type, "group": _sweep_group()}
+        kwargs.update(wandb_extra or {})
         Path(cfg.logger.save_dir).mkdir(parents=True, exist_ok=True)
     return hydra.utils.instantiate(cfg.logger, **kwargs)
 
@@ -102,6 +103,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from reinitlab.module import GlueClassifier
     from reinitlab.reinit import plan_reinit
     from reinitlab.results import best_and_final, package_versions, write_result
+    from reinitlab.resume import plan_resume
     from reinitlab.seeding import resolve_seeds
     from reinitlab.tasks import TaskSpec
 
@@ -140,12 +142,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     label = scheme_label(cfg.reinit.name, params, num_layers)
     run_name = f"{task.name}-{model_name}-{label}-seed{cfg.seed}".replace("=", "")
-    logger = build_logger(cfg, run_name, job_type=cfg.reinit.name)
-    callbacks: list[L.Callback] = [reinit_cb]
+    resume = plan_resume(cfg, output_dir)  # checkpoint to resume from, W&B id, signal hook
+    logger = build_logger(cfg, run_name, cfg.reinit.name, wandb_extra=resume.logger_kwargs())
+    callbacks: list[L.Callback] = [reinit_cb, resume.callback]
     if cfg.get("early_stopping"):
         callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **cfg.early_stopping))
     trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks
+        cfg.trainer,
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        plugins=resume.plugins(),
     )
     resolved = job_config(cfg)
     try:
@@ -153,7 +159,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_hyperparams(
                 {**resolved, "seeds": seeds, "scheme_label": label, "num_layers": num_layers}
             )
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, **resume.fit_kwargs())
     finally:
         if (
             logger is not None
@@ -195,8 +201,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "versions": package_versions(),
         "config": resolved,
+        **resume.record_fields(),
     }
     path = write_result(output_dir, record)
+    resume.finish()
     final_primary = final["metrics"]["val/primary"]
     best_primary = best["metrics"]["val/primary"]
     print(
