@@ -155,6 +155,10 @@ def run_tracked(cfg, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
     except BaseException as e:
         state.fail(e)
         logging.getLogger("reinitlab").error("job %s failed: %s", state.key, error_line(e))
+        if os.environ.get("REINITLAB_PREEMPTED") == "1" and not isinstance(e, SystemExit):
+            # Requeued by submitit: leave without a result (not a failed Hydra job), whatever
+            # went wrong while the job was being torn down.
+            raise SystemExit(-1) from e
         raise
     state.finish()
     return record

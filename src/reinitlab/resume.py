@@ -191,11 +191,25 @@ class PreemptionCheckpoint(L.Callback):
         previous = self._previous_handler
         if callable(previous):  # submitit: requeue this job and exit
             os.environ["REINITLAB_PREEMPTED"] = "1"
+            _finish_wandb_before_requeue()  # the requeue kills the job's processes at once
             previous(self.signum, None)
         raise PreemptedError(
             f"got {self.signum.name} at step {trainer.global_step}: checkpoint saved to "
             f"{self.ckpt_path}; re-run the job (or let SLURM requeue it) to resume"
         )
+
+
+def _finish_wandb_before_requeue() -> None:
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is None or wandb.run is None:
+        return
+    try:
+        wandb.run.mark_preempting()
+        wandb.finish()
+    except Exception as e:  # noqa: BLE001 -- the checkpoint is saved; the requeue matters more
+        print(f"[reinitlab] could not close the W&B run before requeue: {e}", flush=True)
 
 
 @dataclass
