@@ -128,14 +128,15 @@ def test_rerun_skips_completed_and_runs_failed_and_missing(study):
 
     out = multirun(sweep, "task=wnli,rte", "reinit.k=range(1,4)", "seed=0,1")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.count("[reinitlab] skip:") == 14
-    after = {p: p.read_bytes() for p in sweep.rglob(RESULT_FILENAME)}
-    assert set(after) == set(before)
+    assert "14 already completed in this sweep dir are skipped, 2 to run" in out.stdout + out.stderr
+    after = records(sweep)
+    by_key = {rec["job_key"]: p for p, rec in after.items()}
+    assert len(by_key) == 16
     for p in paths[2:]:
-        assert after[p] == before[p]  # untouched: not re-run
+        assert p.read_bytes() == before[p]  # untouched: not re-run
     for p in (missing, failed):
-        assert json.loads(after[p])["status"] == "completed"
-    assert not (failed.parent / FAILED_FILENAME).exists()
+        rerun = by_key[json.loads((p.parent / JOB_FILENAME).read_text())["job_key"]]
+        assert json.loads(rerun.read_text())["status"] == "completed"
     assert not list(sweep.rglob(RUNNING_FILENAME))
     assert sweep_status(sweep).counts() == {"done": 16, "failed": 0, "missing": 0, "running": 0}
 
@@ -162,6 +163,13 @@ def test_a_failed_job_is_reported_with_its_error_and_the_rest_finish(tmp_path):
     assert cli.returncode == 0
     assert "done 2 | failed 1 | missing 0 | running 0 | planned 3" in cli.stdout
     assert "reinit.k=9 is out of range" in cli.stdout
+
+    # each job also checks for itself (e.g. a requeued one), here with the sweeper's check off
+    again = multirun(
+        sweep, "task=wnli", "reinit.k=1", "seed=0", "hydra.sweeper.skip_completed=false"
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("[reinitlab] skip: job") == 2  # k=1 and its baseline
 
 
 def test_status_tells_running_stale_and_missing_jobs_apart(tmp_path):

@@ -7,6 +7,10 @@ adds one `reinit=none` job unless the group already has a baseline (`reinit=none
 `progressive` with k=null or k=L+1). It never adds a job whose config is already in the sweep,
 and drops exact duplicates. The plan (every job's overrides and identity) is merged into
 `<sweep dir>/sweep_plan.json`, which `reinitlab status` uses to count missing jobs.
+
+With `skip_completed` (default), jobs whose identity already has a completed result under
+the sweep directory are not launched at all (no SLURM job for them); the rest are numbered
+from 0 again. Each job also checks for itself (`reinitlab.jobstate`), e.g. a requeued one.
 """
 
 from __future__ import annotations
@@ -73,9 +77,11 @@ class ReinitlabSweeper(BasicSweeper):
         max_batch_size: int | None = None,
         params: dict[str, str] | None = None,
         add_baselines: bool = True,
+        skip_completed: bool = True,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.add_baselines = add_baselines
+        self.skip_completed = skip_completed
         self._layers = _LayerCounts()
 
     def _describe(self, overrides: list[str]) -> dict[str, Any]:
@@ -133,19 +139,33 @@ class ReinitlabSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch) -> None:
         """Every job's config was already composed (and so validated) by `plan`."""
 
+    def completed_keys(self) -> set[str]:
+        """Identities with a completed result anywhere under the sweep directory."""
+        from reinitlab.jobstate import completed_records
+
+        assert self.config is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return set()
+        return {rec.get("job_key") for _, rec in completed_records(sweep_dir)}
+
     def split_arguments(self, overrides, max_batch_size):  # type: ignore[override]
         (jobs,) = BasicSweeper.split_arguments(overrides, None)
         planned = self.plan(jobs)
         added = sum(j["baseline_added"] for j in planned)
+        self.write_plan(planned)
+        to_run = planned
+        if self.skip_completed:
+            done = self.completed_keys()
+            to_run = [j for j in planned if j["job_key"] not in done]
         log.info(
-            "reinitlab sweeper: %d jobs (%d baseline jobs added; add_baselines=%s)",
+            "reinitlab sweeper: %d jobs (%d baseline jobs added); %d already completed in this "
+            "sweep dir are skipped, %d to run",
             len(planned),
             added,
-            self.add_baselines,
+            len(planned) - len(to_run),
+            len(to_run),
         )
-        self.write_plan(planned)
         return list(
-            BasicSweeper.split_overrides_to_chunks(
-                [j["overrides"] for j in planned], max_batch_size
-            )
+            BasicSweeper.split_overrides_to_chunks([j["overrides"] for j in to_run], max_batch_size)
         )
