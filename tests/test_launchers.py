@@ -9,8 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reinitlab.gpu_slots import acquire_slot, release, slot_names
-from tests.test_train import REPO
+from tests.test_train import REPO, needs_glue
 
 APP = REPO / "tests" / "helpers" / "slot_app.py"
 
@@ -121,3 +123,21 @@ def test_launcher_group_local_default_gpus_and_slurm_compose(tmp_path):
     assert slurm.gpus_per_node == 1 and slurm.timeout_min >= 11 and slurm.max_num_timeout >= 1
     assert slurm.signal_delay_s > 0 and slurm.array_parallelism > 0 and slurm.partition is None
     assert (REPO / ".gitignore").read_text().count("conf/launcher/local_cluster.yaml") == 1
+
+
+@pytest.mark.slow
+@needs_glue
+def test_gpus_launcher_runs_real_training_jobs(tmp_path):
+    from tests.test_sweeps import multirun, records
+
+    sweep = tmp_path / "sweep"
+    env = {"REINITLAB_FAKE_GPUS": "0,1", "REINITLAB_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    out = multirun(sweep, "hydra/launcher=gpus", "task=wnli", "reinit.k=1,2", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    recs = records(sweep)
+    assert sorted(r["scheme"]["label"] for r in recs.values()) == ["baseline", "k=1", "k=2"]
+    slots = [json.loads((p.parent / "gpu_slot.json").read_text()) for p in recs]
+    assert {s["gpu"] for s in slots} <= {"0", "1"}
+    for a, b in itertools.combinations(slots, 2):
+        if a["start"] < b["end"] and b["start"] < a["end"]:
+            assert a["slot"] != b["slot"]

@@ -199,3 +199,14 @@ def test_status_tells_running_stale_and_missing_jobs_apart(tmp_path):
     st = sweep_status(sweep)
     assert st.counts() == {"done": 0, "failed": 1, "missing": 1, "running": 1}
     assert "is gone" in st.failed["stale"]["error"] and st.missing == {"never": ["never"]}
+
+
+def test_plugins_ship_in_the_wheel_as_a_namespace_package():
+    """Hydra loads plugins only from the `hydra_plugins` namespace: ours must be in the wheel,
+    and src/hydra_plugins must not become a regular package (it would hide other plugins)."""
+    import tomllib
+
+    wheel = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    assert "src/hydra_plugins" in wheel["targets"]["wheel"]["packages"]
+    assert not (REPO / "src" / "hydra_plugins" / "__init__.py").exists()
+    assert (REPO / "src" / "hydra_plugins" / "reinitlab_plugins" / "sweeper.py").is_file()

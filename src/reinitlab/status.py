@@ -124,6 +124,9 @@ def format_status(sweep_dir: Path, st: SweepStatus) -> str:
         for info in st.failed.values():
             lines.append(f"  {info['dir']}  {' '.join(info['overrides'])}")
             lines.append(f"    {info['error']}")
+            log_line = info.get("log")
+            if log_line and info["error"] and info["error"] not in log_line:
+                lines.append(f"    log: {log_line}")
     if st.running:
         lines.append("running:")
         for info in st.running.values():
