@@ -12,7 +12,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: install demo test test-slow test-all lint format clean
+.PHONY: install demo test test-slow test-all test-slurm lint format clean
 
 install: $(STAMP)
 
@@ -34,7 +34,15 @@ test-slow: install
 	$(PY) -m pytest -q -m slow
 
 test-all: install
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q -m "not slurm"
+
+# Sweeps through a real single-node SLURM cluster on this machine (root, Debian): brought up
+# by scripts/slurm/up.sh, taken down afterwards even when a test fails.
+SLURM_DIR ?= /tmp/reinitlab-slurm
+test-slurm: install
+	REINITLAB_SLURM_DIR=$(SLURM_DIR) scripts/slurm/up.sh
+	REINITLAB_SLURM_DIR=$(SLURM_DIR) PATH="$(SLURM_DIR)/bin:$$PATH" $(PY) -m pytest -q -m slurm; \
+	  rc=$$?; REINITLAB_SLURM_DIR=$(SLURM_DIR) scripts/slurm/down.sh; exit $$rc
 
 lint: install
 	$(VENV)/bin/ruff check src tests train.py

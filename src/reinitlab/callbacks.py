@@ -44,7 +44,8 @@ class ReinitCallback(L.Callback):
         self.applied = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"applied": self.applied, "seed": self.seed}
+        return {"applied": self.applied, "seed": self.seed, "reset_counts": self.reset_counts}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.applied = bool(state_dict.get("applied", False))
+        self.reset_counts = dict(state_dict.get("reset_counts", {}))  # for a resumed job's record

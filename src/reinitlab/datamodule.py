@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from reinitlab.glue_io import load_split, resolve_glue_dir, subset_indices, task_dir
@@ -108,10 +109,14 @@ class GlueDataModule(L.LightningDataModule):
         return 0 if self.train_set is None else len(self.train_set)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
+        from reinitlab.resume import ResumableDataLoader
+
+        # The shuffle is a function of (training seed, epoch) only, so a job resumed from a
+        # mid-epoch checkpoint replays the same order (seed_everything set initial_seed()).
+        return ResumableDataLoader(
             self.train_set,
+            seed=torch.initial_seed(),
             batch_size=self.batch_size,
-            shuffle=True,
             collate_fn=self.collate,
             num_workers=self.num_workers,
         )

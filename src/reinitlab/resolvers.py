@@ -6,10 +6,14 @@ sweep, so all jobs of one sweep agree on the directory.
 
 `reinitlab_sweep:WHAT` gives the `experiment/` presets sweep values derived from the chosen
 model (see `reinitlab.reinit.sweeps`).
+
+`reinitlab_hash` names a sweep job's directory after its overrides as well as its number, so a
+re-run whose jobs are numbered differently never writes into another job's directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 
@@ -34,3 +38,8 @@ def _sweep(what: str, *, _root_):
 
 def register_sweeps() -> None:
     OmegaConf.register_new_resolver("reinitlab_sweep", _sweep, replace=True)
+    OmegaConf.register_new_resolver(
+        "reinitlab_hash",
+        lambda text="": hashlib.sha256(str(text).encode()).hexdigest()[:8],
+        replace=True,
+    )

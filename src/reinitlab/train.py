@@ -67,12 +67,13 @@ def _sweep_group() -> str | None:
     return None
 
 
-def build_logger(cfg: DictConfig, run_name: str, job_type: str):
+def build_logger(cfg: DictConfig, run_name: str, job_type: str, wandb_extra: dict | None = None):
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return None
     kwargs: dict[str, Any] = {}
     if cfg.logger._target_.endswith("WandbLogger"):
         kwargs = {"name": run_name, "job_type": job_type, "group": _sweep_group()}
+        kwargs.update(wandb_extra or {})
         Path(cfg.logger.save_dir).mkdir(parents=True, exist_ok=True)
     return hydra.utils.instantiate(cfg.logger, **kwargs)
 
@@ -100,12 +101,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from reinitlab.callbacks import ReinitCallback
     from reinitlab.datamodule import GlueDataModule
+    from reinitlab.jobkey import job_key
     from reinitlab.models import load_config, load_model, load_tokenizer
     from reinitlab.module import GlueClassifier
     from reinitlab.probing.head_layer import attach_head_to_layer, check_head_config
     from reinitlab.probing.run import ProbeCallback
     from reinitlab.reinit import plan_scheme
     from reinitlab.results import best_and_final, package_versions, write_result
+    from reinitlab.resume import plan_resume
     from reinitlab.seeding import resolve_seeds
     from reinitlab.tasks import TaskSpec
 
@@ -147,15 +150,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     label = scheme_label(cfg.reinit.name, params, num_layers)
     run_name = f"{task.name}-{model_name}-{label}-seed{cfg.seed}".replace("=", "")
-    logger = build_logger(cfg, run_name, job_type=cfg.reinit.name)
-    callbacks: list[L.Callback] = [reinit_cb]
+    resume = plan_resume(cfg, output_dir)  # checkpoint to resume from, W&B id, signal hook
+    logger = build_logger(cfg, run_name, cfg.reinit.name, wandb_extra=resume.logger_kwargs())
+    callbacks: list[L.Callback] = [reinit_cb, resume.callback]
     probe_cb = ProbeCallback.from_config(cfg, data, seed=seeds["subset"])  # after reinit_cb
     if probe_cb is not None:
         callbacks.append(probe_cb)
     if cfg.get("early_stopping"):
         callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **cfg.early_stopping))
     trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks
+        cfg.trainer,
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        plugins=resume.plugins(),
     )
     resolved = job_config(cfg)
     try:
@@ -163,7 +170,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_hyperparams(
                 {**resolved, "seeds": seeds, "scheme_label": label, "num_layers": num_layers}
             )
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, **resume.fit_kwargs())
     finally:
         if (
             logger is not None
@@ -180,6 +187,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     best = max(module.history, key=lambda h: (_finite(h["metrics"]["val/primary"]), -h["step"]))
     record = {
         "status": "completed",
+        "job_key": job_key(cfg),
         "task": task.name,
         "model": model_name,
         "num_layers": num_layers,
@@ -205,10 +213,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "versions": package_versions(),
         "config": resolved,
+        **resume.record_fields(),
     }
     if probe_cb is not None:
         record["probe"] = probe_cb.results
     path = write_result(output_dir, record)
+    resume.finish()
     final_primary = final["metrics"]["val/primary"]
     best_primary = best["metrics"]["val/primary"]
     print(
@@ -249,10 +259,12 @@ def _hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from reinitlab.jobstate import run_tracked
+
     _route_lightning_logs_to_hydra()
     _quiet_known_warnings()
     try:
-        record = train(cfg)
+        record = run_tracked(cfg, train)
     except ReinitlabError as e:
         log.error("%s", e)
         if HydraConfig.get().mode == RunMode.RUN:

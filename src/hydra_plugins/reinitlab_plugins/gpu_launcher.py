@@ -1,0 +1,176 @@
+"""`hydra/launcher=gpus`: run a sweep's jobs in parallel on one machine, one GPU slot per job.
+
+`n = len(gpus) * jobs_per_gpu` jobs run at once, each in a fresh process (spawned, so no CUDA
+state is inherited) that first takes a free slot from the machine-wide lock pool
+(`reinitlab.gpu_slots`) and pins CUDA_VISIBLE_DEVICES to it, then runs the Hydra job. Jobs
+that finish out of order free their slot when their process exits, crashes included, and the
+next job takes it. A process that dies without a result (kill -9, OOM) is reported as a failed
+job; the others go on. Each job directory gets `gpu_slot.json` (slot, pid, start and end).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+SLOT_RECORD = "gpu_slot.json"
+
+
+def _job_process(payload: bytes, result_path: str, gpus: list[str], jobs_per_gpu: int, lock_dir):
+    """Body of one job's process: take a slot, pin the GPU, run the job, write its JobReturn."""
+    import cloudpickle
+    from hydra.core.utils import run_job
+
+    from reinitlab.gpu_slots import acquire_slot, pin_to
+
+    hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    slot = acquire_slot(gpus, jobs_per_gpu, lock_dir)  # released by the OS when we exit
+    pin_to(slot)
+    start = time.time()
+    ret = run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+    end = time.time()
+    out_dir = ret.hydra_cfg.hydra.runtime.output_dir if ret.hydra_cfg else None
+    if out_dir:
+        # temp + rename without importing torch (reinitlab.atomic does) in the launcher's process
+        record = {
+            "gpu": slot.gpu,
+            "slot": slot.name,
+            "pid": os.getpid(),
+            "start": start,
+            "end": end,
+        }
+        tmp = Path(out_dir) / f".{SLOT_RECORD}.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, Path(out_dir) / SLOT_RECORD)
+    if ret.status == JobStatus.FAILED and not _picklable(ret._return_value):
+        ret._return_value = RuntimeError(repr(ret._return_value))
+    Path(result_path).write_bytes(cloudpickle.dumps(ret))
+
+
+def _picklable(obj: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(obj)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
+
+
+class GpuPoolLauncher(Launcher):
+    def __init__(
+        self, gpus: Sequence[int | str] | None = None, jobs_per_gpu: int = 1, lock_dir=None
+    ) -> None:
+        self.gpus = gpus
+        self.jobs_per_gpu = int(jobs_per_gpu)
+        self.lock_dir = lock_dir
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def _gpus(self) -> list[str]:
+        from reinitlab.errors import ReinitlabError
+        from reinitlab.gpu_slots import visible_gpus
+
+        gpus = [str(g) for g in self.gpus] if self.gpus else visible_gpus()
+        if not gpus:
+            raise ReinitlabError(
+                "hydra/launcher=gpus found no GPU (set hydra.launcher.gpus=[0,1], "
+                "CUDA_VISIBLE_DEVICES, or use hydra/launcher=local)"
+            )
+        return gpus
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
+        import cloudpickle
+
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        gpus = self._gpus()
+        width = len(gpus) * self.jobs_per_gpu
+        log.info(
+            f"Launching {len(job_overrides)} jobs, {width} at a time on GPUs {gpus} "
+            f"({self.jobs_per_gpu} per GPU)"
+        )
+        ctx = mp.get_context("spawn")
+        tmp = tempfile.mkdtemp(prefix="reinitlab-gpus-")
+        pending = list(enumerate(job_overrides, start=initial_job_idx))
+        running: dict[int, tuple[Any, str, DictConfig, Sequence[str]]] = {}
+        results: dict[int, JobReturn] = {}
+        while pending or running:
+            while pending and len(running) < width:
+                idx, overrides = pending.pop(0)
+                log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+                config = self.hydra_context.config_loader.load_sweep_config(
+                    self.config, list(overrides)
+                )
+                with open_dict(config):
+                    config.hydra.job.id = idx
+                    config.hydra.job.num = idx
+                payload = cloudpickle.dumps(
+                    (self.hydra_context, config, self.task_function, Singleton.get_state())
+                )
+                result_path = os.path.join(tmp, f"{idx}.pkl")
+                proc = ctx.Process(
+                    target=_job_process,
+                    args=(payload, result_path, gpus, self.jobs_per_gpu, self.lock_dir),
+                )
+                proc.start()
+                running[idx] = (proc, result_path, config, overrides)
+            time.sleep(0.05)
+            for idx in [i for i, (p, *_) in running.items() if not p.is_alive()]:
+                proc, result_path, config, overrides = running.pop(idx)
+                proc.join()
+                results[idx] = self._collect(proc, result_path, config, overrides)
+        return [results[i] for i in sorted(results)]
+
+    @staticmethod
+    def _collect(proc, result_path: str, config: DictConfig, overrides) -> JobReturn:
+        import cloudpickle
+
+        path = Path(result_path)
+        if path.is_file():
+            ret = cloudpickle.loads(path.read_bytes())
+            path.unlink()
+            return ret
+        ret = JobReturn(
+            overrides=list(overrides),
+            cfg=OmegaConf.create({}),
+            hydra_cfg=config,
+            status=JobStatus.FAILED,
+        )
+        ret.return_value = RuntimeError(
+            f"job process {proc.pid} died without a result (exit code {proc.exitcode})"
+        )
+        return ret

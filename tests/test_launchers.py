@@ -1,0 +1,143 @@
+"""The `gpus` launcher: parallel jobs, each on its own GPU slot, slots freed on any exit."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reinitlab.gpu_slots import acquire_slot, release, slot_names
+from tests.test_train import REPO, needs_glue
+
+APP = REPO / "tests" / "helpers" / "slot_app.py"
+
+
+def run_app(tmp_path: Path, *overrides: str, gpus: str = "0,1,2"):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "REINITLAB_FAKE_GPUS": gpus,
+        "REINITLAB_GPU_LOCK_DIR": str(tmp_path / "locks"),
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            str(APP),
+            "-m",
+            f"hydra.searchpath=[file://{REPO / 'conf'}]",
+            "hydra/launcher=gpus",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            *overrides,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def job_records(sweep: Path) -> list[dict]:
+    out = []
+    for app_file in sorted(sweep.glob("*/slot_app.json")):
+        rec = json.loads(app_file.read_text())
+        rec["launcher"] = json.loads((app_file.parent / "gpu_slot.json").read_text())
+        out.append(rec)
+    return out
+
+
+def overlapping(a: dict, b: dict) -> bool:
+    return a["start"] < b["end"] and b["start"] < a["end"]
+
+
+def assert_no_shared_slot(recs: list[dict]) -> None:
+    for a, b in itertools.combinations(recs, 2):
+        if overlapping(a["launcher"], b["launcher"]):
+            assert a["slot"] != b["slot"], (a, b)
+
+
+def max_concurrency(recs: list[dict]) -> int:
+    return max(sum(r["start"] <= t < r["end"] for r in recs) for t in (r["start"] for r in recs))
+
+
+def test_slot_pool_hands_out_each_slot_once(tmp_path):
+    assert slot_names(["0", "1"], 2) == [("0", 0), ("1", 0), ("0", 1), ("1", 1)]
+    held = [acquire_slot(["0", "1"], 2, tmp_path) for _ in range(4)]
+    assert sorted(s.name for s in held) == ["0:0", "0:1", "1:0", "1:1"]
+    try:
+        acquire_slot(["0", "1"], 2, tmp_path, timeout_s=0.3)
+        raise AssertionError("a fifth slot was handed out")
+    except TimeoutError:
+        pass
+    release(held[2])
+    assert acquire_slot(["0", "1"], 2, tmp_path, timeout_s=1).name == held[2].name
+
+
+def test_eight_jobs_on_three_fake_gpus_never_share_one(tmp_path):
+    out = run_app(tmp_path, "i=range(8)", "sleep_s=1.0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    recs = job_records(tmp_path / "sweep")
+    assert sorted(r["i"] for r in recs) == list(range(8))
+    assert {r["slot"] for r in recs} <= {"0:0", "1:0", "2:0"}
+    for r in recs:  # the job saw only its own GPU
+        assert r["cuda_visible_devices"] == r["slot"].split(":")[0] == r["launcher"]["gpu"]
+        assert r["launcher"]["start"] <= r["start"] and r["end"] <= r["launcher"]["end"]
+    assert_no_shared_slot(recs)
+    assert 2 <= max_concurrency(recs) <= 3  # really parallel, never more than the GPUs
+
+
+def test_packing_and_a_crashed_job_frees_its_slot(tmp_path):
+    out = run_app(
+        tmp_path,
+        "i=range(7)",
+        "sleep_s=1.0",
+        "crash_on=1",
+        "hydra.launcher.jobs_per_gpu=2",
+        gpus="0,1",
+    )
+    assert out.returncode != 0  # the crashed job fails the sweep...
+    assert "died without a result (exit code 3)" in out.stderr
+    recs = job_records(tmp_path / "sweep")
+    assert sorted(r["i"] for r in recs) == [0, 2, 3, 4, 5, 6]  # ...the others all finish
+    assert {r["slot"] for r in recs} <= {"0:0", "1:0", "0:1", "1:1"}
+    assert_no_shared_slot(recs)
+    assert max_concurrency(recs) <= 4
+    # 7 jobs over 4 slots: some slot was used again after its first job ended (incl. crash)
+    assert len({r["slot"] for r in recs}) < len(recs)
+
+
+def test_launcher_group_local_default_gpus_and_slurm_compose(tmp_path):
+    from tests.test_train import compose_cfg
+
+    assert compose_cfg(tmp_path).hydra.launcher._target_.endswith("BasicLauncher")
+    assert compose_cfg(tmp_path, "hydra/launcher=gpus").hydra.launcher.jobs_per_gpu == 1
+    slurm = compose_cfg(tmp_path, "hydra/launcher=slurm").hydra.launcher
+    from hydra.utils import get_class
+
+    bases = [f"{c.__module__}.{c.__name__}" for c in get_class(slurm._target_).__mro__]
+    assert "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in bases
+    assert slurm.gpus_per_node == 1 and slurm.timeout_min >= 11 and slurm.max_num_timeout >= 1
+    assert slurm.signal_delay_s > 0 and slurm.array_parallelism > 0 and slurm.partition is None
+    assert (REPO / ".gitignore").read_text().count("conf/launcher/local_cluster.yaml") == 1
+
+
+@pytest.mark.slow
+@needs_glue
+def test_gpus_launcher_runs_real_training_jobs(tmp_path):
+    from tests.test_sweeps import multirun, records
+
+    sweep = tmp_path / "sweep"
+    env = {"REINITLAB_FAKE_GPUS": "0,1", "REINITLAB_GPU_LOCK_DIR": str(tmp_path / "locks")}
+    out = multirun(sweep, "hydra/launcher=gpus", "task=wnli", "reinit.k=1,2", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    recs = records(sweep)
+    assert sorted(r["scheme"]["label"] for r in recs.values()) == ["baseline", "k=1", "k=2"]
+    slots = [json.loads((p.parent / "gpu_slot.json").read_text()) for p in recs]
+    assert {s["gpu"] for s in slots} <= {"0", "1"}
+    for a, b in itertools.combinations(slots, 2):
+        if a["start"] < b["end"] and b["start"] < a["end"]:
+            assert a["slot"] != b["slot"]

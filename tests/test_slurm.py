@@ -1,0 +1,192 @@
+"""Sweeps through a real single-node SLURM cluster (scripts/slurm/up.sh).
+
+Marked `slurm` and not in the default run: `make test-slurm` brings the cluster up, runs these
+and takes it down. Without a reachable cluster they FAIL with a message saying how to start
+one; set REINITLAB_SKIP_SLURM=1 to skip them explicitly. Every SLURM call has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reinitlab.resume import PREEMPT_AT_STEP_ENV
+from reinitlab.status import sweep_status
+from tests.test_resume import JOB
+from tests.test_sweeps import QUICK, multirun, records
+from tests.test_train import REPO, needs_glue
+
+pytestmark = [pytest.mark.slurm, needs_glue]
+
+SLURM_DIR = Path(os.environ.get("REINITLAB_SLURM_DIR", "/tmp/reinitlab-slurm"))
+ON_SLURM = (
+    "hydra/launcher=slurm",
+    "hydra.launcher.gpus_per_node=null",  # this cluster has no GPUs (gres is rejected)
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=2",
+    "hydra.launcher.timeout_min=15",  # >= 11: submitit counts a preemption as a time-out below
+)
+
+
+def slurm_env() -> dict[str, str]:
+    return {"PATH": f"{SLURM_DIR / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster():
+    if os.environ.get("REINITLAB_SKIP_SLURM") == "1":
+        pytest.skip("REINITLAB_SKIP_SLURM=1")
+    env = {**os.environ, **slurm_env()}
+    how = "start it with scripts/slurm/up.sh (as root), or set REINITLAB_SKIP_SLURM=1 to skip"
+    if shutil.which("sinfo", path=env["PATH"]) is None:
+        pytest.fail(f"SLURM is not installed (no sinfo): {how}", pytrace=False)
+    try:
+        out = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"sinfo timed out: {how}", pytrace=False)
+    if out.returncode != 0 or not out.stdout.strip():
+        pytest.fail(f"no SLURM cluster answers ({out.stderr.strip()}): {how}", pytrace=False)
+    if shutil.which("sacct", path=env["PATH"]) is None:
+        pytest.fail(f"no sacct on PATH (up.sh installs a stand-in): {how}", pytrace=False)
+
+
+def on_slurm(sweep: Path, *overrides: str, env: dict | None = None, base=QUICK, timeout=420):
+    return multirun(
+        sweep, *ON_SLURM, *overrides, env={**slurm_env(), **(env or {})}, base=base, timeout=timeout
+    )
+
+
+def squeue(*args: str) -> str:
+    return subprocess.run(
+        ["squeue", "--states=all", "--array", "-h", *args],
+        env={**os.environ, **slurm_env()},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    ).stdout
+
+
+def test_multirun_completes_through_slurm_with_every_record(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = on_slurm(sweep, "task=wnli", "reinit.k=1,2,3", "seed=0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    labels = sorted(r["scheme"]["label"] for r in records(sweep).values())
+    assert labels == ["baseline", "k=1", "k=2", "k=3"]
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 4  # ran as SLURM jobs
+    assert sweep_status(sweep).counts() == {"done": 4, "failed": 0, "missing": 0, "running": 0}
+
+
+def test_a_killed_job_is_reported_failed_without_hanging_and_the_rest_finish(tmp_path):
+    sweep = tmp_path / "sweep"
+    # job 1 trains for long enough to be killed while running; job 0 is quick
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "-m",
+        *QUICK,
+        *ON_SLURM,
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={sweep}",
+        "task=wnli",
+        "reinit.k=1",
+        "trainer.max_epochs=1,400",
+        "hydra.sweeper.add_baselines=false",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", **slurm_env()}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        long_dir = None
+        deadline = time.monotonic() + 180
+        while long_dir is None and time.monotonic() < deadline:
+            for job in sweep.glob("1_*/job.json"):
+                if (job.parent / "running.json").is_file():
+                    long_dir = job.parent
+            time.sleep(0.5)
+        assert long_dir is not None, "the long job never started"
+        slurm_id = json.loads((long_dir / "running.json").read_text())["slurm_job_id"]
+        subprocess.run(["scancel", slurm_id], env=env, check=True, timeout=20)
+        stdout, stderr = proc.communicate(timeout=240)  # submitit must not wait forever
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert "failed" in stderr
+    recs = list(records(sweep).values())
+    assert [r["config"]["trainer"]["max_epochs"] for r in recs] == [1]
+    st = sweep_status(sweep)
+    assert st.counts() == {"done": 1, "failed": 1, "missing": 0, "running": 0}
+    assert next(iter(st.failed.values()))["dir"] == str(long_dir)
+    assert "CANCELLED" in squeue("-j", slurm_id, "-o", "%T")
+
+
+def test_preempted_job_is_requeued_and_resumes_with_the_same_metrics(tmp_path):
+    ref = multirun(tmp_path / "ref", *JOB, base=())  # uninterrupted, locally
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    (expected,) = records(tmp_path / "ref").values()
+
+    sweep = tmp_path / "sweep"
+    out = on_slurm(sweep, *JOB, env={PREEMPT_AT_STEP_ENV: "3"}, base=())
+    assert out.returncode == 0, out.stderr[-3000:]
+    (rec,) = records(sweep).values()
+    job_dir = Path(rec["path"]).parent if "path" in rec else next(sweep.glob("0_*"))
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*.err"))
+    assert "Caught signal SIGUSR2" in logs and "DUE TO JOB REQUEUE" in logs  # real requeue
+    assert rec["resumed_from"] and rec["steps"] == 8 and rec["steps_this_process"] == 5
+    assert rec["history"] == expected["history"] and rec["final"] == expected["final"]
+    wandb_runs = sorted((job_dir / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 2 and all(p.name.endswith(rec["wandb_id"]) for p in wandb_runs)
+
+
+def test_rerunning_an_interrupted_sweep_runs_only_the_missing_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ("task=wnli", "reinit.k=1,2,3", "seed=0", "hydra.launcher.array_parallelism=1")
+    cmd = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "-m",
+        *QUICK,
+        *ON_SLURM,
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={sweep}",
+        *args,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", **slurm_env()}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 240
+    while len(records(sweep)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    # interrupt: the submitting process dies and the rest of the array is cancelled
+    proc.kill()
+    proc.wait(timeout=30)
+    array_ids = {line.split("_")[0] for line in squeue("-o", "%i", "-n", "train").split()}
+    for job in array_ids:
+        subprocess.run(["scancel", job], env=env, timeout=20)
+    time.sleep(1)
+    done_before = {p: p.read_bytes() for p in records(sweep)}
+    assert 2 <= len(done_before) < 4
+
+    submitted_before = set((sweep / ".submitit").glob("*/*_submitted.pkl"))
+    out = on_slurm(sweep, *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = records(sweep)
+    assert len(after) == 4
+    for p, data in done_before.items():
+        assert p.read_bytes() == data  # completed jobs were not re-run
+    submitted = set((sweep / ".submitit").glob("*/*_submitted.pkl")) - submitted_before
+    assert len(submitted) == 4 - len(done_before)  # only the missing jobs went to SLURM
+    assert sweep_status(sweep).counts() == {"done": 4, "failed": 0, "missing": 0, "running": 0}
