@@ -55,6 +55,8 @@ def stage_identity(
     reinit: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Everything that determines stage `upto`'s weights (and nothing job-specific)."""
+    if OmegaConf.is_config(model_spec):
+        model_spec = OmegaConf.to_container(model_spec, resolve=True)
     return {
         "model": model_spec,
         "tokenization": {
