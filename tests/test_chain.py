@@ -185,6 +185,7 @@ def test_stage_recipe_defaults_to_the_final_tasks_and_is_overridable(tmp_path):
     assert mrpc.recipe.optim == {**wnli.recipe.optim, "lr": 1e-5}
     assert mrpc.recipe.trainer["max_epochs"] == 5 and mrpc.recipe.max_train_samples == 50
     assert mrpc.recipe.batch_size == 16 and mrpc.label == "stage2_mrpc"
+    assert plan_chain(compose_cfg(tmp_path, "task=rte", "intermediate=wnli")).tasks == ("wnli",)
 
 
 # ------------------------------------------------------------------------------ carry-over
@@ -625,3 +626,31 @@ def test_matrix_pairs_by_seed_and_handles_degenerate_deltas():
     assert paired_test(np.zeros(4)) == ("paired_t", 0.0, 1.0)
     name, stat, p = paired_test(np.full(3, 0.1))
     assert name == "paired_t" and stat == np.inf and p == 0.0
+
+
+@pytest.mark.slow  # ~20 s; the list sweep itself is also exercised by the matrix sweep above
+@needs_glue
+def test_the_paper_preset_sweeps_lists_of_intermediate_tasks(tmp_path):
+    """experiment=paper_intermediate with one final task and seed: its 5 chains, parsed as lists."""
+    sweep = tmp_path / "preset"
+    job = run_train(
+        "-m",
+        "experiment=paper_intermediate",
+        "task=wnli",
+        "seed=0",
+        *common_args(tmp_path),
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    _, err = job.communicate(timeout=600)
+    assert job.returncode == 0, err[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(sweep.glob(f"*/{RESULT_FILENAME}"))]
+    assert sorted(tuple(r["intermediate"]) for r in records) == [
+        (),
+        ("cola",),
+        ("mrpc",),
+        ("rte",),
+        ("wnli",),
+    ]
+    assert {r["task"] for r in records} == {"wnli"}
+    assert all(len(r["stages"]) == len(r["intermediate"]) for r in records)

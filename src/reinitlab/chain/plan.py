@@ -110,6 +110,8 @@ class ChainPlan:
 def _check_tasks(chain: Any) -> tuple[str, ...]:
     if chain is None:
         return ()
+    if isinstance(chain, str) and chain:
+        chain = [chain]  # intermediate=wnli: a one-task chain
     if isinstance(chain, str) or not isinstance(chain, (list, tuple)):
         raise ReinitlabError(
             f"intermediate={chain!r} must be a list of GLUE task names, e.g. intermediate=[wnli] "
