@@ -209,13 +209,8 @@ def run_chain(
                 state, meta = hit
                 status = "reused"
             else:
-                reinit = (
-                    (targets, reinit_cb.std, reinit_cb.seed)
-                    if at_start and stage.index == 1
-                    else None
-                )
-                if reinit is not None and not targets:
-                    reinit = None
+                first_with_reinit = at_start and stage.index == 1 and bool(targets)
+                reinit = (targets, reinit_cb.std, reinit_cb.seed) if first_with_reinit else None
                 state, meta = fit_stage(stage, cfg.model, plan, tokenizer, state, seeds, reinit)
                 meta = cache.save(
                     key,
