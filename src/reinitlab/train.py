@@ -100,6 +100,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from lightning.pytorch.callbacks import EarlyStopping
 
     from reinitlab.callbacks import ReinitCallback
+    from reinitlab.chain import plan_chain, run_chain
     from reinitlab.datamodule import GlueDataModule
     from reinitlab.jobkey import job_key
     from reinitlab.models import load_config, load_model, load_tokenizer
@@ -123,6 +124,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     num_layers = model_config.num_hidden_layers
     validate_scheme(cfg.reinit, num_layers, model_name, model_config)
     check_head_config(cfg.get("head"), num_layers, model_name, cfg.reinit.get("k"))
+    chain = plan_chain(cfg)  # intermediate tasks (issue 7): validated before anything loads
     tokenizer = load_tokenizer(cfg.model)
     data = GlueDataModule(
         task,
@@ -170,6 +172,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_hyperparams(
                 {**resolved, "seeds": seeds, "scheme_label": label, "num_layers": num_layers}
             )
+        stages = run_chain(cfg, chain, model, reinit_cb, seeds, logger)  # [] if no chain
         trainer.fit(module, datamodule=data, **resume.fit_kwargs())
     finally:
         if (
@@ -192,6 +195,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "model": model_name,
         "num_layers": num_layers,
         "scheme": {"name": cfg.reinit.name, "label": label, **params},
+        "intermediate": list(chain.tasks),
+        "stages": stages,
         "reset_tensors": sorted(reinit_cb.reset_counts),
         "reset_values": int(sum(reinit_cb.reset_counts.values())),
         "reinit_plan": plan.summary(),  # permuted layer order, masked heads (1-based)
