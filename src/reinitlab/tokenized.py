@@ -24,7 +24,14 @@ CACHE_FORMAT = 1
 def tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        text = backend.to_str()
+        # Calling the tokenizer with truncation=True stores that setting in the backend, so
+        # the serialized form differs before and after the first tokenization; the cache key
+        # must not (else the next job of a sweep re-tokenizes the dev set). The max length is
+        # in the key separately.
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+        text = json.dumps(spec, sort_keys=True)
     else:  # slow tokenizer: the vocabulary and class are what matter
         text = json.dumps(sorted(tokenizer.get_vocab().items())) + type(tokenizer).__name__
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -89,8 +89,10 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else float("-inf")
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one job; write `<output_dir>/result.json` and return the record."""
+def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]:
+    """Run one job; write `<output_dir>/result.json` and return the record.
+
+    `extra_callbacks` (Lightning callbacks) are added to the job's own, e.g. by benchmarks."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EarlyStopping
@@ -127,6 +129,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cache_dir=cfg.data.cache_dir,
         pad_to_max_length=cfg.data.pad_to_max_length,
         num_workers=cfg.data.num_workers,
+        group_by_length=cfg.data.get("group_by_length", False),
+        shuffle_seed=seeds["train"],
     )
     data.setup("fit")
 
@@ -140,7 +144,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     label = scheme_label(cfg.reinit.name, params, num_layers)
     run_name = f"{task.name}-{model_name}-{label}-seed{cfg.seed}".replace("=", "")
     logger = build_logger(cfg, run_name, job_type=cfg.reinit.name)
-    callbacks: list[L.Callback] = [reinit_cb]
+    callbacks: list[L.Callback] = [reinit_cb, *extra_callbacks]
     if cfg.get("early_stopping"):
         callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **cfg.early_stopping))
     trainer = hydra.utils.instantiate(
