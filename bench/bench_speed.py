@@ -65,12 +65,15 @@ def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     for _ in range(2):
         a @ b
-    times = []
+    wall, cpu = [], []
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / min(times) / 1e9
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    # per CPU-second of one thread x threads: comparable with the training's CPU-time rate
+    threads = torch.get_num_threads()
+    return 2 * n**3 / min(wall) / 1e9, 2 * n**3 / (min(cpu) / threads) / 1e9
 
 
 class RssSampler:
@@ -106,6 +109,7 @@ class StepMeter:
 
     def __init__(self):
         self.times: list[float] = []
+        self.cpu: list[float] = []
         self.batches: list[tuple[int, int, int]] = []  # examples, non-pad tokens, padded width*n
 
     def record_batch(self, batch) -> None:
@@ -114,12 +118,17 @@ class StepMeter:
 
     def step(self) -> None:
         self.times.append(time.perf_counter())
+        self.cpu.append(time.process_time())
 
     def window(self, warmup: int, steps: int) -> dict:
         """Rates over steps warmup+1 .. warmup+steps (the clock of step `warmup` is the start)."""
         if len(self.times) < warmup + steps:
             raise RuntimeError(f"only {len(self.times)} steps ran, need {warmup + steps}")
         elapsed = self.times[warmup + steps - 1] - self.times[warmup - 1]
+        # CPU time of the process (all threads) / threads: what the steps cost without the
+        # waiting that other processes on a shared machine add to the wall clock
+        threads = __import__("torch").get_num_threads()
+        cpu = (self.cpu[warmup + steps - 1] - self.cpu[warmup - 1]) / threads
         chunk = self.batches[warmup : warmup + steps]
         examples = sum(b[0] for b in chunk)
         tokens = sum(b[1] for b in chunk)
@@ -128,6 +137,9 @@ class StepMeter:
             "seconds": elapsed,
             "examples_per_s": examples / elapsed,
             "tokens_per_s": tokens / elapsed,
+            "cpu_seconds": cpu,
+            "examples_per_cpu_s": examples / cpu,
+            "tokens_per_cpu_s": tokens / cpu,
             "pad_fraction": 1 - tokens / slots,
             "step_ms": 1000 * elapsed / steps,
             "steps": steps,
@@ -317,16 +329,20 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
-    peak = matmul_gflops()
+    before = matmul_gflops()
     run = run_reinitlab if spec["kind"] == "reinitlab" else run_hf_trainer
     out = run(spec)
-    peak = max(peak, matmul_gflops())  # before and after training: the same contention
-    out["matmul_gflops"] = peak
+    after = matmul_gflops()  # before and after training: the same contention
+    out["matmul_gflops"] = max(before[0], after[0])
+    out["matmul_gflops_cpu"] = max(before[1], after[1])
     out["torch_threads"] = torch.get_num_threads()
     if "tokens_per_s" in out:
         flops = 6 * out["non_embedding_params"] * out["tokens_per_s"]
         out["model_gflops"] = flops / 1e9
-        out["mfu_vs_matmul"] = flops / 1e9 / peak
+        out["mfu_vs_matmul"] = flops / 1e9 / out["matmul_gflops"]
+        flops_cpu = 6 * out["non_embedding_params"] * out["tokens_per_cpu_s"]
+        out["model_gflops_cpu"] = flops_cpu / 1e9
+        out["mfu_vs_matmul_cpu"] = flops_cpu / 1e9 / out["matmul_gflops_cpu"]
     return out
 
 
@@ -413,12 +429,16 @@ def median(xs):
 def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
     keys = (
         "examples_per_s",
+        "examples_per_cpu_s",
         "tokens_per_s",
         "pad_fraction",
         "step_ms",
         "mfu_vs_matmul",
+        "mfu_vs_matmul_cpu",
         "model_gflops",
+        "model_gflops_cpu",
         "matmul_gflops",
+        "matmul_gflops_cpu",
         "peak_rss_mb",
         "train_rss_mb",
     )
@@ -467,6 +487,30 @@ def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
 
 
+def compute_ratios(summary: dict[str, dict], key: str) -> dict[str, float | None]:
+    eps = {n: m[key] for n, m in summary.items()}
+    ours = eps.get("reinitlab (cola)")
+    ratios = {
+        "reinitlab / HF Trainer static pad 128 (target ≥ 1.5)": ratio(
+            ours, eps.get("HF Trainer static pad 128 (cola)")
+        ),
+        "reinitlab / HF Trainer dynamic pad (target ≥ 1.3)": ratio(
+            ours, eps.get("HF Trainer dynamic pad (cola)")
+        ),
+        "reinitlab speed-ups on / off": ratio(ours, eps.get("reinitlab, speed-ups off (cola)")),
+    }
+    if "reinitlab, no length grouping (cola)" in eps:
+        ratios["length grouping on / off"] = ratio(
+            ours, eps["reinitlab, no length grouping (cola)"]
+        )
+        ratios["fused AdamW on / off"] = ratio(ours, eps["reinitlab, unfused AdamW (cola)"])
+    if "HF Trainer dynamic pad (rte)" in eps:
+        ratios["reinitlab / HF Trainer dynamic pad (rte)"] = ratio(
+            eps["reinitlab (rte)"], eps["HF Trainer dynamic pad (rte)"]
+        )
+    return ratios
+
+
 def fmt(x, spec=".2f"):
     return "–" if x is None else format(x, spec)
 
@@ -482,20 +526,26 @@ def to_markdown(result: dict) -> str:
         f"(1/5/15 min) before: {result['loadavg_before']}, after: {result['loadavg_after']}. "
         f"Model all-MiniLM-L6-v2, batch 32, lr 2e-5, seed {result['seed']}.",
         "",
-        "| configuration | examples/s (median) | best | timed steps | step ms | pad fraction | model GFLOP/s | of matmul peak | matmul GFLOP/s | peak RSS MB (training +MB) |",
+        "Two clocks: wall (what you wait; inflated by other processes on a shared machine) and "
+        "CPU (process CPU time / torch threads: the work itself, steadier under load). The FLOP "
+        "rate is 6 × non-embedding parameters × non-pad tokens per second, as a fraction of an "
+        "fp32 2048×2048 matmul timed the same way in the same worker.",
+        "",
+        "| configuration | examples/s wall (median; best) | examples/CPU-s | timed steps | step ms (wall) | pad fraction | model GFLOP/s wall; CPU | of matmul peak wall; CPU | matmul GFLOP/s wall; CPU | peak RSS MB (training +MB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in s.items():
         lines.append(
-            f"| {name} | {fmt(m['examples_per_s'], '.1f')} | {fmt(m['examples_per_s_best'], '.1f')} | "
-            f"{m['steps']} | {fmt(m['step_ms'], '.0f')} | "
-            f"{fmt(m['pad_fraction'])} | {fmt(m['model_gflops'], '.1f')} | "
-            f"{fmt(m['mfu_vs_matmul'], '.0%') if m['mfu_vs_matmul'] is not None else '–'} | "
-            f"{fmt(m['matmul_gflops'], '.0f')} | {fmt(m['peak_rss_mb'], '.0f')} (+{fmt(m['train_rss_mb'], '.0f')}) |"
+            f"| {name} | {fmt(m['examples_per_s'], '.1f')}; {fmt(m['examples_per_s_best'], '.1f')} | "
+            f"{fmt(m['examples_per_cpu_s'], '.1f')} | {m['steps']} | {fmt(m['step_ms'], '.0f')} | "
+            f"{fmt(m['pad_fraction'])} | {fmt(m['model_gflops'], '.1f')}; {fmt(m['model_gflops_cpu'], '.1f')} | "
+            f"{fmt(m['mfu_vs_matmul'], '.0%')}; {fmt(m['mfu_vs_matmul_cpu'], '.0%')} | "
+            f"{fmt(m['matmul_gflops'], '.0f')}; {fmt(m['matmul_gflops_cpu'], '.0f')} | "
+            f"{fmt(m['peak_rss_mb'], '.0f')} (+{fmt(m['train_rss_mb'], '.0f')}) |"
         )
-    lines += ["", "Ratios (examples/s, medians from this run):", ""]
-    for name, value in result["ratios"].items():
-        lines.append(f"- {name}: **{fmt(value)}×**")
+    lines += ["", "Ratios of medians from this run (wall clock; CPU time):", ""]
+    for name, (wall, cpu) in result["ratios"].items():
+        lines.append(f"- {name}: **{fmt(wall)}×** wall; **{fmt(cpu)}×** CPU")
     lines += [
         "",
         "Per-job sweep overhead (2-job multirun, 1 step each, fresh tokenization cache):",
@@ -544,7 +594,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--quick", action="store_true", help="a few minutes: fewer configs/steps, no accuracy runs"
     )
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads in every worker (default 1: on a shared machine, CPU time then "
+        "measures the work without OpenMP spin-waits)",
+    )
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="timed steps after warm-up")
     p.add_argument("--warmup", type=int, default=3)
@@ -553,6 +609,18 @@ def main(argv: list[str] | None = None) -> int:
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="accuracy runs (full mode)"
     )
     p.add_argument("--out", type=Path, default=REPO / "results")
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        help="which configurations (default: by mode)",
+    )
+    p.add_argument("--no-sweep", action="store_true", help="skip the per-job overhead probe")
+    p.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="also run the 1-epoch dev-metric comparison in --quick",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -567,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     repeats = args.repeats or (3 if args.quick else 5)
     steps = args.steps or (20 if args.quick else 60)
-    names = QUICK_CONFIGS if args.quick else list(CONFIGS)
+    names = args.configs or (QUICK_CONFIGS if args.quick else list(CONFIGS))
     load_before = os.getloadavg()
     started = time.time()
     runs: dict[str, list[dict]] = {n: [] for n in names}
@@ -594,12 +662,12 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
         overhead = []
-        for logger in ("none", "wandb"):
+        for logger in () if args.no_sweep else ("none", "wandb"):
             with tempfile.TemporaryDirectory(prefix="bench_sweep_cache_") as fresh:
                 overhead.append(sweep_overhead(Path(fresh), args.threads, logger))
                 print(f"[bench] sweep overhead ({logger}): {overhead[-1]}", flush=True)
         accuracy = None
-        if not args.quick:
+        if args.accuracy or not args.quick:
             dev = {"reinitlab": [], "HF Trainer dynamic pad": []}
             for seed in args.seeds:
                 for name, kind, extra in (
@@ -621,26 +689,11 @@ def main(argv: list[str] | None = None) -> int:
             accuracy = {"task": "cola", "epochs": 1, "seeds": args.seeds, "dev_metric": dev}
 
     summary = summarize(runs)
-    eps = {n: m["examples_per_s"] for n, m in summary.items()}
-    ours = eps.get("reinitlab (cola)")
-    ratios = {
-        "reinitlab / HF Trainer static pad 128 (target ≥ 1.5)": ratio(
-            ours, eps.get("HF Trainer static pad 128 (cola)")
-        ),
-        "reinitlab / HF Trainer dynamic pad (target ≥ 1.3)": ratio(
-            ours, eps.get("HF Trainer dynamic pad (cola)")
-        ),
-        "reinitlab speed-ups on / off": ratio(ours, eps.get("reinitlab, speed-ups off (cola)")),
-    }
-    if "reinitlab, no length grouping (cola)" in eps:
-        ratios["length grouping on / off"] = ratio(
-            ours, eps["reinitlab, no length grouping (cola)"]
-        )
-        ratios["fused AdamW on / off"] = ratio(ours, eps["reinitlab, unfused AdamW (cola)"])
-    if "HF Trainer dynamic pad (rte)" in eps:
-        ratios["reinitlab / HF Trainer dynamic pad (rte)"] = ratio(
-            eps["reinitlab (rte)"], eps["HF Trainer dynamic pad (rte)"]
-        )
+    wall, cpu = (
+        compute_ratios(summary, "examples_per_s"),
+        compute_ratios(summary, "examples_per_cpu_s"),
+    )
+    ratios = {k: (wall[k], cpu[k]) for k in wall}
     result = {
         "mode": "quick" if args.quick else "full",
         "threads": args.threads,
