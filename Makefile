@@ -12,7 +12,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: install demo test test-slow test-all test-slurm lint format clean
+.PHONY: install demo test test-slow test-all test-slurm lint format clean bench
 
 install: $(STAMP)
 
@@ -51,6 +51,14 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format src tests train.py
 	$(VENV)/bin/ruff check --fix src tests train.py
+
+# Benchmarks: every bench/bench_*.py, with --quick unless FULL=1; results under results/.
+bench: install
+	$(PIP) install --quiet -c constraints.txt -e ".[bench]"
+	@for script in bench/bench_*.py; do \
+		echo "== $$script"; \
+		$(PY) $$script $(if $(FULL),,--quick) || exit 1; \
+	done
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

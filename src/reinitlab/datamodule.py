@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from reinitlab.batching import LengthGroupedBatchSampler, example_lengths, length_sorted_indices
 from reinitlab.glue_io import load_split, resolve_glue_dir, subset_indices, task_dir
 from reinitlab.tasks import TaskSpec
 from reinitlab.tokenized import (
@@ -35,6 +36,8 @@ class GlueDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         pad_to_max_length: bool = False,
         num_workers: int = 0,
+        group_by_length: bool = False,
+        shuffle_seed: int = 0,
     ):
         super().__init__()
         self.task = task
@@ -50,6 +53,10 @@ class GlueDataModule(L.LightningDataModule):
             tokenizer.pad_token_id, pad_to=max_length if pad_to_max_length else None
         )
         self.num_workers = num_workers
+        # Length-grouped training batches and length-sorted dev batches (see batching.py):
+        # less padding, same epoch (every example once, a random order drawn from shuffle_seed).
+        self.group_by_length = group_by_length
+        self.shuffle_seed = shuffle_seed
         self.train_set: TokenizedDataset | None = None
         self.val_sets: list[TokenizedDataset] = []
         self.cache_hits: dict[str, bool] = {}
@@ -109,6 +116,15 @@ class GlueDataModule(L.LightningDataModule):
         return 0 if self.train_set is None else len(self.train_set)
 
     def train_dataloader(self) -> DataLoader:
+        if self.group_by_length:
+            return DataLoader(
+                self.train_set,
+                batch_sampler=LengthGroupedBatchSampler(
+                    example_lengths(self.train_set.offsets), self.batch_size, self.shuffle_seed
+                ),
+                collate_fn=self.collate,
+                num_workers=self.num_workers,
+            )
         from reinitlab.resume import ResumableDataLoader
 
         # The shuffle is a function of (training seed, epoch) only, so a job resumed from a
@@ -126,6 +142,9 @@ class GlueDataModule(L.LightningDataModule):
             DataLoader(
                 d,
                 batch_size=self.eval_batch_size,
+                sampler=length_sorted_indices(example_lengths(d.offsets))
+                if self.group_by_length
+                else None,
                 shuffle=False,
                 collate_fn=self.collate,
                 num_workers=self.num_workers,

@@ -93,8 +93,10 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else float("-inf")
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Run one job; write `<output_dir>/result.json` and return the record."""
+def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]:
+    """Run one job; write `<output_dir>/result.json` and return the record.
+
+    `extra_callbacks` (Lightning callbacks) are added to the job's own, e.g. by benchmarks."""
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EarlyStopping
@@ -138,6 +140,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cache_dir=cfg.data.cache_dir,
         pad_to_max_length=cfg.data.pad_to_max_length,
         num_workers=cfg.data.num_workers,
+        group_by_length=cfg.data.get("group_by_length", False),
+        shuffle_seed=seeds["train"],
     )
     data.setup("fit")
 
@@ -154,7 +158,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_name = f"{task.name}-{model_name}-{label}-seed{cfg.seed}".replace("=", "")
     resume = plan_resume(cfg, output_dir)  # checkpoint to resume from, W&B id, signal hook
     logger = build_logger(cfg, run_name, cfg.reinit.name, wandb_extra=resume.logger_kwargs())
-    callbacks: list[L.Callback] = [reinit_cb, resume.callback]
+    callbacks: list[L.Callback] = [reinit_cb, resume.callback, *extra_callbacks]
     probe_cb = ProbeCallback.from_config(cfg, data, seed=seeds["subset"])  # after reinit_cb
     if probe_cb is not None:
         callbacks.append(probe_cb)

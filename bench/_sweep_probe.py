@@ -1,0 +1,72 @@
+"""Helper of bench_speed.py (not a benchmark itself): reinitlab's Hydra app, unchanged, plus
+timestamps. For each job it appends to $BENCH_EVENTS one JSON line: when the job started,
+when its first optimizer step ended, how long data setup and model loading took, and
+whether the tokenized splits came from the cache. $BENCH_T0 is the parent's clock just
+before it started this process, so imports count toward the first job's overhead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import hydra  # noqa: E402
+import lightning as L  # noqa: E402
+
+import reinitlab.datamodule  # noqa: E402
+import reinitlab.models  # noqa: E402
+from reinitlab.paths import config_dir  # noqa: E402
+from reinitlab.train import _route_lightning_logs_to_hydra, train  # noqa: E402
+
+IMPORTED = time.time()
+timings: dict = {}
+
+
+def timed(owner, name: str, key: str) -> None:
+    original = getattr(owner, name)
+
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            timings[key] = timings.get(key, 0.0) + time.perf_counter() - t
+
+    setattr(owner, name, wrapper)
+
+
+timed(reinitlab.models, "load_model", "model_s")
+timed(reinitlab.datamodule.GlueDataModule, "setup", "data_s")
+
+
+class FirstStep(L.Callback):
+    def __init__(self, job_start: float):
+        self.event = {"job_start": job_start}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if "first_step" not in self.event:
+            self.event["first_step"] = time.time()
+            self.event["cache_hits"] = dict(trainer.datamodule.cache_hits)
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def probe(cfg) -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    timings.clear()
+    cb = FirstStep(time.time())
+    _route_lightning_logs_to_hydra()
+    train(cfg, extra_callbacks=[cb])
+    event = {**cb.event, **timings, "imported": IMPORTED}
+    with open(os.environ["BENCH_EVENTS"], "a") as f:
+        f.write(json.dumps(event) + "\n")
+
+
+if __name__ == "__main__":
+    probe()
