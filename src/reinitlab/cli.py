@@ -13,7 +13,9 @@ import sys
 from reinitlab.errors import ReinitlabError
 
 # command -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "report": ("reinitlab.report.cli", "tables, figures and report.html from finished sweeps"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
