@@ -425,6 +425,35 @@ def test_data_size_curve_when_max_train_samples_varies(tmp_path):
     assert row["delta"] == pytest.approx(progressive_value(1, 1) - progressive_value(4, 1))
 
 
+def test_wandb_summary_run_is_offline_in_the_sweeps_group(tmp_path, capsys, monkeypatch):
+    from tests.helpers.wandb_reader import find_run_files, read_run
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    sweep = tmp_path / "2026-11-23_12-00-00_abcd"
+    for num, (k, seed) in enumerate([(1, 0), (4, 0), (1, 1), (4, 1)]):
+        write_job(
+            sweep,
+            num,
+            [f"reinit.k={k}", f"seed={seed}"],
+            record("cola", progressive_scheme(k), seed, progressive_value(k, seed)),
+        )
+    out = tmp_path / "rep"
+    assert cli_main(["report", str(sweep), "--out", str(out), "--bootstrap", "200", "--wandb"]) == 0
+    assert "W&B summary run in" in capsys.readouterr().out
+    files = find_run_files(out)
+    assert len(files) == 1 and "offline-run-" in str(files[0])
+    run = read_run(files[0])
+    assert run["group"] == sweep.name and run["job_type"] == "report"
+    assert run["project"] == "reinitlab" and run["config"]["bootstrap_resamples"] == 200
+    assert run["summary"]["runs_done"] == 4 and run["summary"]["runs_missing"] == 0
+    logged = run["history"][0]
+    assert logged["report/aggregates"]["_type"] == "table-file"
+    assert logged["report/paired_deltas"]["_type"] == "table-file"
+    images = [k for k in logged if k.startswith("figures/layers_")]
+    assert len(images) == 1 and logged[images[0]]["_type"] == "image-file"
+
+
 # --- bad input --------------------------------------------------------------------------
 
 
@@ -471,6 +500,7 @@ def test_bad_input_empty_dir_no_records_and_a_corrupt_record(tmp_path, capsys):
 @needs_glue
 def test_report_over_a_real_tiny_multirun(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
     sweep = tmp_path / "multirun" / "tiny"
     cmd = [
         sys.executable,

@@ -32,6 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="bootstrap resamples for the 95%% CIs (default 10000)",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log the tables and figures as one W&B run (job_type=report) in the "
+        "sweep's group; offline unless --wandb-online",
+    )
+    parser.add_argument("--wandb-online", action="store_true", help="log the W&B run online")
+    parser.add_argument(
+        "--wandb-project",
+        default=None,
+        help="W&B project (default: the records' logger.project, else reinitlab)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,4 +70,12 @@ def run(args: argparse.Namespace) -> int:
         f"{kinds['missing']} missing, {kinds['corrupt']} unreadable; {len(report.figures)} figures "
         f"-> {out / 'report.html'}"
     )
+    if args.wandb or args.wandb_online:
+        from reinitlab.report.wandb_summary import log_summary
+
+        run_dir = log_summary(report, online=args.wandb_online, project=args.wandb_project)
+        import wandb
+
+        wandb.teardown()  # stop wandb's service: the run file is complete when we return
+        print(f"[reinitlab] report: W&B summary run in {run_dir}")
     return 0
