@@ -196,6 +196,10 @@ def test_bootstrap_ci_contains_the_mean_and_is_reproducible():
     assert (lo, hi) == bootstrap_ci(x, n_resamples=2000, seed=3)
     assert (lo, hi) != bootstrap_ci(x, n_resamples=2000, seed=4)
     assert all(math.isnan(v) for v in bootstrap_ci([0.5]))
+    # drawn from a known distribution, the interval covers the true mean (fixed draw)
+    sample = np.random.default_rng(0).normal(0.7, 0.05, size=20)
+    lo, hi = bootstrap_ci(sample, seed=0)
+    assert lo < 0.7 < hi and hi - lo < 0.1
     assert bootstrap_ci([0.5, 0.5, 0.5]) == (0.5, 0.5)
 
 
@@ -379,6 +383,41 @@ def test_baseline_from_the_same_sweep_first_then_from_another_given_dir(tmp_path
     assert d.loc[("k=1", 0), "delta"] == pytest.approx(0.30 - 0.50)  # a's own baseline
     assert d.loc[("k=1", 1), "delta"] == pytest.approx(0.31 - 0.60)  # only b has seed 1
     assert d.loc[("k=2", 0), "delta"] == pytest.approx(0.40 - 0.70)  # b's own baseline
+
+
+def test_block_and_permutation_bars_and_duplicate_dirs(tmp_path):
+    sweep = tmp_path / "multirun" / "blocks"
+    num = 0
+    values = {}
+    for seed in (0, 1, 2):
+        schemes = [{"name": "none", "label": "baseline"}]
+        schemes += [{"name": "block", "start": s, "width": 2, "label": "block"} for s in (1, 2)]
+        schemes += [{"name": "permute", "permutation_seed": p, "label": "permute"} for p in (5, 6)]
+        for scheme in schemes:
+            pos = scheme.get("start", scheme.get("permutation_seed", 0))
+            value = 0.5 + 0.01 * seed - 0.02 * pos + 0.001 * ((pos * seed) % 3)
+            values[(scheme["name"], pos, seed)] = value
+            write_job(sweep, num, [f"n={num}"], record("stsb", scheme, seed, value))
+            num += 1
+    # the same sweep reached twice (as itself and through its parent) counts once
+    report = build_report([sweep, sweep.parent], tmp_path / "out", n_resamples=500)
+    assert len(report.runs) == 15
+    bars = sorted(Path(f["png"]).name for f in report.figures)
+    assert bars == ["bars_stsb_tiny_all_block_width_2.png", "bars_stsb_tiny_all_permute.png"]
+    check_figures(tmp_path / "out", report)
+    cells = report.delta_cells.set_index("variant")
+    expected_keys = {
+        ("block", 1): 'block {"start":1,"width":2}',
+        ("block", 2): 'block {"start":2,"width":2}',
+        ("permute", 6): 'permute {"permutation_seed":6}',
+    }
+    for (name, pos), variant in expected_keys.items():
+        d = [values[(name, pos, s)] - values[("none", 0, s)] for s in (0, 1, 2)]
+        row = cells.loc[variant]
+        assert row["mean_delta"] == pytest.approx(statistics.mean(d)) and row["n_pairs"] == 3
+        # permutation_seed 6 has a constant delta (no variance): p is NaN and not in the family
+        assert row["family_size"] == (2 if name == "block" else 1)
+    assert math.isnan(cells.loc['permute {"permutation_seed":6}', "p"])
 
 
 def test_single_seed_reports_deltas_without_significance(tmp_path):

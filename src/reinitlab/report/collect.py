@@ -84,7 +84,9 @@ def _last_error_line(job_dir: Path) -> str | None:
     errors = [ln for ln in lines if _ERROR_LINE.search(ln)]
     if errors:
         return errors[-1]
-    return f"(no error in {logs[0].name}; last line: {lines[-1]})" if lines else None
+    if not lines:
+        return None
+    return f"no error in {logs[0].name} (still running, or killed); its last line: {lines[-1]}"
 
 
 def _job_overrides(job_dir: Path) -> list[str]:
@@ -143,6 +145,7 @@ def collect(dirs: list[str | Path]) -> Collection:
     records: list[dict[str, Any]] = []
     problems: list[Problem] = []
     sweeps: list[dict[str, Any]] = []
+    seen_jobs: set[Path] = set()  # a job reached through two given dirs counts once
     for d in dirs:
         root = Path(d)
         if not root.is_dir():
@@ -157,11 +160,14 @@ def collect(dirs: list[str | Path]) -> Collection:
             )
         seen_overrides: list[frozenset[str]] = []
         for job in jobs:
+            if job.resolve() in seen_jobs:
+                continue
+            seen_jobs.add(job.resolve())
             overrides = _job_overrides(job)
             seen_overrides.append(frozenset(overrides))
             path = job / RESULT_FILENAME
             if not path.exists():
-                reason = _last_error_line(job) or "no result.json and no log"
+                reason = _last_error_line(job) or "no result.json and no log file"
                 problems.append(Problem("failed", str(job), reason, overrides))
                 continue
             try:
