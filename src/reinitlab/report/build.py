@@ -233,7 +233,7 @@ def _notes(report: Report) -> list[str]:
             "possible, so deltas are reported without p-values. Sweep seed=0,1,2,... to get them."
         )
     elif not dc.empty and (dc["n_pairs"] <= 1).any():
-        notes.append("Cells with a single seed report their delta without a significance test.")
+        notes.append("Cells with a single paired seed report their delta without a significance test.")
     if not report.deltas.empty and report.deltas["baseline_missing"].any():
         n = int(report.deltas["baseline_missing"].sum())
         notes.append(

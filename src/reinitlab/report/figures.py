@@ -45,7 +45,8 @@ def pretty(figure: str) -> str:
         items = json.loads(params).items()
     except ValueError:
         return figure
-    return f"{name} (" + ", ".join(f"{k}={json.dumps(v)}" for k, v in items) + ")"
+    shown = (f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in items)
+    return f"{name} (" + ", ".join(shown) + ")"
 
 
 def _title(task, model, size, factors) -> str:
