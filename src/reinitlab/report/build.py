@@ -14,7 +14,12 @@ from reinitlab.report import stats
 from reinitlab.report.collect import Collection, collect, runs_frame, varying_config_columns
 from reinitlab.report.io import atomic_path
 
-GROUP = ["task", "model", "size", "factors"]
+GROUP = ["task", "model", "size", "factors", "chain"]
+
+
+def _via(chain: str) -> str:
+    """File-name part for a task chain; empty for direct fine-tuning."""
+    return "" if chain == "none" else f"via_{chain.replace('→', '-')}"
 
 
 @dataclass
@@ -59,8 +64,8 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
         )
 
     for key, g_runs in runs.groupby(GROUP, sort=True, dropna=False):
-        task, model, size, factors = key
-        title = fg._title(task, model, size, factors)
+        task, model, size, factors, chain = key
+        title = fg._title(task, model, size, factors, chain)
         metric = str(g_runs["primary_metric"].iloc[0])
         g_agg = agg.merge(pd.DataFrame([dict(zip(GROUP, key, strict=True))]), on=GROUP)
         g_dc = (
@@ -74,7 +79,7 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 if not g_dc.empty
                 else g_dc
             )
-            name = fg.slug(task, model, size, factors, figure)
+            name = fg.slug(task, model, size, factors, _via(chain), figure)
             if scheme == "progressive" and cells["scheme.k"].notna().all():
                 used = report.deltas[
                     report.deltas["run_dir"].isin(g_runs.loc[g_runs["figure"] == figure, "run_dir"])
@@ -121,7 +126,9 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 )
         # weight movement, when the records carry the deltas matrices
         try:
-            _draw_movement(report, g_runs, records_by_dir, title, fg.slug(*key), add)
+            _draw_movement(
+                report, g_runs, records_by_dir, title, fg.slug(*key[:4], _via(chain)), add
+            )
         except (KeyError, ValueError, TypeError, IndexError) as e:
             report.notes.append(
                 f"Weight-movement figures for {title} skipped: the records' "
@@ -129,7 +136,9 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
             )
 
     # data-size curves: per task/model/factors when the sweep varies data.max_train_samples
-    for (task, model, factors), g in agg.groupby(["task", "model", "factors"], dropna=False):
+    for (task, model, factors, chain), g in agg.groupby(
+        ["task", "model", "factors", "chain"], dropna=False
+    ):
         sized = g[g["size"] != "all"]
         if sized["size"].nunique() < 2:
             continue
@@ -141,8 +150,9 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
         if sized.empty:
             continue
         title = f"{task} · {model}" + (f" · {factors}" if factors else "")
+        title += f" · after {chain}" if chain != "none" else ""
         paths = fg.data_size_curve(
-            sized, metric, title, fig_dir, f"datasize_{fg.slug(task, model, factors)}"
+            sized, metric, title, fig_dir, f"datasize_{fg.slug(task, model, factors, _via(chain))}"
         )
         add(
             paths,
@@ -233,7 +243,9 @@ def _notes(report: Report) -> list[str]:
             "possible, so deltas are reported without p-values. Sweep seed=0,1,2,... to get them."
         )
     elif not dc.empty and (dc["n_pairs"] <= 1).any():
-        notes.append("Cells with a single paired seed report their delta without a significance test.")
+        notes.append(
+            "Cells with a single paired seed report their delta without a significance test."
+        )
     if not report.deltas.empty and report.deltas["baseline_missing"].any():
         n = int(report.deltas["baseline_missing"].sum())
         notes.append(

@@ -34,6 +34,7 @@ _NOT_A_FACTOR = (
     "config.data.num_workers",
     "config.data.max_train_samples",
     "config.experiment",
+    "config.intermediate",  # the task chain: its own column, `chain`
     "config.trainer.enable_progress_bar",
     "config.trainer.logger",
     "config.trainer.default_root_dir",
@@ -266,6 +267,17 @@ def _head_position(scheme: dict[str, Any]) -> tuple[Any, Any]:
     return None, None
 
 
+def chain_name(rec: dict[str, Any]) -> str:
+    """The intermediate tasks a run fine-tuned on before its task ('none' = direct), from the
+    record's `intermediate` list (or its config's)."""
+    chain = rec.get("intermediate")
+    if chain is None:
+        chain = (rec.get("config") or {}).get("intermediate")
+    if isinstance(chain, str):
+        chain = [chain]
+    return "→".join(str(t) for t in chain) if chain else "none"
+
+
 def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFrame:
     """One row per run: identity, scheme params, seeds, metrics, runtime, flattened config.
 
@@ -318,8 +330,7 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
         _flatten(rec.get("seeds") or {}, "seeds", row)
         _flatten(rec["final"].get("metrics", {}), "final", row)
         _flatten((rec.get("best") or {}).get("metrics", {}), "best", row)
-        if rec.get("intermediate") is not None:
-            row["intermediate"] = json.dumps(rec["intermediate"])
+        row["chain"] = chain_name(rec)
         _flatten(config, "config", row)
         rows.append(row)
     df = pd.DataFrame(rows)

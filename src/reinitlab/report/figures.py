@@ -49,9 +49,10 @@ def pretty(figure: str) -> str:
     return f"{name} (" + ", ".join(shown) + ")"
 
 
-def _title(task, model, size, factors) -> str:
+def _title(task, model, size, factors, chain="none") -> str:
     size_txt = "full train set" if size == "all" else f"{size} train examples"
-    return f"{task} · {model} · {size_txt}" + (f" · {factors}" if factors else "")
+    title = f"{task} · {model} · {size_txt}" + (f" · {factors}" if factors else "")
+    return title + (f" · after {chain}" if chain != "none" else "")
 
 
 def layer_curve(

@@ -14,10 +14,12 @@ from scipy import stats as sps
 
 # A cell = one point of a figure: the same task, model, training-set size, other varied config
 # factors and scheme variant. A family = the cells of one figure (Holm corrects within it).
-CELL = ["task", "model", "size", "factors", "scheme", "figure", "variant"]
-FAMILY = ["task", "model", "size", "factors", "scheme", "figure"]
-# A run's baseline shares task, model, training subset (size + subset seed), factors and seed.
-PAIR = ["task", "model", "size", "factors", "seed", "seeds.subset"]
+# `chain` = the intermediate tasks fine-tuned on first ("none" = direct fine-tuning).
+CELL = ["task", "model", "size", "factors", "chain", "scheme", "figure", "variant"]
+FAMILY = ["task", "model", "size", "factors", "chain", "scheme", "figure"]
+# A run's baseline shares task, model, training subset (size + subset seed), factors, chain
+# and seed.
+PAIR = ["task", "model", "size", "factors", "chain", "seed", "seeds.subset"]
 WILCOXON_MIN_N = 6
 CI_LEVEL = 0.95
 
