@@ -420,6 +420,64 @@ def test_block_and_permutation_bars_and_duplicate_dirs(tmp_path):
     assert math.isnan(cells.loc['permute {"permutation_seed":6}', "p"])
 
 
+def test_transfer_matrix_from_intermediate_task_chains(tmp_path):
+    sweep = tmp_path / "multirun" / "chains"
+    tasks, chains = ("cola", "rte"), ([], ["cola"], ["rte"], ["mrpc", "rte"])
+
+    def value(task, chain, seed):
+        gain = {"cola": 0.02, "rte": -0.01, "mrpc": 0.015}
+        return round(
+            0.5
+            + 0.1 * (task == "rte")
+            + 0.01 * seed
+            + sum(gain[t] for t in chain)
+            + 0.002 * ((seed * len(chain) + len(task)) % 3),
+            6,
+        )
+
+    num = 0
+    for task in tasks:
+        for chain in chains:
+            for seed in (0, 1, 2):
+                rec = record(
+                    task,
+                    {"name": "none", "label": "baseline"},
+                    seed,
+                    value(task, chain, seed),
+                    intermediate=chain,
+                )
+                rec["config"]["intermediate"] = chain
+                write_job(
+                    sweep, num, [f"task={task}", f"intermediate={chain}", f"seed={seed}"], rec
+                )
+                num += 1
+    report = build_report([sweep], tmp_path / "out", n_resamples=500)
+    t = report.transfer.set_index(["task", "chain"])
+    assert sorted(set(t.index.get_level_values("chain"))) == ["cola", "mrpc→rte", "none", "rte"]
+    for task in tasks:
+        direct = [value(task, [], s) for s in (0, 1, 2)]
+        for chain in chains[1:]:
+            row = t.loc[(task, "→".join(chain))]
+            run = [value(task, chain, s) for s in (0, 1, 2)]
+            assert row["mean"] == pytest.approx(statistics.mean(run))
+            assert row["mean_delta"] == pytest.approx(
+                statistics.mean(run) - statistics.mean(direct)
+            )
+            assert row["p"] == pytest.approx(sps.ttest_rel(run, direct).pvalue)
+            assert row["better_than_direct"] == (statistics.mean(run) > statistics.mean(direct))
+    tested = report.transfer[report.transfer["p"].notna()]
+    assert np.allclose(tested["p_holm"], holm(tested["p"]))  # one family: the matrix
+    assert len(tested) == 6
+    # the reinit-vs-baseline cells stay per chain: each chain is its own aggregate cell
+    assert len(report.aggregates) == 8 and set(report.aggregates["chain"]) == set(t.index.levels[1])
+    names = sorted(Path(f["png"]).name for f in report.figures)
+    assert names == ["transfer_delta_tiny_all.png", "transfer_tiny_all.png"]
+    check_figures(tmp_path / "out", report)
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Transfer matrix" in page and "mrpc→rte" in page
+    assert (tmp_path / "out" / "transfer.csv").is_file()
+
+
 def test_single_seed_reports_deltas_without_significance(tmp_path):
     sweep = tmp_path / "one"
     for num, k in enumerate((1, 2, 4)):

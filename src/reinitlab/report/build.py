@@ -13,6 +13,7 @@ from reinitlab.report import figures as fg
 from reinitlab.report import stats
 from reinitlab.report.collect import Collection, collect, runs_frame, varying_config_columns
 from reinitlab.report.io import atomic_path
+from reinitlab.report.transfer import transfer_cells
 
 GROUP = ["task", "model", "size", "factors", "chain"]
 
@@ -31,6 +32,7 @@ class Report:
     deltas: pd.DataFrame
     delta_cells: pd.DataFrame
     summaries: dict[str, pd.DataFrame]
+    transfer: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: list[dict[str, Any]] = field(default_factory=list)  # title, caption, png, svg
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
@@ -159,6 +161,34 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
             f"Data size: {title}",
             "Dev metric vs training-set size, one line per scheme variant (mean, 95% CI band).",
         )
+    _draw_transfer(report, add)
+
+
+def _draw_transfer(report: Report, add) -> None:
+    cells = report.transfer
+    if cells.empty:
+        return
+    for (model, size, factors, variant), m in cells.groupby(
+        ["model", "size", "factors", "variant"], dropna=False, sort=True
+    ):
+        size_txt = "full train sets" if size == "all" else f"{size} train examples"
+        title = f"{model} · {size_txt}" + (f" · {factors}" if factors else "")
+        if variant != "baseline":
+            title += f" · {fg.pretty(variant)}"
+        name = fg.slug(model, size, factors, "" if variant == "baseline" else variant)
+        means, deltas = fg.transfer_heatmaps(m, title, report.out_dir / "figures", name)
+        add(
+            means,
+            f"Transfer matrix: {title}",
+            "Rows: final task; columns: intermediate task(s) fine-tuned on first (none = direct "
+            "fine-tuning). Mean dev metric over seeds with 95% bootstrap CI; ▲ = above direct.",
+        )
+        add(
+            deltas,
+            f"Transfer vs direct fine-tuning: {title}",
+            "Paired delta vs direct fine-tuning (same final task, seed and training subset); "
+            "* = Holm-adjusted p < 0.05 across the matrix.",
+        )
 
 
 def _draw_movement(
@@ -226,6 +256,7 @@ def build_report(
     report = Report(out, collection, runs, agg, deltas, dcells, summaries, n_resamples=n_resamples)
     report.notes = _notes(report)
 
+    report.transfer = transfer_cells(runs, n_resamples=n_resamples, seed=seed)
     records_by_dir = {r["run_dir"]: r for r in collection.records}
     if not runs.empty:
         _draw(report, records_by_dir, n_resamples, seed)
@@ -273,6 +304,8 @@ def _write_tables(report: Report) -> None:
         "delta_cells": report.delta_cells,
         **{f"summary_{k}": v for k, v in report.summaries.items()},
     }
+    if not report.transfer.empty:
+        tables["transfer"] = report.transfer
     for name, df in tables.items():
         path = out / f"{name}.csv"
         with atomic_path(path) as tmp:

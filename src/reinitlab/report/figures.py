@@ -247,3 +247,91 @@ def mean_deltas(records: list[dict]) -> dict:
     if heads and all(h.shape == heads[0].shape for h in heads):
         out["head"] = np.mean(heads, axis=0).tolist()
     return out
+
+
+def _chain_order(chains) -> list[str]:
+    return ["none"] + sorted(c for c in set(chains) if c != "none")
+
+
+def transfer_heatmaps(
+    cells: pd.DataFrame, title: str, out_dir: Path, name: str
+) -> list[list[Path]]:
+    """Two figures: the mean metric per (final task, chain), coloured per row (tasks have
+    different metrics) with ▲ where better than direct fine-tuning; and the paired delta vs
+    direct fine-tuning, diverging colours centred at 0, * = Holm p < 0.05."""
+    tasks = sorted(cells["task"].unique())
+    chains = _chain_order(cells["chain"])
+    cell = cells.set_index(["task", "chain"])
+    shape = (len(tasks), len(chains))
+    size = (1.6 * len(chains) + 2.5, 0.8 * len(tasks) + 1.8)
+    xlabels = ["none (direct)" if c == "none" else c for c in chains]
+
+    def get(col):
+        m = np.full(shape, np.nan)
+        for i, t in enumerate(tasks):
+            for j, c in enumerate(chains):
+                if (t, c) in cell.index:
+                    m[i, j] = cell.loc[(t, c), col]
+        return m
+
+    means, lo, hi, deltas, p_holm = (
+        get(c) for c in ("mean", "ci_low", "ci_high", "mean_delta", "p_holm")
+    )
+    # mean figure: colour = position within the row's range
+    span = np.nanmax(means, axis=1, keepdims=True) - np.nanmin(means, axis=1, keepdims=True)
+    colour = (means - np.nanmin(means, axis=1, keepdims=True)) / np.where(span > 0, span, 1.0)
+    fig, ax = plt.subplots(figsize=size)
+    ax.imshow(colour, cmap="Greens", vmin=-0.2, vmax=1.2, aspect="auto")
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            if not np.isfinite(means[i, j]):
+                continue
+            text = f"{means[i, j]:.3f}"
+            if np.isfinite(lo[i, j]):
+                text += f"\n[{lo[i, j]:.3f}, {hi[i, j]:.3f}]"
+            better = chains[j] != "none" and bool(
+                cell.loc[(tasks[i], chains[j]), "better_than_direct"]
+            )
+            ax.text(
+                j,
+                i,
+                ("▲ " if better else "") + text,
+                ha="center",
+                va="center",
+                fontsize=7,
+                fontweight="bold" if better else "normal",
+            )
+    ax.set_xticks(range(len(chains)), xlabels, rotation=30, ha="right")
+    ax.set_yticks(range(len(tasks)), tasks)
+    ax.set_xlabel("intermediate task(s)")
+    ax.set_ylabel("final task")
+    ax.set_title(f"{title}\nmean dev metric [95% CI]; ▲ = above direct fine-tuning", fontsize=9)
+    first = save(fig, out_dir, f"transfer_{name}")
+    # delta figure
+    fig, ax = plt.subplots(figsize=size)
+    finite = deltas[np.isfinite(deltas)]
+    half = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+    im = ax.imshow(deltas, cmap="RdBu", norm=CenteredNorm(0.0, half), aspect="auto")
+    for i in range(shape[0]):
+        for j in range(shape[1]):
+            if np.isfinite(deltas[i, j]):
+                star = "*" if np.isfinite(p_holm[i, j]) and p_holm[i, j] < SIGNIFICANT else ""
+                ax.text(
+                    j,
+                    i,
+                    f"{deltas[i, j]:+.3f}{star}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if abs(deltas[i, j]) > 0.6 * half else "black",
+                )
+    ax.set_xticks(range(len(chains)), xlabels, rotation=30, ha="right")
+    ax.set_yticks(range(len(tasks)), tasks)
+    ax.set_xlabel("intermediate task(s)")
+    ax.set_ylabel("final task")
+    ax.set_title(
+        f"{title}\nΔ vs direct fine-tuning (paired by seed); * = Holm p < 0.05", fontsize=9
+    )
+    fig.colorbar(im, ax=ax, label="Δ dev metric")
+    second = save(fig, out_dir, f"transfer_delta_{name}")
+    return [first, second]

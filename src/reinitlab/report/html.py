@@ -57,10 +57,31 @@ DELTA_COLS = [
     "p_holm",
     "family_size",
 ]
+TRANSFER_COLS = [
+    "model",
+    "size",
+    "factors",
+    "label",
+    "task",
+    "chain",
+    "n",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "better_than_direct",
+    "n_pairs",
+    "mean_delta",
+    "delta_ci_low",
+    "delta_ci_high",
+    "test",
+    "p",
+    "p_holm",
+]
 RUN_COLS = [
     "task",
     "model",
     "size",
+    "chain",
     "label",
     "seed",
     "primary_metric",
@@ -175,6 +196,14 @@ def write_html(report) -> Path:
             )
     parts += ["<h2>Aggregates</h2>", _table(report.aggregates, AGG_COLS)]
     parts += ["<h2>Paired deltas vs baseline</h2>", _table(report.delta_cells, DELTA_COLS)]
+    if not report.transfer.empty:
+        parts += [
+            "<h2>Transfer matrix (intermediate tasks)</h2>",
+            "<p>Per final task and chain of intermediate tasks (none = direct fine-tuning): mean "
+            "and 95% CI over seeds; delta vs direct fine-tuning paired by seed and training "
+            "subset, with the paired test and Holm's correction across each matrix.</p>",
+            _table(report.transfer, TRANSFER_COLS),
+        ]
     for name, table in report.summaries.items():
         what = "layer" if name == "per_layer" else "head"
         parts += [
