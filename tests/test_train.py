@@ -213,3 +213,60 @@ def test_cli_bad_input_fails_fast_with_a_clear_message(tmp_path):
     assert out.returncode == 2
     assert "reinit.k=9 is out of range" in out.stderr and "3 encoder layers" in out.stderr
     assert not list(tmp_path.rglob(RESULT_FILENAME))
+
+
+@needs_glue
+def test_multirun_sweep_writes_one_record_and_one_wandb_run_per_job(tmp_path):
+    from helpers.wandb_reader import find_run_files, read_run
+
+    sweep = tmp_path / "sweep"
+    out = run_cli(
+        "-m",
+        "task=cola,stsb",
+        "reinit.k=range(1,4)",
+        "model=tiny",
+        "logger=wandb",
+        f"data.glue_dir={GLUE}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.max_train_samples=32",
+        "trainer.max_epochs=1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env_extra={"WANDB_MODE": "offline"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(sweep.glob(f"*/{RESULT_FILENAME}"))]
+    assert len(records) == 6
+    assert len({r["config"]["paths"]["output_dir"] for r in records}) == 6
+    assert sorted((r["task"], r["scheme"]["k"]) for r in records) == [
+        (t, k) for t in ("cola", "stsb") for k in (1, 2, 3)
+    ]
+    # Two tiny-data runs of one sweep tokenized once per split: later jobs hit the cache.
+    assert out.stderr.count("(cached)") == 4 and out.stderr.count("(tokenized)") == 2
+    runs = [read_run(f) for f in find_run_files(sweep)]
+    assert len(runs) == 6 and len({r["run_id"] for r in runs}) == 6
+    assert {r["group"] for r in runs} == {sweep.name}
+    assert {r["job_type"] for r in runs} == {"progressive"}
+    by_job = sorted((r["config"]["task"]["name"], r["config"]["reinit"]["k"]) for r in runs)
+    assert by_job == sorted((r["task"], r["scheme"]["k"]) for r in records)
+    for run in runs:
+        # each run holds its own job's final metric, exactly as its record has it
+        rec = next(
+            r
+            for r in records
+            if (r["task"], r["scheme"]["k"])
+            == (run["config"]["task"]["name"], run["config"]["reinit"]["k"])
+        )
+        primary = f"val/{rec['primary_metric']}"
+        logged = [h[primary] for h in run["history"] if primary in h]
+        assert logged == [pytest.approx(rec["final"]["metrics"][primary])]
+        assert run["exit_code"] == 0
+
+
+def test_hub_model_offline_points_to_the_offline_model(monkeypatch):
+    from reinitlab.models import load_config
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    spec = {"name": "bert-base-cased", "source": "hub", "name_or_path": "bert-base-cased"}
+    with pytest.raises(ReinitlabError, match=r"hub is unreachable.*model=minilm-l6"):
+        load_config(spec)

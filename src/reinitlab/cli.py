@@ -14,6 +14,7 @@ from reinitlab.errors import ReinitlabError
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "probe": ("reinitlab.probing.command", "linear probe + variability score for every layer"),
     "report": ("reinitlab.report.cli", "tables, figures and report.html from finished sweeps"),
 }
 

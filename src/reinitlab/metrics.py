@@ -15,11 +15,39 @@ from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 from reinitlab.tasks import TaskSpec
 
 
+def matthews_from_confmat(confmat: torch.Tensor) -> torch.Tensor:
+    """Matthews correlation as GLUE computes it (sklearn's formula): 0 when it is undefined.
+
+    torchmetrics replaces the undefined 0/0 -- a model that predicts one class for every
+    example, common after re-initializing many layers -- by a limit far from 0 (0.28 for a
+    constant prediction on a 70/30 dev set), which would report a collapsed CoLA model as
+    having learned something.
+    """
+    c = confmat.double()
+    total, correct = c.sum(), c.trace()
+    true_counts, pred_counts = c.sum(dim=1), c.sum(dim=0)
+    cov_tp = correct * total - (true_counts * pred_counts).sum()
+    cov_pp = total**2 - (pred_counts**2).sum()
+    cov_tt = total**2 - (true_counts**2).sum()
+    denom = cov_pp * cov_tt
+    if denom == 0:
+        return torch.zeros((), dtype=torch.float32)
+    return (cov_tp / denom.sqrt()).float()
+
+
+class GlueBinaryMatthews(BinaryMatthewsCorrCoef):
+    def compute(self) -> torch.Tensor:
+        return matthews_from_confmat(self.confmat)
+
+
+class GlueMulticlassMatthews(MulticlassMatthewsCorrCoef):
+    def compute(self) -> torch.Tensor:
+        return matthews_from_confmat(self.confmat)
+
+
 def _make(name: str, num_labels: int):
     if name == "mcc":
-        return (
-            BinaryMatthewsCorrCoef() if num_labels == 2 else MulticlassMatthewsCorrCoef(num_labels)
-        )
+        return GlueBinaryMatthews() if num_labels == 2 else GlueMulticlassMatthews(num_labels)
     if name == "accuracy":
         # micro average = plain accuracy, as GLUE reports it
         return MulticlassAccuracy(num_classes=num_labels, average="micro")

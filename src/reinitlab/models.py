@@ -20,6 +20,7 @@ from transformers import (
     BertConfig,
     PretrainedConfig,
 )
+from transformers.utils import logging as hf_logging
 
 from reinitlab.errors import ReinitlabError
 from reinitlab.reinit import apply_reset, module_targets
@@ -95,12 +96,17 @@ def load_model(spec: Mapping[str, Any], task: TaskSpec, head_seed: int) -> nn.Mo
             torch.manual_seed(int(spec.get("init_seed", 0)))
             model = AutoModelForSequenceClassification.from_config(config)
     else:
+        # The load report only says the classifier head is new (it always is: drawn below).
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
                 _source_path(spec), config=config
             )
         except OSError as e:
             raise _hub_error(spec, "weights", e) from e
+        finally:
+            hf_logging.set_verbosity(verbosity)
     head = module_targets(model, classifier_head(model))
     apply_reset(model, head, std=config.initializer_range, seed=head_seed)
     return model

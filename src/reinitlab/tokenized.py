@@ -22,9 +22,14 @@ CACHE_FORMAT = 1
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of what maps text to ids. The fast tokenizer's serialized state also holds the
+    truncation/padding settings of its last call, which change when it is used: left out."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        text = backend.to_str()
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        text = json.dumps(state, sort_keys=True)
     else:  # slow tokenizer: the vocabulary and class are what matter
         text = json.dumps(sorted(tokenizer.get_vocab().items())) + type(tokenizer).__name__
     return hashlib.sha256(text.encode()).hexdigest()[:16]

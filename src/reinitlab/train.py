@@ -10,6 +10,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from reinitlab.datamodule import GlueDataModule
     from reinitlab.models import load_config, load_model, load_tokenizer
     from reinitlab.module import GlueClassifier
+    from reinitlab.probing.head_layer import attach_head_to_layer, check_head_config
+    from reinitlab.probing.run import ProbeCallback
     from reinitlab.reinit import plan_reinit
     from reinitlab.results import best_and_final, package_versions, write_result
     from reinitlab.seeding import resolve_seeds
@@ -114,6 +117,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     model_config = load_config(cfg.model, task)
     num_layers = model_config.num_hidden_layers
     validate_scheme(cfg.reinit, num_layers, model_name)
+    check_head_config(cfg.get("head"), num_layers, model_name, cfg.reinit.get("k"))
     tokenizer = load_tokenizer(cfg.model)
     data = GlueDataModule(
         task,
@@ -132,6 +136,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     L.seed_everything(seeds["train"], workers=True, verbose=False)
     model = load_model(cfg.model, task, head_seed=seeds["train"])
+    head = cfg.get("head") or {}
+    attach_head_to_layer(model, head.get("layer"), freeze=head.get("freeze", True))
     params = scheme_params(cfg.reinit)
     targets = plan_reinit(model, {"name": cfg.reinit.name, **params})
     reinit_cb = ReinitCallback(targets, std=model.config.initializer_range, seed=seeds["reinit"])
@@ -141,6 +147,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_name = f"{task.name}-{model_name}-{label}-seed{cfg.seed}".replace("=", "")
     logger = build_logger(cfg, run_name, job_type=cfg.reinit.name)
     callbacks: list[L.Callback] = [reinit_cb]
+    probe_cb = ProbeCallback.from_config(cfg, data, seed=seeds["subset"])  # after reinit_cb
+    if probe_cb is not None:
+        callbacks.append(probe_cb)
     if cfg.get("early_stopping"):
         callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **cfg.early_stopping))
     trainer = hydra.utils.instantiate(
@@ -194,6 +203,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "versions": package_versions(),
         "config": resolved,
     }
+    if probe_cb is not None:
+        record["probe"] = probe_cb.results
     path = write_result(output_dir, record)
     final_primary = final["metrics"]["val/primary"]
     best_primary = best["metrics"]["val/primary"]
@@ -218,12 +229,25 @@ def _route_lightning_logs_to_hydra() -> None:
         lg.propagate = True
 
 
+def _quiet_known_warnings() -> None:
+    """Warnings that are expected here and say nothing to the user: data is tokenized in memory
+    (no loader workers needed), Spearman keeps the dev predictions (a dev set is small), and a
+    deprecation inside Lightning itself."""
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*will save all targets and predictions in the buffer.*",
+        ".*isinstance\\(treespec, LeafSpec\\).*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     _route_lightning_logs_to_hydra()
+    _quiet_known_warnings()
     try:
         record = train(cfg)
     except ReinitlabError as e:
