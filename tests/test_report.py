@@ -478,6 +478,51 @@ def test_transfer_matrix_from_intermediate_task_chains(tmp_path):
     assert (tmp_path / "out" / "transfer.csv").is_file()
 
 
+def test_probe_results_are_drawn_beside_the_reinit_curve(tmp_path):
+    sweep = tmp_path / "probe"
+    names = ["embeddings", "layer_01", "layer_02", "layer_03"]
+
+    def probe(seed, stage):
+        shift = 0.1 if stage == "after" else 0.0
+        return {
+            "layer_names": names,
+            "primary_metric": "mcc",
+            "metric": [0.1 + 0.05 * i + 0.01 * seed + shift for i in range(4)],
+            "variability": [None] + [3.0 - ell + seed for ell in (1, 2, 3)],
+        }
+
+    num = 0
+    for seed in (0, 1):
+        for k in (1, 2, 3, 4):
+            extra = {}
+            if k == 4:
+                extra = {"probe": {"before": probe(seed, "before"), "after": probe(seed, "after")}}
+            write_job(
+                sweep,
+                num,
+                [f"k={k}", f"seed={seed}"],
+                record("cola", progressive_scheme(k), seed, progressive_value(k, seed), **extra),
+            )
+            num += 1
+    report = build_report([sweep], tmp_path / "out", n_resamples=300)
+    probes = pd.read_csv(tmp_path / "out" / "probes.csv")
+    row = probes[(probes["stage"] == "after") & (probes["layer"] == 2)].iloc[0]
+    assert row["n"] == 2 and row["probe_metric"] == pytest.approx(0.1 + 0.1 + 0.005 + 0.1)
+    row = probes[(probes["stage"] == "before") & (probes["layer"] == 1)].iloc[0]
+    assert row["variability"] == pytest.approx(statistics.mean([3.0 - 1 + 0, 3.0 - 1 + 1]))
+    assert probes.loc[probes["layer"] == 0, "variability"].isna().all()  # null NC stays missing
+    # Spearman: pretrained probe metric of layer l vs baseline - mean metric at k = l
+    base = statistics.mean(progressive_value(4, s) for s in (0, 1))
+    drop = [base - statistics.mean(progressive_value(k, s) for s in (0, 1)) for k in (1, 2, 3)]
+    probe_before = [0.1 + 0.05 * ell + 0.005 for ell in (1, 2, 3)]
+    expected = sps.spearmanr(probe_before, drop)
+    assert probes["spearman_rho"].iloc[0] == pytest.approx(expected.statistic)
+    figs = [f for f in report.figures if Path(f["png"]).name.startswith("probe_")]
+    assert len(figs) == 1 and "Spearman" in figs[0]["caption"]
+    check_figures(tmp_path / "out", report)
+    assert "Probing per layer" in (tmp_path / "out" / "report.html").read_text()
+
+
 def test_single_seed_reports_deltas_without_significance(tmp_path):
     sweep = tmp_path / "one"
     for num, k in enumerate((1, 2, 4)):

@@ -13,6 +13,7 @@ from reinitlab.report import figures as fg
 from reinitlab.report import stats
 from reinitlab.report.collect import Collection, collect, runs_frame, varying_config_columns
 from reinitlab.report.io import atomic_path
+from reinitlab.report.probes import probe_figure, probe_table, spearman_vs_reinit
 from reinitlab.report.transfer import transfer_cells
 
 GROUP = ["task", "model", "size", "factors", "chain"]
@@ -33,6 +34,7 @@ class Report:
     delta_cells: pd.DataFrame
     summaries: dict[str, pd.DataFrame]
     transfer: pd.DataFrame = field(default_factory=pd.DataFrame)
+    probes: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: list[dict[str, Any]] = field(default_factory=list)  # title, caption, png, svg
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
@@ -126,6 +128,13 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                     f"{scheme}: {title} ({fg.pretty(figure)})",
                     "Mean paired delta vs baseline per variant, error bars = 95% bootstrap CI.",
                 )
+        # probing beside the reinit curve, when baseline records carry probe results
+        try:
+            _draw_probes(report, g_runs, g_agg, records_by_dir, title, metric, key, add)
+        except (KeyError, ValueError, TypeError) as e:
+            report.notes.append(
+                f"Probe figure for {title} skipped: unexpected probe results ({e!r})."
+            )
         # weight movement, when the records carry the deltas matrices
         try:
             _draw_movement(
@@ -189,6 +198,36 @@ def _draw_transfer(report: Report, add) -> None:
             "Paired delta vs direct fine-tuning (same final task, seed and training subset); "
             "* = Holm-adjusted p < 0.05 across the matrix.",
         )
+
+
+def _draw_probes(report, g_runs, g_agg, records_by_dir, title, metric, key, add) -> None:
+    table = probe_table(g_runs, records_by_dir)
+    if table.empty:
+        return
+    prog = g_agg[(g_agg["scheme"] == "progressive") & ~g_agg["is_baseline"]]
+    curve = {int(r["scheme.k"]): float(r["mean"]) for _, r in prog.iterrows()}
+    base_values = g_runs.loc[g_runs["is_baseline"], "primary"]
+    baseline = float(base_values.mean()) if len(base_values) else None
+    name = fg.slug(*key[:4], _via(key[4]))
+    paths = probe_figure(
+        table, curve, baseline, metric, title, report.out_dir / "figures", f"probe_{name}"
+    )
+    caption = (
+        "Top: fine-tuned dev metric vs k (layers k..L re-initialized); middle: linear-probe "
+        "dev metric of each layer of the baseline runs, pretrained and fine-tuned; bottom: "
+        "hidden-state variability per layer."
+    )
+    rho = {"rho": math.nan, "pvalue": math.nan, "n": 0}
+    if curve and baseline is not None:
+        rho = spearman_vs_reinit(table, curve, baseline)
+        caption += (
+            f" Spearman ρ(probe metric of layer ℓ, drop at k=ℓ) = {rho['rho']:.3f} "
+            f"(p = {rho['pvalue']:.3g}, {rho['n']} layers)."
+        )
+    add(paths, f"Probing vs reinit: {title}", caption)
+    rows = table.assign(**dict(zip(GROUP, key, strict=True)))
+    rows["spearman_rho"], rows["spearman_p"] = rho["rho"], rho["pvalue"]
+    report.probes = pd.concat([report.probes, rows], ignore_index=True)
 
 
 def _draw_movement(
@@ -306,6 +345,8 @@ def _write_tables(report: Report) -> None:
     }
     if not report.transfer.empty:
         tables["transfer"] = report.transfer
+    if not report.probes.empty:
+        tables["probes"] = report.probes
     for name, df in tables.items():
         path = out / f"{name}.csv"
         with atomic_path(path) as tmp:

@@ -204,6 +204,14 @@ def write_html(report) -> Path:
             "subset, with the paired test and Holm's correction across each matrix.</p>",
             _table(report.transfer, TRANSFER_COLS),
         ]
+    if not report.probes.empty:
+        parts += [
+            "<h2>Probing per layer (baseline runs)</h2>",
+            "<p>Linear-probe dev metric and hidden-state variability per layer (0 = embeddings), "
+            "before and after fine-tuning, mean over the baseline runs; Spearman ρ between the "
+            "pretrained probe metric of layer ℓ and the drop when re-initializing from k = ℓ.</p>",
+            _table(report.probes),
+        ]
     for name, table in report.summaries.items():
         what = "layer" if name == "per_layer" else "head"
         parts += [
