@@ -611,6 +611,14 @@ def test_bad_input_empty_dir_no_records_and_a_corrupt_record(tmp_path, capsys):
         build_report([junk], tmp_path / "out")
     assert cli_main(["report", str(empty), "--out", str(tmp_path / "o")]) == 2
     assert "is empty" in capsys.readouterr().err
+    # a sweep whose every job failed still gets a report that lists them
+    failed = tmp_path / "failed"
+    write_job(
+        failed, 0, ["reinit.k=9"], None, log="[x][reinitlab][ERROR] - reinit.k=9 is out of range\n"
+    )
+    report = build_report([failed], tmp_path / "failed_out")
+    assert report.runs.empty and [p.kind for p in report.collection.problems] == ["failed"]
+    assert "reinit.k=9 is out of range" in (tmp_path / "failed_out" / "report.html").read_text()
     with pytest.raises(ReinitlabError, match="not a directory"):
         build_report([tmp_path / "nowhere"], tmp_path / "out")
 
