@@ -523,6 +523,27 @@ def test_probe_results_are_drawn_beside_the_reinit_curve(tmp_path):
     assert "Probing per layer" in (tmp_path / "out" / "report.html").read_text()
 
 
+def test_metric_choice_final_best_and_auto(tmp_path):
+    sweep = tmp_path / "plateau"
+    for num, (k, early) in enumerate(
+        [(1, None), (4, None), (1, {"patience": 1}), (4, {"patience": 1})]
+    ):
+        rec = record("cola", progressive_scheme(k), num, 0.3 + 0.1 * num)
+        rec["best"] = {"epoch": 1, "step": 4, "metrics": {"val/primary": 0.9 + 0.01 * num}}
+        rec["config"]["early_stopping"] = early
+        write_job(sweep, num, [f"n={num}"], rec)
+    auto = build_report([sweep], tmp_path / "a", n_resamples=200).runs.sort_values("seed")
+    assert auto["metric_source"].tolist() == ["final", "final", "best", "best"]
+    assert auto["primary"].tolist() == pytest.approx([0.3, 0.4, 0.92, 0.93])
+    # early stopping on/off is a varied config key: it splits the cells instead of mixing them
+    assert auto["factors"].tolist()[2] == "early_stopping.patience=1.0"
+    assert auto["factors"].nunique() == 2
+    final = build_report([sweep], tmp_path / "f", metric="final", n_resamples=200).runs
+    assert sorted(final["primary"]) == pytest.approx([0.3, 0.4, 0.5, 0.6])
+    with pytest.raises(ReinitlabError, match="--metric"):
+        build_report([sweep], tmp_path / "x", metric="last")
+
+
 def test_single_seed_reports_deltas_without_significance(tmp_path):
     sweep = tmp_path / "one"
     for num, k in enumerate((1, 2, 4)):

@@ -352,7 +352,7 @@ def varying_config_columns(df: pd.DataFrame) -> list[str]:
     for c in df.columns:
         if not c.startswith("config.") or c.startswith(_NOT_A_FACTOR):
             continue
-        values = df[c].astype(str)
+        values = df[c].map(str)
         if values.nunique(dropna=False) <= 1:
             continue
         if "run_dir" in df and all(
@@ -369,6 +369,6 @@ def _other_factors(df: pd.DataFrame) -> pd.Series:
         return pd.Series([""] * len(df), index=df.index)
     return (
         df[cols]
-        .astype(str)
+        .map(str)
         .apply(lambda r: " ".join(f"{c.removeprefix('config.')}={v}" for c, v in r.items()), axis=1)
     )
