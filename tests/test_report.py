@@ -684,6 +684,8 @@ def test_report_over_a_real_tiny_multirun(tmp_path):
         "seed=0,1",
         "data.max_train_samples=64",
         "trainer.max_epochs=1",
+        "probe.before=true",
+        "probe.after=true",
         f"data.glue_dir={GLUE}",
         f"data.cache_dir={tmp_path / 'cache'}",
         f"hydra.sweep.dir={sweep}",
@@ -728,9 +730,13 @@ def test_report_over_a_real_tiny_multirun(tmp_path):
         assert row["delta"] == pytest.approx(row["primary"] - base)
     import matplotlib.image as mpimg
 
-    pngs = sorted((out / "figures").glob("layers_*.png"))
-    assert len(pngs) == 1 and mpimg.imread(pngs[0]).shape[0] > 150
-    ET.parse(pngs[0].with_suffix(".svg"))
+    for prefix in ("layers_", "probe_"):
+        pngs = sorted((out / "figures").glob(f"{prefix}*.png"))
+        assert len(pngs) == 1 and mpimg.imread(pngs[0]).shape[0] > 150
+        ET.parse(pngs[0].with_suffix(".svg"))
+    probes = pd.read_csv(out / "probes.csv")  # the baseline runs' probes, layers 0..3
+    assert sorted(set(probes["layer"])) == [0, 1, 2, 3] and set(probes["n"]) == {2}
+    assert set(probes["stage"]) == {"before", "after"}
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 1 and "reinit.k=1,4" in page
+    assert page.count("data:image/png;base64,") == 2 and "reinit.k=1,4" in page
     assert json.loads((sweep / "0" / "result.json").read_text())["task"] == "wnli"

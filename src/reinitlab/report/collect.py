@@ -35,6 +35,7 @@ _NOT_A_FACTOR = (
     "config.data.max_train_samples",
     "config.experiment",
     "config.intermediate",  # the task chain: its own column, `chain`
+    "config.probe.",  # probing observes a run, it does not change its training
     "config.trainer.enable_progress_bar",
     "config.trainer.logger",
     "config.trainer.default_root_dir",
