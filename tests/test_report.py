@@ -544,6 +544,20 @@ def test_metric_choice_final_best_and_auto(tmp_path):
         build_report([sweep], tmp_path / "x", metric="last")
 
 
+def test_baseline_detection():
+    from reinitlab.report.collect import is_baseline
+
+    assert is_baseline({"name": "none", "pooler": False}, 3)
+    assert is_baseline({"name": "progressive", "k": None}, 3)
+    assert is_baseline({"name": "progressive", "k": 4}, 3)
+    assert is_baseline({"name": "custom", "label": "baseline"}, 3)
+    assert not is_baseline({"name": "progressive", "k": 3}, 3)
+    assert not is_baseline({"name": "heads", "layer": 1, "head": 1}, 3)
+    # the pooler re-initialized: not the untouched model
+    assert not is_baseline({"name": "none", "pooler": True, "label": "baseline"}, 3)
+    assert not is_baseline({"name": "progressive", "k": 4, "pooler": True}, 3)
+
+
 def test_single_seed_reports_deltas_without_significance(tmp_path):
     sweep = tmp_path / "one"
     for num, k in enumerate((1, 2, 4)):

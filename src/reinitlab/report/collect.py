@@ -215,7 +215,11 @@ def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
 
 
 def is_baseline(scheme: dict[str, Any], num_layers: int | None) -> bool:
-    """Baseline = nothing re-initialized: scheme none, progressive with k null or L+1, or label."""
+    """Baseline = nothing re-initialized: scheme none, progressive with k null or L+1, or a run
+    labelled "baseline" — unless `pooler: true` re-initialized the pooler (then it is a variant
+    of its own, compared with the untouched baseline like any other)."""
+    if scheme.get("pooler"):
+        return False
     name = scheme.get("name")
     if name == "none" or scheme.get("label") == "baseline":
         return True

@@ -118,7 +118,8 @@ def _statistics_text(report) -> str:
         "(column <code>metric_source</code>).",
         "Aggregates per cell (task, model, training-set size, other varied config, scheme "
         "variant): n, mean, standard deviation (n−1), 95% CI. " + seeds_note,
-        "Paired deltas: each run minus the baseline run (reinit=none, or progressive k=L+1) "
+        "Paired deltas: each run minus the baseline run (reinit=none, or progressive k=L+1; "
+        "pooler untouched) "
         "with the same task, model, seed and training subset (size and subset seed). A run "
         "without such a baseline is listed as unpaired, never matched to another seed.",
         f"Paired test per cell: Wilcoxon signed-rank when a cell has ≥ {stats.WILCOXON_MIN_N} "
