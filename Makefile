@@ -12,7 +12,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: install demo test test-slow test-all test-slurm lint format clean bench
+.PHONY: install demo test test-slow test-all test-slurm lint format clean bench report
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ demo: install
 	@test -n "$(GLUE_DIR)" || { echo "Set GLUE_DIR to a folder of GLUE TSVs (<TASK>/train.tsv, dev.tsv)"; exit 2; }
 	$(PY) train.py experiment=demo
 	@echo "Results: the newest folder under multirun/ (one result.json per job)."
+
+# make report SWEEP=multirun/<sweep> [OUT=dir]: tables, figures, report.html (see README)
+report: install
+	@test -n "$(SWEEP)" || { echo "Usage: make report SWEEP=multirun/<sweep> [OUT=dir]"; exit 2; }
+	$(VENV)/bin/reinitlab report $(SWEEP) $(if $(OUT),--out $(OUT),)
 
 test: install
 	$(PY) -m pytest -q

@@ -16,6 +16,7 @@ from reinitlab.errors import ReinitlabError
 COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("reinitlab.probing.command", "linear probe + variability score for every layer"),
     "status": ("reinitlab.status", "done / failed / missing / running jobs of a sweep directory"),
+    "report": ("reinitlab.report.cli", "tables, figures and report.html from finished sweeps"),
 }
 
 

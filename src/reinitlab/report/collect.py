@@ -1,0 +1,379 @@
+"""Read every result record and every Hydra job dir under the given folders.
+
+A report must never drop a run silently, so besides the records this module lists the jobs that
+have a Hydra dir but no record (failed, or still running), the jobs a sweep planned but never
+started (expanded from the sweep's `multirun.yaml`), and records that could not be read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reinitlab.errors import ReinitlabError
+from reinitlab.results import RESULT_FILENAME
+
+REQUIRED_KEYS = ("task", "model", "scheme", "seed", "final")
+# Config keys that describe a run's identity elsewhere (scheme, task, model, seeds) or that do
+# not change what is measured (paths, logging); the rest, when it varies, splits aggregates.
+_NOT_A_FACTOR = (
+    "config.seed",
+    "config.seeds.",
+    "config.reinit.",
+    "config.task.",
+    "config.model.",
+    "config.paths.",
+    "config.logger.",
+    "config.data.glue_dir",
+    "config.data.cache_dir",
+    "config.data.num_workers",
+    "config.data.max_train_samples",
+    "config.experiment",
+    "config.intermediate",  # the task chain: its own column, `chain`
+    "config.probe.",  # probing observes a run, it does not change its training
+    "config.trainer.enable_progress_bar",
+    "config.trainer.logger",
+    "config.trainer.default_root_dir",
+)
+_ERROR_LINE = re.compile(r"\]\[ERROR\]|Error|Exception|Traceback|error:")
+
+
+@dataclass
+class Problem:
+    """A job the report could not use: `kind` is failed, missing or corrupt."""
+
+    kind: str
+    where: str
+    reason: str
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Collection:
+    records: list[dict[str, Any]]
+    problems: list[Problem]
+    sweeps: list[dict[str, Any]]  # per input dir: path, swept params, planned job count
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"not valid JSON ({e})") from None
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in rec]
+    if missing:
+        raise ValueError(f"missing keys {missing}")
+    if rec.get("status", "completed") != "completed":
+        raise ValueError(f"status is {rec.get('status')!r}, not 'completed'")
+    if not isinstance(rec["final"], dict) or "val/primary" not in rec["final"].get("metrics", {}):
+        raise ValueError("final.metrics has no 'val/primary'")
+    return rec
+
+
+def _last_error_line(job_dir: Path) -> str | None:
+    """The last line of the job's Hydra log that reads like an error, else its last line."""
+    logs = sorted(job_dir.glob("*.log"))
+    if not logs:
+        return None
+    lines = [ln.strip() for ln in logs[0].read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if _ERROR_LINE.search(ln)]
+    if errors:
+        return errors[-1]
+    if not lines:
+        return None
+    return f"no error in {logs[0].name} (still running, or killed); its last line: {lines[-1]}"
+
+
+def _job_overrides(job_dir: Path) -> list[str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    from omegaconf import OmegaConf
+
+    try:
+        return [str(x) for x in OmegaConf.load(path)]
+    except Exception:
+        return []
+
+
+def planned_jobs(multirun_yaml: Path) -> tuple[dict[str, str], list[list[str]] | None]:
+    """(swept parameters, every job's overrides as Hydra's basic sweeper expands them).
+
+    The job list is None when the sweep cannot be expanded here (another sweeper plugin,
+    glob() over config groups); the report then says the planned count is unknown.
+    """
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(multirun_yaml)
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    params = {str(k): str(v) for k, v in params.items()}
+    task_overrides = [str(x) for x in (OmegaConf.select(cfg, "hydra.overrides.task") or [])]
+    swept = dict(params)
+    for ov in task_overrides:
+        key, _, value = ov.partition("=")
+        if "," in value or value.startswith(("range(", "choice(", "glob(")):
+            swept[key] = value
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_") or ""
+        if not sweeper.endswith("BasicSweeper"):
+            return swept, None
+        parsed = OverridesParser.create().parse_overrides(
+            [f"{k}={v}" for k, v in params.items()] + task_overrides
+        )
+        batches = BasicSweeper.split_arguments(parsed, None)
+        return swept, [list(job) for batch in batches for job in batch]
+    except Exception:
+        return swept, None
+
+
+def _job_dirs(root: Path) -> list[Path]:
+    """Hydra job dirs (with a `.hydra/` folder) and dirs holding a record, under root."""
+    dirs = {p.parent for p in root.rglob(".hydra") if p.is_dir()}
+    dirs |= {p.parent for p in root.rglob(RESULT_FILENAME)}
+    return sorted(dirs)
+
+
+def collect(dirs: list[str | Path]) -> Collection:
+    records: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    sweeps: list[dict[str, Any]] = []
+    seen_jobs: set[Path] = set()  # a job reached through two given dirs counts once
+    for d in dirs:
+        root = Path(d)
+        if not root.is_dir():
+            raise ReinitlabError(f"report: {str(root)!r} is not a directory")
+        if not any(root.iterdir()):
+            raise ReinitlabError(f"report: {str(root)!r} is empty (no sweep or run output in it)")
+        jobs = _job_dirs(root)
+        if not jobs:
+            raise ReinitlabError(
+                f"report: no result records ({RESULT_FILENAME}) and no Hydra job dirs under "
+                f"{str(root)!r}; give a sweep dir such as multirun/<date>_<id>"
+            )
+        seen_overrides: list[frozenset[str]] = []
+        for job in jobs:
+            if job.resolve() in seen_jobs:
+                continue
+            seen_jobs.add(job.resolve())
+            overrides = _job_overrides(job)
+            seen_overrides.append(frozenset(overrides))
+            path = job / RESULT_FILENAME
+            if not path.exists():
+                reason = _last_error_line(job) or "no result.json and no log file"
+                problems.append(Problem("failed", str(job), reason, overrides))
+                continue
+            try:
+                rec = _read_record(path)
+            except ValueError as e:
+                problems.append(Problem("corrupt", str(path), str(e), overrides))
+                continue
+            rec["path"] = str(path)
+            rec["run_dir"] = str(job)
+            rec["sweep_dir"] = str(root)
+            rec["overrides"] = overrides
+            records.append(rec)
+        info: dict[str, Any] = {"dir": str(root), "swept": {}, "planned": None}
+        multirun_yaml = root / "multirun.yaml"
+        if multirun_yaml.is_file():
+            swept, planned = planned_jobs(multirun_yaml)
+            info["swept"] = swept
+            if planned is not None:
+                info["planned"] = len(planned)
+                for job_overrides in planned:
+                    if frozenset(job_overrides) not in seen_overrides:
+                        problems.append(
+                            Problem(
+                                "missing", str(root), "planned but never started", job_overrides
+                            )
+                        )
+        info["job_dirs"] = len(jobs)
+        sweeps.append(info)
+    return Collection(records, problems, sweeps)
+
+
+# --- flattening ---------------------------------------------------------------------------
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(obj, list | tuple):
+        out[prefix] = json.dumps(obj)
+    else:
+        out[prefix] = obj
+
+
+def is_baseline(scheme: dict[str, Any], num_layers: int | None) -> bool:
+    """Baseline = nothing re-initialized: scheme none, progressive with k null or L+1, or a run
+    labelled "baseline" — unless `pooler: true` re-initialized the pooler (then it is a variant
+    of its own, compared with the untouched baseline like any other)."""
+    if scheme.get("pooler"):
+        return False
+    name = scheme.get("name")
+    if name == "none" or scheme.get("label") == "baseline":
+        return True
+    if name == "progressive":
+        k = scheme.get("k")
+        return k is None or (num_layers is not None and k == num_layers + 1)
+    return False
+
+
+def scheme_variant(scheme: dict[str, Any]) -> str:
+    """A stable, readable key for a scheme and its parameters (label excluded)."""
+    params = {k: v for k, v in sorted(scheme.items()) if k not in ("name", "label")}
+    if not params:
+        return str(scheme.get("name"))
+    return f"{scheme.get('name')} " + json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+# Parameters that place a run on a figure's axis (k on the layer curve, (layer, head) on the
+# heatmap, the block start or permutation on the bar chart); the other parameters (mode, parts,
+# pooler, width) split runs into separate figures.
+POSITION_PARAMS = {
+    "progressive": ("k",),
+    "heads": ("layer", "head", "heads"),
+    "block": ("start",),
+    "layers": ("layers",),
+    "permute": ("order", "permutation_seed"),
+}
+
+
+def figure_key(scheme: dict[str, Any]) -> str:
+    """The scheme with its positional parameters removed: runs sharing it share a figure."""
+    drop = {"name", "label", *POSITION_PARAMS.get(str(scheme.get("name")), ())}
+    rest = {k: v for k, v in sorted(scheme.items()) if k not in drop}
+    if not rest:
+        return str(scheme.get("name"))
+    return f"{scheme.get('name')} " + json.dumps(rest, sort_keys=True, separators=(",", ":"))
+
+
+def _head_position(scheme: dict[str, Any]) -> tuple[Any, Any]:
+    """(layer, head), 1-based, for a heads scheme that resets exactly one head."""
+    if scheme.get("name") != "heads":
+        return None, None
+    if scheme.get("layer") is not None and scheme.get("head") is not None:
+        layer, head = scheme["layer"], scheme["head"]
+        if isinstance(layer, int) and isinstance(head, int):
+            return layer, head
+    pairs = scheme.get("heads")
+    if isinstance(pairs, list) and len(pairs) == 1 and len(pairs[0]) == 2:
+        return int(pairs[0][0]), int(pairs[0][1])
+    return None, None
+
+
+def chain_name(rec: dict[str, Any]) -> str:
+    """The intermediate tasks a run fine-tuned on before its task ('none' = direct), from the
+    record's `intermediate` list (or its config's)."""
+    chain = rec.get("intermediate")
+    if chain is None:
+        chain = (rec.get("config") or {}).get("intermediate")
+    if isinstance(chain, str):
+        chain = [chain]
+    return "→".join(str(t) for t in chain) if chain else "none"
+
+
+def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFrame:
+    """One row per run: identity, scheme params, seeds, metrics, runtime, flattened config.
+
+    `metric` picks the value compared everywhere (`primary`): `final` (last validation, the
+    fixed-epoch recipe), `best` (best validation), or `auto` = best for runs that trained with
+    early stopping (trainer=plateau reports its best epoch), else final.
+    """
+    if metric not in ("auto", "final", "best"):
+        raise ReinitlabError(f"report: --metric={metric!r}; allowed: auto, final, best")
+    rows = []
+    for rec in records:
+        scheme = dict(rec["scheme"])
+        num_layers = rec.get("num_layers")
+        config = rec.get("config") or {}
+        source = metric
+        if metric == "auto":
+            source = "best" if config.get("early_stopping") and rec.get("best") else "final"
+        chosen = rec.get(source) or rec["final"]
+        layer, head = _head_position(scheme)
+        row: dict[str, Any] = {
+            "run_dir": rec.get("run_dir"),
+            "sweep_dir": rec.get("sweep_dir"),
+            "task": rec["task"],
+            "model": rec["model"],
+            "num_layers": num_layers,
+            "scheme": scheme.get("name"),
+            "label": scheme.get("label") or scheme.get("name"),
+            "variant": scheme_variant(scheme),
+            "figure": figure_key(scheme),
+            "is_baseline": is_baseline(scheme, num_layers),
+            "head_layer": layer,
+            "head_index": head,
+            "seed": rec["seed"],
+            "primary_metric": rec.get("primary_metric"),
+            "train_size": rec.get("train_size"),
+            "max_train_samples": rec.get("max_train_samples"),
+            "metric_source": source,
+            "primary": chosen["metrics"]["val/primary"],
+            "final_primary": rec["final"]["metrics"]["val/primary"],
+            "best_primary": (rec.get("best") or rec["final"])["metrics"]["val/primary"],
+            "best_epoch": (rec.get("best") or {}).get("epoch"),
+            "epochs": rec.get("epochs"),
+            "steps": rec.get("steps"),
+            "wall_time_s": rec.get("wall_time_s"),
+            "has_deltas": isinstance(rec.get("deltas"), dict),
+        }
+        for k, v in scheme.items():
+            if k not in ("name", "label"):
+                row[f"scheme.{k}"] = json.dumps(v) if isinstance(v, list | dict) else v
+        _flatten(rec.get("seeds") or {}, "seeds", row)
+        _flatten(rec["final"].get("metrics", {}), "final", row)
+        _flatten((rec.get("best") or {}).get("metrics", {}), "best", row)
+        row["chain"] = chain_name(rec)
+        _flatten(config, "config", row)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    if "seeds.subset" not in df:
+        df["seeds.subset"] = df["seed"]
+    df["size"] = df["max_train_samples"].where(df["max_train_samples"].notna(), "all")
+    df["size"] = df["size"].map(lambda v: "all" if v == "all" else str(int(v)))
+    df["factors"] = _other_factors(df)
+    return df.sort_values(["task", "model", "size", "scheme", "variant", "seed"]).reset_index(
+        drop=True
+    )
+
+
+def varying_config_columns(df: pd.DataFrame) -> list[str]:
+    """Config keys that differ between runs and are not the task/model/scheme/seed/size."""
+    cols = []
+    for c in df.columns:
+        if not c.startswith("config.") or c.startswith(_NOT_A_FACTOR):
+            continue
+        values = df[c].map(str)
+        if values.nunique(dropna=False) <= 1:
+            continue
+        if "run_dir" in df and all(
+            rd and str(rd) in v for v, rd in zip(values, df["run_dir"], strict=True)
+        ):
+            continue  # a per-job path (output dir of this run), not an experimental factor
+        cols.append(c)
+    return cols
+
+
+def _other_factors(df: pd.DataFrame) -> pd.Series:
+    cols = varying_config_columns(df)
+    if not cols:
+        return pd.Series([""] * len(df), index=df.index)
+    return (
+        df[cols]
+        .map(str)
+        .apply(lambda r: " ".join(f"{c.removeprefix('config.')}={v}" for c, v in r.items()), axis=1)
+    )

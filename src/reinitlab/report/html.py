@@ -1,0 +1,228 @@
+"""report.html: one self-contained page (figures embedded as base64 PNG, no external files
+needed to view it) with what was swept, what ran, the statistics used and every table."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from reinitlab.report import stats
+from reinitlab.report.io import write_text
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;font-size:12px;margin:0.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}
+th{background:#f0f0f0} td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0 2em} figcaption{font-size:13px;color:#555;max-width:900px}
+img{max-width:100%} .note{background:#fff6d5;padding:0.5em 1em;border-left:4px solid #e0b000}
+.bad{color:#a00} code{background:#f4f4f4;padding:0 3px}
+"""
+
+AGG_COLS = [
+    "task",
+    "model",
+    "size",
+    "factors",
+    "label",
+    "variant",
+    "n",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "seeds",
+]
+DELTA_COLS = [
+    "task",
+    "model",
+    "size",
+    "factors",
+    "label",
+    "variant",
+    "n_pairs",
+    "n_unpaired",
+    "mean_delta",
+    "std_delta",
+    "ci_low",
+    "ci_high",
+    "test",
+    "statistic",
+    "p",
+    "p_holm",
+    "family_size",
+]
+TRANSFER_COLS = [
+    "model",
+    "size",
+    "factors",
+    "label",
+    "task",
+    "chain",
+    "n",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "better_than_direct",
+    "n_pairs",
+    "mean_delta",
+    "delta_ci_low",
+    "delta_ci_high",
+    "test",
+    "p",
+    "p_holm",
+]
+RUN_COLS = [
+    "task",
+    "model",
+    "size",
+    "chain",
+    "label",
+    "seed",
+    "primary_metric",
+    "primary",
+    "metric_source",
+    "steps",
+    "wall_time_s",
+    "run_dir",
+]
+
+
+def _table(df: pd.DataFrame, cols: list[str] | None = None) -> str:
+    if df is None or df.empty:
+        return "<p><em>(none)</em></p>"
+    if cols:
+        df = df[[c for c in cols if c in df.columns]]
+    df = df.loc[:, [c for c in df.columns if not (df[c].astype(str) == "").all()]]
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–", border=0)
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
+
+
+def _statistics_text(report) -> str:
+    seeds_note = (
+        f"Percentile bootstrap of the mean (scipy.stats.bootstrap, {report.n_resamples} resamples, "
+        "fixed seed: the same sweep gives the same intervals), 95% level; no interval for one run."
+    )
+    items = [
+        "Compared value: the task's primary dev metric (<code>val/primary</code>), from the last "
+        "validation (<code>final</code>), or the best one for runs trained with early stopping "
+        "(column <code>metric_source</code>).",
+        "Aggregates per cell (task, model, training-set size, other varied config, scheme "
+        "variant): n, mean, standard deviation (n−1), 95% CI. " + seeds_note,
+        "Paired deltas: each run minus the baseline run (reinit=none, or progressive k=L+1; "
+        "pooler untouched) "
+        "with the same task, model, seed and training subset (size and subset seed). A run "
+        "without such a baseline is listed as unpaired, never matched to another seed.",
+        f"Paired test per cell: Wilcoxon signed-rank when a cell has ≥ {stats.WILCOXON_MIN_N} "
+        "pairs, else the paired t test (column <code>test</code> says which); none for one pair.",
+        "Multiple comparisons: Holm–Bonferroni across the cells of one figure (column "
+        "<code>family_size</code> = number of tests in that family); * in figures = Holm p < 0.05.",
+    ]
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def write_html(report) -> Path:
+    col = report.collection
+    kinds = Counter(p.kind for p in col.problems)
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>reinitlab report</title>",
+        f"<style>{STYLE}</style></head><body>",
+        "<h1>reinitlab report</h1>",
+        f"<p>Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from "
+        + ", ".join(f"<code>{html.escape(s['dir'])}</code>" for s in col.sweeps)
+        + ".</p>",
+        "<h2>Runs</h2>",
+        f"<p><b>{len(col.records)}</b> done, <b class='bad'>{kinds.get('failed', 0)}</b> failed "
+        f"(job dir without a result record), <b class='bad'>{kinds.get('missing', 0)}</b> missing "
+        f"(planned by the sweep, never started), <b class='bad'>{kinds.get('corrupt', 0)}</b> "
+        "unreadable records.</p>",
+    ]
+    sweep_rows = [
+        {
+            "sweep dir": s["dir"],
+            "swept": "; ".join(f"{k}={v}" for k, v in s["swept"].items()) or "(no multirun.yaml)",
+            "planned jobs": "unknown" if s["planned"] is None else s["planned"],
+            "job dirs": s.get("job_dirs"),
+        }
+        for s in col.sweeps
+    ]
+    parts += ["<h3>What was swept</h3>", _table(pd.DataFrame(sweep_rows))]
+    if not report.runs.empty:
+        seen = report.runs.groupby(["task", "model", "size"]).agg(
+            schemes=("label", lambda s: ", ".join(sorted(set(map(str, s))))),
+            seeds=("seed", lambda s: ", ".join(map(str, sorted(set(s))))),
+            runs=("seed", "size"),
+        )
+        parts.append(_table(seen.reset_index()))
+    if col.problems:
+        parts += [
+            "<h3 class='bad'>Failed, missing and unreadable runs</h3>",
+            _table(
+                pd.DataFrame(
+                    [
+                        {
+                            "kind": p.kind,
+                            "where": p.where,
+                            "overrides": " ".join(p.overrides),
+                            "reason": p.reason,
+                        }
+                        for p in col.problems
+                    ]
+                )
+            ),
+        ]
+    if report.notes:
+        parts.append(
+            "<h2>Notes</h2>"
+            + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in report.notes)
+        )
+    parts += ["<h2>Statistics used</h2>", _statistics_text(report)]
+    if report.figures:
+        parts.append("<h2>Figures</h2>")
+        for f in report.figures:
+            svg = Path(f["svg"]).relative_to(report.out_dir)
+            parts.append(
+                f"<figure><h3>{html.escape(f['title'])}</h3>{_img(f['png'])}<figcaption>"
+                f"{html.escape(f['caption'])} (vector: <code>{html.escape(str(svg))}</code>)"
+                "</figcaption></figure>"
+            )
+    parts += ["<h2>Aggregates</h2>", _table(report.aggregates, AGG_COLS)]
+    parts += ["<h2>Paired deltas vs baseline</h2>", _table(report.delta_cells, DELTA_COLS)]
+    if not report.transfer.empty:
+        parts += [
+            "<h2>Transfer matrix (intermediate tasks)</h2>",
+            "<p>Per final task and chain of intermediate tasks (none = direct fine-tuning): mean "
+            "and 95% CI over seeds; delta vs direct fine-tuning paired by seed and training "
+            "subset, with the paired test and Holm's correction across each matrix.</p>",
+            _table(report.transfer, TRANSFER_COLS),
+        ]
+    if not report.probes.empty:
+        parts += [
+            "<h2>Probing per layer (baseline runs)</h2>",
+            "<p>Linear-probe dev metric and hidden-state variability per layer (0 = embeddings), "
+            "before and after fine-tuning, mean over the baseline runs; Spearman ρ between the "
+            "pretrained probe metric of layer ℓ and the drop when re-initializing from k = ℓ.</p>",
+            _table(report.probes),
+        ]
+    for name, table in report.summaries.items():
+        what = "layer" if name == "per_layer" else "head"
+        parts += [
+            f"<h2>Per-{what} summary of head-reinit deltas</h2>",
+            "<p>count, mean, std, min, quartiles and max of the per-run deltas vs baseline, "
+            f"grouped by {what} (1-based).</p>",
+            _table(table),
+        ]
+    parts += ["<h2>All runs</h2>", _table(report.runs, RUN_COLS)]
+    files = ", ".join(f"<code>{html.escape(p.name)}</code>" for p in report.files)
+    parts.append(f"<p>Tables beside this page: {files}.</p></body></html>")
+    path = report.out_dir / "report.html"
+    return write_text(path, "\n".join(parts))

@@ -1,0 +1,195 @@
+"""Aggregates, paired deltas vs the baseline, paired tests and Holm's correction.
+
+Everything is computed from the runs table (collect.runs_frame) and is deterministic: the
+bootstrap draws from a fixed seed, so the same sweep gives the same report.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+# A cell = one point of a figure: the same task, model, training-set size, other varied config
+# factors and scheme variant. A family = the cells of one figure (Holm corrects within it).
+# `chain` = the intermediate tasks fine-tuned on first ("none" = direct fine-tuning).
+CELL = ["task", "model", "size", "factors", "chain", "scheme", "figure", "variant"]
+FAMILY = ["task", "model", "size", "factors", "chain", "scheme", "figure"]
+# A run's baseline shares task, model, training subset (size + subset seed), factors, chain
+# and seed.
+PAIR = ["task", "model", "size", "factors", "chain", "seed", "seeds.subset"]
+WILCOXON_MIN_N = 6
+CI_LEVEL = 0.95
+
+
+def bootstrap_ci(
+    values, level: float = CI_LEVEL, n_resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (scipy.stats.bootstrap, seeded => reproducible).
+
+    NaN for fewer than two values (no spread to resample); a point for identical values.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return math.nan, math.nan
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    res = sps.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def paired_test(run: np.ndarray, base: np.ndarray) -> tuple[str, float, float]:
+    """(test name, statistic, p): Wilcoxon signed-rank for n >= 6 pairs, else paired t.
+
+    Below 6 pairs the exact Wilcoxon test cannot reach p < 0.05 (two-sided), so the paired t
+    test is the only one that can say anything; with one pair there is no test at all.
+    """
+    n = len(run)
+    if n < 2:
+        return "none (single seed)", math.nan, math.nan
+    d = run - base
+    if np.all(d == 0):
+        return ("wilcoxon" if n >= WILCOXON_MIN_N else "paired t"), 0.0, 1.0
+    if n >= WILCOXON_MIN_N:
+        r = sps.wilcoxon(run, base)
+        return "wilcoxon", float(r.statistic), float(r.pvalue)
+    if np.all(d == d[0]):  # no variance: t is infinite, the data cannot be tested
+        return "paired t", math.nan, math.nan
+    r = sps.ttest_rel(run, base)
+    return "paired t", float(r.statistic), float(r.pvalue)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni step-down adjusted p-values; NaN entries stay NaN and do not count."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[idx]))
+        out[idx] = running
+    return out
+
+
+def _cell_extras(g: pd.DataFrame) -> dict:
+    first = g.iloc[0]
+    extra = {"label": first["label"], "is_baseline": bool(g["is_baseline"].all())}
+    for col in ("scheme.k", "head_layer", "head_index", "primary_metric", "num_layers"):
+        if col in g:
+            extra[col] = first[col]
+    return extra
+
+
+def aggregates(runs: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per cell: n, mean, std (ddof=1), 95% bootstrap CI of the primary metric, the seeds."""
+    rows = []
+    for key, g in runs.groupby(CELL, sort=True, dropna=False):
+        values = g["primary"].to_numpy(dtype=float)
+        lo, hi = bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
+        rows.append(
+            {
+                **dict(zip(CELL, key, strict=True)),
+                **_cell_extras(g),
+                "n": len(values),
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+                "seeds": ",".join(str(s) for s in sorted(g["seed"])),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def paired_deltas(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each non-baseline run minus its baseline (same PAIR key); NaN delta when none exists.
+
+    The baseline comes from the run's own sweep dir when that has one, else from the other
+    dirs given. Several baseline runs with one key (e.g. reinit=none and k=L+1 both run) are
+    averaged. A baseline of another seed is never used: the run is kept with `baseline_missing`.
+    """
+    baselines = runs[runs["is_baseline"]]
+    others = runs[~runs["is_baseline"]].copy()
+    others["baseline"] = np.nan
+    others["baseline_runs"] = ""
+    for keys in ([*PAIR, "sweep_dir"], PAIR):
+        todo = others["baseline"].isna()
+        if not todo.any() or baselines.empty:
+            break
+        base = (
+            baselines.groupby(keys, dropna=False)
+            .agg(_b=("primary", "mean"), _runs=("run_dir", lambda s: " ".join(map(str, s))))
+            .reset_index()
+        )
+        found = others.loc[todo, keys].merge(base, on=keys, how="left")
+        found.index = others.index[todo]
+        others.loc[todo, "baseline"] = found["_b"]
+        others.loc[todo, "baseline_runs"] = found["_runs"].fillna("")
+    others["baseline_missing"] = others["baseline"].isna()
+    others["delta"] = others["primary"] - others["baseline"]
+    cols = [*CELL, "label", "seed", "seeds.subset", "primary", "baseline", "delta"]
+    extra = ["baseline_missing", "head_layer", "head_index", "scheme.k", "run_dir", "baseline_runs"]
+    return others[cols + [c for c in extra if c in others]].reset_index(drop=True)
+
+
+def delta_cells(deltas: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per cell: paired n, mean/std delta, bootstrap CI, the test used, p and Holm p per family."""
+    rows = []
+    for key, g in deltas.groupby(CELL, sort=True, dropna=False):
+        paired = g[~g["baseline_missing"]]
+        run = paired["primary"].to_numpy(dtype=float)
+        base = paired["baseline"].to_numpy(dtype=float)
+        d = run - base
+        test, statistic, p = paired_test(run, base)
+        lo, hi = bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
+        first = g.iloc[0]
+        rows.append(
+            {
+                **dict(zip(CELL, key, strict=True)),
+                "label": first["label"],
+                **{c: first[c] for c in ("head_layer", "head_index", "scheme.k") if c in g},
+                "n_pairs": len(d),
+                "n_unpaired": int(g["baseline_missing"].sum()),
+                "mean_delta": float(d.mean()) if len(d) else math.nan,
+                "std_delta": float(d.std(ddof=1)) if len(d) > 1 else math.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+                "test": test,
+                "statistic": statistic,
+                "p": p,
+            }
+        )
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["p_holm"] = np.nan
+    out["family_size"] = 0
+    for _, idx in out.groupby(FAMILY, dropna=False).groups.items():
+        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p"].to_numpy())
+        out.loc[idx, "family_size"] = int(np.isfinite(out.loc[idx, "p"]).sum())
+    return out
+
+
+def summary_table(deltas: pd.DataFrame, by: str) -> pd.DataFrame:
+    """count, mean, std, min, quartiles, max of per-run deltas grouped by `by` (heads runs)."""
+    d = deltas[~deltas["baseline_missing"] & deltas[by].notna()]
+    if d.empty:
+        return pd.DataFrame()
+    keys = ["task", "model", "size", "factors", by]
+    table = d.groupby(keys, dropna=False)["delta"].describe().reset_index()
+    table[by] = table[by].astype(int)
+    return table
