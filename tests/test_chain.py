@@ -292,13 +292,13 @@ def test_reinit_when_start_or_final(tmp_path, monkeypatch, when):
 
     spy = _Spy(monkeypatch)
     calls = []
-    real_reset = reinitlab.callbacks.apply_reset
+    real_apply = reinitlab.callbacks.apply_plan
 
-    def counting_reset(*a, **k):
+    def counting_apply(*a, **k):
         calls.append(1)
-        return real_reset(*a, **k)
+        return real_apply(*a, **k)
 
-    monkeypatch.setattr(reinitlab.callbacks, "apply_reset", counting_reset)
+    monkeypatch.setattr(reinitlab.callbacks, "apply_plan", counting_apply)
     cfg = compose_cfg(
         tmp_path,
         *FAST,

@@ -238,6 +238,7 @@ def test_multirun_sweep_writes_one_record_and_one_wandb_run_per_job(tmp_path):
         "data.max_train_samples=32",
         "trainer.max_epochs=1",
         f"hydra.sweep.dir={sweep}",
+        "hydra.sweeper.add_baselines=false",  # the added baselines are test_sweeps' subject
         cwd=tmp_path,
         env_extra={"WANDB_MODE": "offline"},
     )

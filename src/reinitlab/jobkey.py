@@ -23,6 +23,7 @@ EXCLUDED_KEYS = (
     "local",
     "resume",
     "data.cache_dir",
+    "chain.cache_dir",
     "data.glue_dir",
     "data.num_workers",
     "trainer.default_root_dir",

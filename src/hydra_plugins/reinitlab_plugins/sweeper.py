@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,23 @@ class _LayerCounts:
 
 
 def is_baseline(reinit: DictConfig, num_layers: int | None) -> bool:
+    """Whether the scheme selects nothing: `none`, progressive k=null/L+1, and any scheme left at
+    its defaults (e.g. the presets' own `block`/`heads`/`permute` baselines)."""
     name = reinit.get("name")
     if name == "none":
         return not reinit.get("pooler", False)
+    if num_layers is not None:
+        from reinitlab.errors import ReinitlabError
+        from reinitlab.reinit import resolve_scheme
+
+        try:
+            return resolve_scheme(
+                OmegaConf.to_container(reinit, resolve=True), num_layers
+            ).is_baseline
+        except ReinitlabError:
+            return False  # an invalid scheme: its job fails with the message; not a baseline
     if name == "progressive":
-        k = reinit.get("k")
-        return (k is None or (num_layers is not None and k == num_layers + 1)) and not reinit.get(
-            "pooler", False
-        )
+        return reinit.get("k") is None and not reinit.get("pooler", False)
     return False
 
 

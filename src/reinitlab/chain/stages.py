@@ -21,6 +21,7 @@ from torch import nn
 
 from reinitlab.chain.cache import StageCache, stage_key, state_fingerprint
 from reinitlab.chain.plan import ChainPlan, StagePlan
+from reinitlab.errors import ReinitlabError
 from reinitlab.reinit import ResetTarget, apply_reset
 
 
@@ -194,6 +195,13 @@ def run_chain(
     cache = StageCache(plan.cache_dir)
     targets = base_targets(model, reinit_cb.targets)
     at_start = plan.reinit_when == "start"
+    scheme = reinit_cb.plan
+    if at_start and (scheme.layer_order is not None or scheme.masked_heads):
+        # Stages apply reset targets only: a permutation or head mask would be lost on the way.
+        raise ReinitlabError(
+            "reinit=permute and reinit.mode=mask act on the final stage only: use them with "
+            f"chain.reinit_when=final (got chain.reinit_when=start, intermediate={list(plan.tasks)})"
+        )
     reinit_id = _reinit_identity(cfg, targets, reinit_cb.seed) if at_start else None
     job = str(cfg.paths.output_dir)
     state: dict[str, torch.Tensor] | None = None
