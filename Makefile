@@ -50,12 +50,12 @@ test-slurm: install
 	  rc=$$?; REINITLAB_SLURM_DIR=$(SLURM_DIR) scripts/slurm/down.sh; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check src tests train.py
-	$(VENV)/bin/ruff format --check src tests train.py
+	$(VENV)/bin/ruff check src tests train.py bench
+	$(VENV)/bin/ruff format --check src tests train.py bench
 
 format: install
-	$(VENV)/bin/ruff format src tests train.py
-	$(VENV)/bin/ruff check --fix src tests train.py
+	$(VENV)/bin/ruff format src tests train.py bench
+	$(VENV)/bin/ruff check --fix src tests train.py bench
 
 # Benchmarks: every bench/bench_*.py, with --quick unless FULL=1; results under results/.
 bench: install

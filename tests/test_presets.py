@@ -255,8 +255,12 @@ def test_issue_head_sweep_runs_with_tiny(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     records = read_records(tmp_path / "sweep")
     assert sorted((r["task"], r["scheme"]["label"]) for r in records) == sorted(
-        (t, f"L{a}H{h}") for t in ("cola", "stsb") for a in (1, 3) for h in (1, 2)
+        [(t, f"L{a}H{h}") for t in ("cola", "stsb") for a in (1, 3) for h in (1, 2)]
+        + [("cola", "baseline"), ("stsb", "baseline")]  # added by the default sweeper
     )
     for r in records:
+        if r["scheme"]["label"] == "baseline":
+            assert r["reset_tensors"] == []
+            continue
         layer = r["scheme"]["layer"] - 1
         assert {n.split(".")[3] for n in r["reset_tensors"]} == {str(layer)}

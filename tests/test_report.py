@@ -753,4 +753,5 @@ def test_report_over_a_real_tiny_multirun(tmp_path):
     assert set(probes["stage"]) == {"before", "after"}
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 2 and "reinit.k=1,4" in page
-    assert json.loads((sweep / "0" / "result.json").read_text())["task"] == "wnli"
+    (first,) = sweep.glob("0_*/result.json")  # job dirs: <number>_<hash of overrides>
+    assert json.loads(first.read_text())["task"] == "wnli"

@@ -61,6 +61,24 @@ class GlueDataModule(L.LightningDataModule):
         self.val_sets: list[TokenizedDataset] = []
         self.cache_hits: dict[str, bool] = {}
 
+    @classmethod
+    def from_config(cls, task: TaskSpec, tokenizer, data_cfg, seeds: dict, **overrides):
+        """From the `data` config group and the job's seeds (subset draw, shuffle order)."""
+        kwargs = dict(
+            glue_dir=data_cfg.glue_dir,
+            max_length=data_cfg.max_length,
+            batch_size=data_cfg.batch_size,
+            eval_batch_size=data_cfg.eval_batch_size,
+            max_train_samples=data_cfg.max_train_samples,
+            subset_seed=seeds["subset"],
+            cache_dir=data_cfg.cache_dir,
+            pad_to_max_length=data_cfg.pad_to_max_length,
+            num_workers=data_cfg.num_workers,
+            group_by_length=data_cfg.get("group_by_length", False),
+            shuffle_seed=seeds["train"],
+        )
+        return cls(task, tokenizer, **{**kwargs, **overrides})
+
     def _source_file(self, split: str) -> Path | None:
         if self.glue_root is None:
             return None

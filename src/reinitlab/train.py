@@ -128,21 +128,7 @@ def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]
     check_head_config(cfg.get("head"), num_layers, model_name, cfg.reinit.get("k"))
     chain = plan_chain(cfg)  # intermediate tasks (issue 7): validated before anything loads
     tokenizer = load_tokenizer(cfg.model)
-    data = GlueDataModule(
-        task,
-        tokenizer,
-        glue_dir=cfg.data.glue_dir,
-        max_length=cfg.data.max_length,
-        batch_size=cfg.data.batch_size,
-        eval_batch_size=cfg.data.eval_batch_size,
-        max_train_samples=cfg.data.max_train_samples,
-        subset_seed=seeds["subset"],
-        cache_dir=cfg.data.cache_dir,
-        pad_to_max_length=cfg.data.pad_to_max_length,
-        num_workers=cfg.data.num_workers,
-        group_by_length=cfg.data.get("group_by_length", False),
-        shuffle_seed=seeds["train"],
-    )
+    data = GlueDataModule.from_config(task, tokenizer, cfg.data, seeds)
     data.setup("fit")
 
     L.seed_everything(seeds["train"], workers=True, verbose=False)

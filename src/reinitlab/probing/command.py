@@ -84,17 +84,7 @@ def probe_from_config(cfg) -> dict[str, Any]:
     num_layers = load_config(cfg.model, task).num_hidden_layers
     validate_scheme(cfg.reinit, num_layers, cfg.model.name)
     tokenizer = load_tokenizer(cfg.model)
-    data = GlueDataModule(
-        task,
-        tokenizer,
-        glue_dir=cfg.data.glue_dir,
-        max_length=cfg.data.max_length,
-        eval_batch_size=cfg.data.eval_batch_size,
-        max_train_samples=cfg.data.max_train_samples,
-        subset_seed=seeds["subset"],
-        cache_dir=cfg.data.cache_dir,
-        pad_to_max_length=cfg.data.pad_to_max_length,
-    )
+    data = GlueDataModule.from_config(task, tokenizer, cfg.data, seeds)
     data.setup("fit")
     L.seed_everything(seeds["train"], workers=True, verbose=False)
     model = load_model(cfg.model, task, head_seed=seeds["train"])
