@@ -266,11 +266,14 @@ def test_multirun_gives_each_wandb_run_its_own_deltas(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(sweep.glob(f"*/{RESULT_FILENAME}"))]
     runs = [read_run(f) for f in find_run_files(sweep)]
-    assert len(records) == 2 and len(runs) == 2 and len({r["run_id"] for r in runs}) == 2
+    # the study's sweeper adds the baseline job (reinit=none) to k=1,2
+    assert sorted(r["scheme"].get("k", 0) for r in records) == [0, 1, 2]
+    assert len(runs) == 3 and len({r["run_id"] for r in runs}) == 3
     for run in runs:
-        rec = next(r for r in records if r["scheme"]["k"] == run["config"]["reinit"]["k"])
+        rec = next(r for r in records if r["scheme"].get("k") == run["config"]["reinit"].get("k"))
         assert_run_matches_record(run, rec)
     # the two jobs re-initialized different layers, and their deltas say so
-    by_k = {r["scheme"]["k"]: r["deltas"]["layer_from_pretrained"]["all"] for r in records}
+    by_k = {r["scheme"].get("k"): r["deltas"]["layer_from_pretrained"]["all"] for r in records}
+    assert max(by_k[None]) < 0.02  # the baseline re-initialized nothing
     assert by_k[2][0] < 0.02 < 0.2 < by_k[1][0]  # k=1 re-initialized layer 1 too, k=2 not
     assert min(by_k[1][1:] + by_k[2][1:]) > 0.2
