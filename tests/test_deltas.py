@@ -277,3 +277,30 @@ def test_multirun_gives_each_wandb_run_its_own_deltas(tmp_path):
     assert max(by_k[None]) < 0.02  # the baseline re-initialized nothing
     assert by_k[2][0] < 0.02 < 0.2 < by_k[1][0]  # k=1 re-initialized layer 1 too, k=2 not
     assert min(by_k[1][1:] + by_k[2][1:]) > 0.2
+
+
+def test_resumed_tracker_keeps_the_original_fit_start(tmp_path):
+    """A job resumed from a checkpoint measures from its first fit start, not from the
+    half-trained weights it resumes with: the start snapshot is in the callback state."""
+    from types import SimpleNamespace
+
+    from reinitlab.delta_callback import DeltaTracker
+
+    model = tiny_model()
+    module = SimpleNamespace(model=model)
+    first = DeltaTracker(model)
+    first.on_fit_start(None, module)
+    trained_a_few_steps(model)
+    path = tmp_path / "state.pt"
+    torch.save(first.state_dict(), path)
+
+    resumed = DeltaTracker(model)  # built again by the re-run job
+    resumed.load_state_dict(torch.load(path, weights_only=False))  # Lightning restores first
+    resumed.on_fit_start(None, module)
+    for a, b in zip(resumed.start, first.start, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    moved = resumed.compute(model)["layer"]["all"]
+    assert min(moved) > 0  # measured from the original start, not from now
+    fresh = DeltaTracker(model)
+    fresh.on_fit_start(None, module)
+    assert max(fresh.compute(model)["layer"]["all"]) == 0
