@@ -81,6 +81,8 @@ def measure_model(
 
     from reinitlab.delta_callback import DeltaTracker
 
+    if device != "cpu":  # fast steps: time more of them
+        steps_per_repeat = max(steps_per_repeat, 20)
     gen = torch.Generator().manual_seed(0)
     model = build_model(name).to(device)
     model.train()
@@ -107,7 +109,6 @@ def measure_model(
         for _ in range(steps_per_repeat):
             train_step()
         step_s.append((time.perf_counter() - t) / steps_per_repeat)
-        steps_per_repeat = steps_per_repeat if device == "cpu" else max(steps_per_repeat, 20)
         t = time.perf_counter()
         tracker = DeltaTracker(model, cka_loader)
         tracker.on_fit_start(None, SimpleNamespace(model=model))
