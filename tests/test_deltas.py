@@ -228,6 +228,8 @@ def assert_run_matches_record(run: dict, record: dict) -> None:
     for name, value in zip(d["cka"]["layer_names"], d["cka"]["values"], strict=True):
         assert last[f"deltas/cka/{name}"] == pytest.approx(value)
     assert last["deltas/heads"]["_type"] == "image-file"
+    table = last["deltas/table"]
+    assert table["_type"] == "table-file" and table["nrows"] == len(d["layer_names"])
 
 
 @needs_glue

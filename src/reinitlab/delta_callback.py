@@ -10,7 +10,8 @@ At every validation (not the sanity check) and at fit end it logs, to every logg
     deltas/cka/layer_07                   linear CKA with the fit-start representations of a
                                           fixed dev batch (also deltas/cka/embeddings)
 
-and with a W&B logger also a layers × heads heatmap image. `result` holds the final matrices
+and with a W&B logger also a layers × heads heatmap image (`deltas/heads`) and a per-layer
+table (`deltas/table`). `result` holds the final matrices
 for the job's record (schema in README "Weight movement"). The fit-start snapshot and the
 fit-start features are part of the callback's checkpoint state, so a resumed job measures
 from the same start.
@@ -145,8 +146,9 @@ class DeltaTracker(L.Callback):
         metrics = self.scalars(result)
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
-                image = _heatmap_image(result["head"], step)
-                logger.log_metrics({**metrics, "deltas/heads": image}, step=step)
+                extra = {"deltas/heads": _heatmap_image(result["head"], step)}
+                extra["deltas/table"] = _layer_table(result)
+                logger.log_metrics({**metrics, **extra}, step=step)
             else:
                 logger.log_metrics(metrics, step=step)
 
@@ -162,6 +164,32 @@ class DeltaTracker(L.Callback):
         self.start = state_dict.get("start")
         self.start_features = state_dict.get("start_features")
         self.history = list(state_dict.get("history", []))
+
+
+def _layer_table(result: dict[str, Any]):
+    """A wandb.Table, one row per layer: movement (all/attention/ffn), from pretrained, CKA,
+    then the per-head movement."""
+    import wandb
+
+    heads = len(result["head"][0]) if result["head"] else 0
+    columns = ["layer", "all", "attention", "ffn", "from_pretrained", "cka"]
+    columns += [f"head_{h + 1:02d}" for h in range(heads)]
+    cka = (
+        dict(zip(result["cka"]["layer_names"], result["cka"]["values"], strict=True))
+        if "cka" in result
+        else {}
+    )
+    rows = [
+        [
+            name,
+            *(result["layer"][p][i] for p in MOVEMENT_PARTS),
+            result["layer_from_pretrained"]["all"][i],
+            cka.get(name, float("nan")),
+            *result["head"][i],
+        ]
+        for i, name in enumerate(result["layer_names"])
+    ]
+    return wandb.Table(columns=columns, data=rows)
 
 
 def _heatmap_image(head: list[list[float]], step: int):
