@@ -53,13 +53,15 @@ def _names_by_part(adapter: EncoderAdapter, index: int) -> dict[str, list[str]]:
 
 
 def _sq_norms(current: list[Tensor], reference: list[Tensor]) -> tuple[Tensor, Tensor]:
-    """(Σ‖cur − ref‖², Σ‖ref‖²) over paired tensors, computed on the current tensors' device."""
-    diff = torch.zeros((), dtype=torch.float64)
-    base = torch.zeros((), dtype=torch.float64)
+    """(Σ‖cur − ref‖², Σ‖ref‖²) over paired tensors, computed on the current tensors' device
+    with one transfer of the results to the host (one sync per group, not per tensor)."""
+    diffs, bases = [], []
     for cur, ref in zip(current, reference, strict=True):
         ref_d = ref.to(cur.device, non_blocking=True)
-        diff += torch.linalg.vector_norm(cur.detach().float() - ref_d).double().cpu() ** 2
-        base += torch.linalg.vector_norm(ref_d).double().cpu() ** 2
+        diffs.append(torch.linalg.vector_norm(cur.detach().float() - ref_d).double())
+        bases.append(torch.linalg.vector_norm(ref_d).double())
+    sums = torch.stack([torch.stack(diffs).pow(2).sum(), torch.stack(bases).pow(2).sum()])
+    diff, base = sums.cpu()
     return diff, base
 
 
@@ -103,15 +105,16 @@ def head_movement(model: nn.Module, reference: Snapshot) -> Tensor:
     for i in range(adapter.num_layers):
         name_of = {id(p): n for n, p in adapter.layer(i).named_parameters()}
         q, k, v, o = adapter.attention_projections(i)
-        diff = torch.zeros(heads, dtype=torch.float64)
-        base = torch.zeros(heads, dtype=torch.float64)
+        device = q.weight.device
+        diff = torch.zeros(heads, dtype=torch.float64, device=device)
+        base = torch.zeros(heads, dtype=torch.float64, device=device)
         pieces = [(m.weight, True) for m in (q, k, v)] + [(o.weight, False)]
         pieces += [(m.bias, True) for m in (q, k, v) if m.bias is not None]
         for param, rows in pieces:
             ref = reference[i][name_of[id(param)]].to(param.device)
-            diff += _per_head_sq(param.detach().float() - ref, heads, rows).cpu()
-            base += _per_head_sq(ref, heads, rows).cpu()
-        out[i] = _relative(diff, base)
+            diff += _per_head_sq(param.detach().float() - ref, heads, rows)
+            base += _per_head_sq(ref, heads, rows)
+        out[i] = _relative(diff.cpu(), base.cpu())
     return out
 
 
