@@ -48,8 +48,8 @@ def trained_a_few_steps(model, steps: int = 3):
 
 
 # -- naive references: plain loops over the state dict, names spelled out for BERT -----------
-def naive_layer(before: dict, after: dict, layer: int, part: str) -> float:
-    prefix = f"bert.encoder.layer.{layer}."
+def naive_layer(before: dict, after: dict, layer: int, part: str, root: str = "bert.") -> float:
+    prefix = f"{root}encoder.layer.{layer}."
     keep = {
         "all": lambda n: True,
         "attention": lambda n: n.startswith("attention.") and "LayerNorm" not in n,
@@ -63,8 +63,8 @@ def naive_layer(before: dict, after: dict, layer: int, part: str) -> float:
     return math.sqrt(num) / math.sqrt(den)
 
 
-def naive_head(before: dict, after: dict, layer: int, head: int) -> float:
-    p = f"bert.encoder.layer.{layer}.attention."
+def naive_head(before: dict, after: dict, layer: int, head: int, root: str = "bert.") -> float:
+    p = f"{root}encoder.layer.{layer}.attention."
     rows = slice(head * D, (head + 1) * D)
     num = den = 0.0
     for proj in ("self.query", "self.key", "self.value"):
@@ -171,12 +171,42 @@ def check_schema(d: dict, layers: int, heads: int) -> None:
 
 @needs_glue
 def test_tiny_run_records_deltas_and_csv_columns(tmp_path):
+    import lightning as L
+
     from reinitlab.train import train
 
+    states: dict[str, dict] = {}
+
+    def save(name, pl_module):
+        states[name] = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
+    class SaveStates(L.Callback):  # runs after the reinit and DeltaTracker callbacks
+        def setup(self, trainer, pl_module, stage):  # before fit start: still pretrained
+            save("pretrained", pl_module)
+
+        def on_train_start(self, trainer, pl_module):  # after the reinit
+            save("start", pl_module)
+
+        def on_fit_end(self, trainer, pl_module):
+            save("end", pl_module)
+
     cfg = job_cfg(tmp_path, "logger=csv", "reinit.k=2", "trainer.max_epochs=2")
-    record = train(cfg)
+    record = train(cfg, extra_callbacks=[SaveStates()])
     d = record["deltas"]
     check_schema(d, LAYERS, HEADS)
+    # every final number equals the naive computation from the saved state dicts
+    pre, start, end = states["pretrained"], states["start"], states["end"]
+    for layer in range(LAYERS):
+        for part in ("all", "attention", "ffn"):
+            assert d["layer"][part][layer] == pytest.approx(naive_layer(start, end, layer, part))
+            assert d["layer_from_pretrained"][part][layer] == pytest.approx(
+                naive_layer(pre, end, layer, part)
+            )
+        for head in range(HEADS):
+            assert d["head"][layer][head] == pytest.approx(naive_head(start, end, layer, head))
+            assert d["head_from_pretrained"][layer][head] == pytest.approx(
+                naive_head(pre, end, layer, head)
+            )
     json.dumps(d)  # plain JSON
     assert json.loads((tmp_path / "out" / RESULT_FILENAME).read_text())["deltas"] == d
     # layers 2-3 were re-initialized: far from pretrained; layer 1 moved only by fine-tuning
