@@ -104,6 +104,7 @@ def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]
     from reinitlab.callbacks import ReinitCallback
     from reinitlab.chain import plan_chain, run_chain
     from reinitlab.datamodule import GlueDataModule
+    from reinitlab.delta_callback import DeltaTracker
     from reinitlab.jobkey import job_key
     from reinitlab.models import load_config, load_model, load_tokenizer
     from reinitlab.module import GlueClassifier
@@ -144,7 +145,10 @@ def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]
     run_name = f"{task.name}-{model_name}-{label}-seed{cfg.seed}".replace("=", "")
     resume = plan_resume(cfg, output_dir)  # checkpoint to resume from, W&B id, signal hook
     logger = build_logger(cfg, run_name, cfg.reinit.name, wandb_extra=resume.logger_kwargs())
+    delta_cb = DeltaTracker.from_config(cfg, model, data)  # pretrained snapshot: now, pre-reinit
     callbacks: list[L.Callback] = [reinit_cb, resume.callback, *extra_callbacks]
+    if delta_cb is not None:
+        callbacks.insert(1, delta_cb)  # after reinit_cb: its fit-start snapshot is post-reinit
     probe_cb = ProbeCallback.from_config(cfg, data, seed=seeds["subset"])  # after reinit_cb
     if probe_cb is not None:
         callbacks.append(probe_cb)
@@ -212,6 +216,8 @@ def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]
     }
     if probe_cb is not None:
         record["probe"] = probe_cb.results
+    if delta_cb is not None:
+        record["deltas"] = delta_cb.result
     path = write_result(output_dir, record)
     resume.finish()
     final_primary = final["metrics"]["val/primary"]
