@@ -12,17 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from scipy import stats
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.paths import config_dir
 from reinitlab.results import RESULT_FILENAME
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from helpers.compose import compose_cfg  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 GLUE = REPO.parent / "shared" / "data" / "glue"
 needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
@@ -34,24 +32,6 @@ FAST = (
     "trainer.max_epochs=1",
     "+trainer.limit_train_batches=2",
 )
-
-
-def compose_cfg(tmp_path: Path, *overrides: str):
-    """The job config as `train.py` composes it; output and caches under tmp_path."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"paths.output_dir={tmp_path / 'out'}",
-                f"data.glue_dir={GLUE}",
-                f"data.cache_dir={tmp_path / 'cache'}",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-        HydraConfig().set_config(cfg)
-    return cfg
 
 
 def stage_files(cache_dir: Path) -> dict[str, dict]:

@@ -10,37 +10,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.paths import config_dir
 from reinitlab.results import RESULT_FILENAME
 from reinitlab.tasks import available_tasks
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from helpers.compose import compose_cfg  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 GLUE = REPO.parent / "shared" / "data" / "glue"
 needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
-
-
-def compose_cfg(tmp_path: Path, *overrides: str):
-    """The job config exactly as `train.py` would compose it, with output under tmp_path."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"paths.output_dir={tmp_path / 'out'}",
-                f"data.glue_dir={GLUE}",
-                f"data.cache_dir={tmp_path / 'cache'}",
-                *overrides,
-            ],
-            return_hydra_config=True,
-        )
-        HydraConfig().set_config(cfg)
-    return cfg
 
 
 FAST = ("model=tiny", "logger=none", "data.max_train_samples=64", "trainer.max_epochs=1")
