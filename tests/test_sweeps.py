@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reinitlab.jobkey import job_key
-from reinitlab.jobstate import FAILED_FILENAME, JOB_FILENAME, RUNNING_FILENAME
+from reinitlab.jobstate import FAILED_FILENAME, JOB_FILENAME, RUNNING_FILENAME, slurm_job_id
 from reinitlab.results import RESULT_FILENAME
 from reinitlab.status import sweep_status
 from tests.test_train import GLUE, REPO, compose_cfg, needs_glue
@@ -210,3 +210,12 @@ def test_plugins_ship_in_the_wheel_as_a_namespace_package():
     assert "src/hydra_plugins" in wheel["targets"]["wheel"]["packages"]
     assert not (REPO / "src" / "hydra_plugins" / "__init__.py").exists()
     assert (REPO / "src" / "hydra_plugins" / "reinitlab_plugins" / "sweeper.py").is_file()
+
+
+def test_slurm_job_id_names_the_array_task_not_the_whole_array():
+    # SLURM gives an array task a bare SLURM_JOB_ID that can equal the array's own id, and
+    # `scancel <array id>` would cancel the whole sweep; the recorded id must be ARRAY_TASK.
+    task = {"SLURM_JOB_ID": "64", "SLURM_ARRAY_JOB_ID": "64", "SLURM_ARRAY_TASK_ID": "1"}
+    assert slurm_job_id(task) == "64_1"
+    assert slurm_job_id({"SLURM_JOB_ID": "70"}) == "70"
+    assert slurm_job_id({}) is None

@@ -72,6 +72,17 @@ def error_line(exc: BaseException) -> str:
     return (lines[-1] if lines else repr(exc)).strip()
 
 
+def slurm_job_id(env: dict[str, str] | None = None) -> str | None:
+    """This job's SLURM id as squeue shows it and scancel takes it: `ARRAY_TASK` for an array
+    task. An array task's bare SLURM_JOB_ID can equal the array's id, and `scancel <array id>`
+    cancels every task of the sweep, not just this one."""
+    env = os.environ if env is None else env
+    array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return env.get("SLURM_JOB_ID")
+
+
 @dataclass
 class JobState:
     """The markers of one job directory; `search_root` is where completed twins are looked for
@@ -97,7 +108,7 @@ class JobState:
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "started": time.time(),
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                "slurm_job_id": slurm_job_id(),
             },
         )
 
