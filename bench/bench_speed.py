@@ -7,7 +7,8 @@ In one run, with the same model (all-MiniLM-L6-v2, offline), data (GLUE TSVs fro
 seed and torch thread count:
 
 1. reinitlab's loop (examples/s over a fixed number of steps after warm-up, peak RSS), with
-   its speed-ups on (the defaults) and off (`data.group_by_length=false optim.fused=false`);
+   its speed-ups on (the defaults) and off (`optim.split_by_length=false optim.fused=false`),
+   and in full mode each on its own and the opt-in length-grouped batches;
 2. the HF `Trainer` as a user would run it (run_glue.py style): static padding to 128
    (run_glue's default) and dynamic padding (`DataCollatorWithPadding`);
 3. the model FLOP rate, 6 x non-embedding parameters x non-pad tokens / s, as a fraction of
@@ -20,9 +21,9 @@ seed and torch thread count:
 
 Every measurement runs in a fresh process (so peak memory and caches are its own), the
 configurations are interleaved and repeated, and medians are reported: the machine is
-shared, so ratios from the same run are the figures that matter. `--full` (the default
-without --quick) adds 1-epoch CoLA runs over several seeds to compare the dev metric
-(reinitlab vs the dynamic-padding Trainer) against seed noise.
+shared, so ratios from the same run are the figures that matter. The full mode (without
+--quick) adds 1-epoch runs (STS-B by default) over several seeds to compare the dev metric of
+reinitlab's configurations and the dynamic-padding Trainer against seed noise.
 
 Writes <out>/bench_speed.json and <out>/bench_speed.md.
 """
@@ -459,27 +460,29 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
 
 CONFIGS = {
     # name: (kind, task, extra spec)
-    # "reinitlab": both speed-ups on (length grouping is opt-in in the config, see docs)
-    "reinitlab (cola)": ("reinitlab", "cola", {"overrides": ["data.group_by_length=true"]}),
+    # "reinitlab": the defaults (length-split batches + fused AdamW; random batches as drawn)
+    "reinitlab (cola)": ("reinitlab", "cola", {}),
     "reinitlab, speed-ups off (cola)": (
         "reinitlab",
         "cola",
-        {"overrides": ["data.group_by_length=false", "optim.fused=false"]},
+        {"overrides": ["optim.split_by_length=false", "optim.fused=false"]},
     ),
-    "reinitlab, no length grouping (cola)": (
+    "reinitlab, no length split (cola)": (
         "reinitlab",
         "cola",
-        {"overrides": ["data.group_by_length=false"]},
+        {"overrides": ["optim.split_by_length=false"]},
     ),
-    "reinitlab, unfused AdamW (cola)": (
+    "reinitlab, unfused AdamW (cola)": ("reinitlab", "cola", {"overrides": ["optim.fused=false"]}),
+    # opt-in: batches of similar length (changes which examples share a batch)
+    "reinitlab, length-grouped batches (cola)": (
         "reinitlab",
         "cola",
-        {"overrides": ["optim.fused=false", "data.group_by_length=true"]},
+        {"overrides": ["data.group_by_length=true"]},
     ),
     # ~10x more tokens per step: fewer timed steps give a window of similar length
     "HF Trainer static pad 128 (cola)": ("hf", "cola", {"padding": "static", "steps_scale": 0.25}),
     "HF Trainer dynamic pad (cola)": ("hf", "cola", {"padding": "dynamic"}),
-    "reinitlab (rte)": ("reinitlab", "rte", {"overrides": ["data.group_by_length=true"]}),
+    "reinitlab (rte)": ("reinitlab", "rte", {}),
     "HF Trainer dynamic pad (rte)": ("hf", "rte", {"padding": "dynamic"}),
 }
 QUICK_CONFIGS = [
@@ -488,7 +491,19 @@ QUICK_CONFIGS = [
     "HF Trainer static pad 128 (cola)",
     "HF Trainer dynamic pad (cola)",
     "reinitlab (rte)",
+    "HF Trainer dynamic pad (rte)",
 ]
+# 1-epoch dev-metric comparison (full mode, or --accuracy): (name, kind, extra spec)
+ACCURACY_CONFIGS = (
+    ("reinitlab", "reinitlab", {}),
+    ("reinitlab, no length split", "reinitlab", {"overrides": ["optim.split_by_length=false"]}),
+    (
+        "reinitlab, length-grouped batches",
+        "reinitlab",
+        {"overrides": ["data.group_by_length=true"]},
+    ),
+    ("HF Trainer dynamic pad", "hf", {"padding": "dynamic"}),
+)
 
 
 def ratio(a, b):
@@ -507,11 +522,14 @@ def compute_ratios(summary: dict[str, dict], key: str) -> dict[str, float | None
         ),
         "reinitlab speed-ups on / off": ratio(ours, eps.get("reinitlab, speed-ups off (cola)")),
     }
-    if "reinitlab, no length grouping (cola)" in eps:
-        ratios["length grouping on / off"] = ratio(
-            ours, eps["reinitlab, no length grouping (cola)"]
-        )
+    if "reinitlab, no length split (cola)" in eps:
+        ratios["length split on / off"] = ratio(ours, eps["reinitlab, no length split (cola)"])
+    if "reinitlab, unfused AdamW (cola)" in eps:
         ratios["fused AdamW on / off"] = ratio(ours, eps["reinitlab, unfused AdamW (cola)"])
+    if "reinitlab, length-grouped batches (cola)" in eps:
+        ratios["length-grouped batches (opt-in) / reinitlab"] = ratio(
+            eps["reinitlab, length-grouped batches (cola)"], ours
+        )
     if "HF Trainer dynamic pad (rte)" in eps:
         ratios["reinitlab / HF Trainer dynamic pad (rte)"] = ratio(
             eps["reinitlab (rte)"], eps["HF Trainer dynamic pad (rte)"]
@@ -636,6 +654,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run the 1-epoch dev-metric comparison in --quick",
     )
+    p.add_argument(
+        "--accuracy-configs",
+        nargs="+",
+        choices=[name for name, _, _ in ACCURACY_CONFIGS],
+        help="which configurations the dev-metric comparison runs (default: all)",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -683,21 +707,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench] sweep overhead ({logger}): {overhead[-1]}", flush=True)
         accuracy = None
         if args.accuracy or not args.quick:
-            dev = {
-                "reinitlab": [],
-                "reinitlab, no length grouping": [],
-                "HF Trainer dynamic pad": [],
-            }
+            chosen = [c for c in ACCURACY_CONFIGS if c[0] in (args.accuracy_configs or [c[0]])]
+            dev = {name: [] for name, _, _ in chosen}
             for seed in args.seeds:
-                for name, kind, extra in (
-                    ("reinitlab", "reinitlab", {"overrides": ["data.group_by_length=true"]}),
-                    (
-                        "reinitlab, no length grouping",
-                        "reinitlab",
-                        {"overrides": ["data.group_by_length=false"]},
-                    ),
-                    ("HF Trainer dynamic pad", "hf", {"padding": "dynamic"}),
-                ):
+                for name, kind, extra in chosen:
                     spec = {
                         "name": name,
                         "kind": kind,

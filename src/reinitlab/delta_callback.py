@@ -193,23 +193,13 @@ def _layer_table(result: dict[str, Any]):
 
 
 def _heatmap_image(head: list[list[float]], step: int):
-    """A wandb.Image of the per-head movement (layers × heads, 1-based labels)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """A wandb.Image of the per-head movement: the report's figure (report.figures)."""
     import matplotlib.pyplot as plt
-    import numpy as np
     import wandb
 
-    m = np.asarray(head, dtype=float)
-    fig, ax = plt.subplots(figsize=(0.5 * m.shape[1] + 2.5, 0.4 * m.shape[0] + 1.8))
-    im = ax.imshow(m, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(m.shape[1]), [str(i + 1) for i in range(m.shape[1])])
-    ax.set_yticks(range(m.shape[0]), [str(i + 1) for i in range(m.shape[0])])
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    ax.set_title(f"per-head movement from fit start, step {step}", fontsize=9)
-    fig.colorbar(im, ax=ax)
+    from reinitlab.report.figures import head_movement_figure
+
+    fig = head_movement_figure(head, f"per-head movement from fit start, step {step}")
     image = wandb.Image(fig)
     plt.close(fig)
     return image

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
+from reinitlab.length_split import DEFAULT_OVERHEAD_TOKENS, split_loss
 from reinitlab.metrics import glue_metrics, predictions
 from reinitlab.tasks import TaskSpec
 
@@ -31,6 +32,8 @@ class GlueClassifier(L.LightningModule):
         warmup_ratio: float = 0.1,
         adam_eps: float = 1e-8,
         fused: bool = True,
+        split_by_length: bool = True,
+        split_overhead_tokens: float = DEFAULT_OVERHEAD_TOKENS,
     ):
         super().__init__()
         # from_pretrained returns the model in eval mode (dropout off); fine-tuning needs train
@@ -44,6 +47,10 @@ class GlueClassifier(L.LightningModule):
         # One fused AdamW kernel over all parameters instead of ~10 tensor ops per parameter:
         # the same update (to float rounding), a third of the step time on CPU (issue 9).
         self.fused = fused
+        # Each training batch is computed in length-sorted pieces with less padding: the same
+        # batch, loss and gradient, ~1.4x faster on CoLA (reinitlab.length_split, issue 9).
+        self.split_by_length = split_by_length
+        self.split_overhead_tokens = split_overhead_tokens
         self.val_metrics = nn.ModuleList(glue_metrics(task) for _ in task.validation)
         self.history: list[dict] = []
 
@@ -51,9 +58,12 @@ class GlueClassifier(L.LightningModule):
         return self.model(**batch)
 
     def training_step(self, batch, batch_idx):
-        out = self.model(**batch)
-        self.log("train/loss", out.loss, prog_bar=True, batch_size=batch["labels"].shape[0])
-        return out.loss
+        if self.split_by_length and "attention_mask" in batch:
+            loss = split_loss(self.model, batch, self.split_overhead_tokens)
+        else:
+            loss = self.model(**batch).loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].shape[0])
+        return loss
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         out = self.model(**batch)

@@ -9,9 +9,10 @@ Pure functions on a pandas DataFrame with one row per run and columns
 * `primary`       the final task's primary dev metric.
 
 `runs_from_records` builds that frame from result records (`reinitlab.results.read_results`).
-`transfer_table` gives per cell: n, mean, 95% t-interval over seeds, the direct baseline's mean,
-the per-seed delta vs direct (mean + 95% CI) with a paired test (paired t for n < 6, Wilcoxon
-signed-rank for n >= 6) and a `better_than_direct` flag (mean delta > 0). `transfer_matrix`
+`transfer_table` gives per cell: n, mean, 95% bootstrap CI over seeds, the direct baseline's
+mean, the per-seed delta vs direct (mean + 95% bootstrap CI) with a paired test (paired t for
+n < 6, Wilcoxon signed-rank for n >= 6) and a `better_than_direct` flag (mean delta > 0). The
+statistics are `reinitlab.report.stats`'s, so these numbers equal the report's. `transfer_matrix`
 pivots it to rows = final task, columns = intermediate task; `plot_transfer_matrix` draws both
 panels (mean primary; delta vs direct) into PNG + SVG.
 """
@@ -26,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from reinitlab.atomic import _atomic_write
+from reinitlab.report import stats
 
 DIRECT = "none"
-WILCOXON_MIN_N = 6
 TABLE_COLUMNS = [
     "task",
     "intermediate",
@@ -77,36 +77,6 @@ def runs_from_records(records: Iterable[Mapping[str, Any]], which: str = "final"
     return pd.DataFrame(rows, columns=["task", "intermediate", "seed", "primary"])
 
 
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): Student-t interval over seeds; NaN bounds for fewer than 2 values."""
-    values = np.asarray(values, dtype=float)
-    mean = float(values.mean()) if len(values) else float("nan")
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    sem = float(values.std(ddof=1)) / math.sqrt(len(values))
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1)) * sem
-    return mean, mean - half, mean + half
-
-
-def paired_test(deltas: np.ndarray) -> tuple[str | None, float, float]:
-    """(test name, statistic, p) for per-seed deltas vs direct: paired t below 6 pairs, else
-    Wilcoxon signed-rank. All-zero deltas give p = 1; fewer than 2 pairs no test (NaN)."""
-    deltas = np.asarray(deltas, dtype=float)
-    n = len(deltas)
-    if n < 2:
-        return None, float("nan"), float("nan")
-    name = "wilcoxon" if n >= WILCOXON_MIN_N else "paired_t"
-    if np.all(deltas == 0):
-        return name, 0.0, 1.0
-    if name == "wilcoxon":
-        res = stats.wilcoxon(deltas)
-    else:
-        if np.all(deltas == deltas[0]):  # zero spread, non-zero mean: t is infinite
-            return name, math.copysign(math.inf, deltas[0]), 0.0
-        res = stats.ttest_1samp(deltas, 0.0)
-    return name, float(res.statistic), float(res.pvalue)
-
-
 def _normalise(runs: pd.DataFrame) -> pd.DataFrame:
     missing = {"task", "intermediate", "seed", "primary"} - set(runs.columns)
     if missing:
@@ -121,11 +91,22 @@ def _column_order(labels: Iterable[str]) -> list[str]:
     return ([DIRECT] if DIRECT in labels else []) + sorted(labels - {DIRECT})
 
 
-def transfer_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+def transfer_table(
+    runs: pd.DataFrame,
+    confidence: float = stats.CI_LEVEL,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per (final task, intermediate chain); see the module docstring for the columns.
 
-    Runs repeated for one (task, chain, seed) are averaged first, so a seed counts once.
+    Runs repeated for one (task, chain, seed) are averaged first, so a seed counts once. The
+    bootstrap is seeded (`seed`), so the same runs give the same table.
     """
+
+    def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+        low, high = stats.bootstrap_ci(values, confidence, n_resamples=n_resamples, seed=seed)
+        return (float(np.mean(values)) if len(values) else float("nan")), low, high
+
     runs = _normalise(runs)
     per_seed = runs.groupby(["task", "intermediate", "seed"], as_index=False)["primary"].mean()
     rows = []
@@ -135,7 +116,7 @@ def transfer_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame
         direct_mean = float(direct.mean()) if len(direct) else float("nan")
         for label in _column_order(of_task["intermediate"]):
             cell = of_task[of_task["intermediate"] == label].set_index("seed")["primary"]
-            mean, low, high = mean_ci(cell.to_numpy(), confidence)
+            mean, low, high = mean_ci(cell.to_numpy(dtype=float))
             row = {
                 "task": task,
                 "intermediate": label,
@@ -156,9 +137,11 @@ def transfer_table(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame
             }
             if label != DIRECT and len(direct):
                 seeds = cell.index.intersection(direct.index)
-                deltas = (cell.loc[seeds] - direct.loc[seeds]).to_numpy()
-                d_mean, d_low, d_high = mean_ci(deltas, confidence)
-                test, stat, p = paired_test(deltas)
+                run = cell.loc[seeds].to_numpy(dtype=float)
+                base = direct.loc[seeds].to_numpy(dtype=float)
+                deltas = run - base
+                d_mean, d_low, d_high = mean_ci(deltas)
+                test, stat, p = stats.paired_test(run, base)
                 row.update(
                     n_pairs=len(deltas),
                     delta_mean=d_mean,

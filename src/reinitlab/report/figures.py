@@ -220,9 +220,9 @@ def movement_heatmaps(
     return save(fig, out_dir, name)
 
 
-def head_movement_heatmap(
-    label: str, head: list[list[float]], title: str, out_dir: Path, name: str
-) -> list[Path]:
+def head_movement_figure(head: list[list[float]], title: str):
+    """Per-head relative movement as a layers x heads heatmap (1-based labels). Shared by the
+    report and the DeltaTracker's W&B image, so both draw the same picture."""
     m = np.asarray(head, dtype=float)
     fig, ax = plt.subplots(figsize=(0.6 * m.shape[1] + 2.5, 0.5 * m.shape[0] + 1.8))
     im = ax.imshow(m, cmap="viridis", aspect="auto")
@@ -230,8 +230,15 @@ def head_movement_heatmap(
     ax.set_yticks(range(m.shape[0]), [str(i + 1) for i in range(m.shape[0])])
     ax.set_xlabel("head (1-based)")
     ax.set_ylabel("layer (1-based)")
-    ax.set_title(f"{title}\n{label}: per-head relative movement", fontsize=9)
+    ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax)
+    return fig
+
+
+def head_movement_heatmap(
+    label: str, head: list[list[float]], title: str, out_dir: Path, name: str
+) -> list[Path]:
+    fig = head_movement_figure(head, f"{title}\n{label}: per-head relative movement")
     return save(fig, out_dir, name)
 
 
