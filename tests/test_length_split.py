@@ -8,7 +8,13 @@ import random
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertConfig,
+    DistilBertConfig,
+    ElectraConfig,
+    RobertaConfig,
+)
 
 from reinitlab.length_split import split_batch, split_loss, split_plan
 from tests.test_perf import Capture
@@ -54,36 +60,64 @@ def test_plan_is_optimal_and_uses_every_row_once(overhead):
         assert plan_cost(lengths, pieces, overhead) == brute_force_cost(lengths, overhead)
 
 
-def tiny_model(num_labels: int) -> BertForSequenceClassification:
+FAMILIES = {
+    "bert": BertConfig,
+    "roberta": RobertaConfig,
+    "electra": ElectraConfig,
+    "distilbert": DistilBertConfig,
+}
+
+
+def tiny_model(num_labels: int, family: str = "bert"):
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=120,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        hidden_dropout_prob=0.0,  # dropout off: split and whole batch must agree exactly
-        attention_probs_dropout_prob=0.0,
-        num_labels=num_labels,
+    common = dict(
+        vocab_size=120, num_labels=num_labels, pad_token_id=1 if family == "roberta" else 0
     )
-    return BertForSequenceClassification(config).train()
+    if family == "distilbert":
+        config = DistilBertConfig(
+            dim=32,
+            n_layers=2,
+            n_heads=4,
+            hidden_dim=64,
+            dropout=0.0,
+            attention_dropout=0.0,
+            seq_classif_dropout=0.0,
+            **common,
+        )
+    else:
+        config = FAMILIES[family](
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            hidden_dropout_prob=0.0,  # dropout off: split and whole batch must agree exactly
+            attention_probs_dropout_prob=0.0,
+            **({"embedding_size": 16} if family == "electra" else {}),
+            **common,
+        )
+    return AutoModelForSequenceClassification.from_config(config).train()
 
 
-def padded_batch(lengths: list[int], num_labels: int) -> dict[str, torch.Tensor]:
+def padded_batch(
+    lengths: list[int], num_labels: int, pad_id: int = 0, token_types: bool = True
+) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(len(lengths))
     width = max(lengths)
-    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    ids = torch.full((len(lengths), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     types = torch.zeros_like(ids)
     for r, n in enumerate(lengths):
-        ids[r, :n] = torch.randint(1, 120, (n,), generator=g)
+        ids[r, :n] = torch.randint(2, 120, (n,), generator=g)  # never a pad id inside
         mask[r, :n] = 1
         types[r, n // 2 : n] = 1
     if num_labels == 1:
         labels = torch.rand(len(lengths), generator=g) * 5
     else:
         labels = torch.randint(0, num_labels, (len(lengths),), generator=g)
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels}
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if token_types:
+        batch["token_type_ids"] = types
+    return batch
 
 
 def test_split_batch_trims_each_piece_to_its_longest_row():
@@ -101,11 +135,19 @@ def test_split_batch_trims_each_piece_to_its_longest_row():
         assert torch.equal(part["labels"], batch["labels"][piece])
 
 
-@pytest.mark.parametrize("num_labels", [1, 3], ids=["regression", "classification"])
-def test_split_loss_and_gradient_equal_the_whole_batch(num_labels):
+@pytest.mark.parametrize(
+    ("family", "num_labels"),
+    [("bert", 1), ("bert", 3), ("roberta", 2), ("electra", 1), ("distilbert", 2)],
+)
+def test_split_loss_and_gradient_equal_the_whole_batch(family, num_labels):
     lengths = [9, 64, 12, 3, 40, 7, 64, 11, 5, 33]
-    batch = padded_batch(lengths, num_labels)
-    model = tiny_model(num_labels)
+    model = tiny_model(num_labels, family)
+    batch = padded_batch(
+        lengths,
+        num_labels,
+        pad_id=model.config.pad_token_id,
+        token_types=family in ("bert", "electra"),
+    )
 
     whole = model(**batch).loss
     whole.backward()
@@ -113,7 +155,7 @@ def test_split_loss_and_gradient_equal_the_whole_batch(num_labels):
     model.zero_grad()
 
     widths = []
-    hook = model.bert.embeddings.register_forward_hook(
+    hook = model.base_model.embeddings.register_forward_hook(
         lambda mod, args, out: widths.append(out.shape[0] * out.shape[1])
     )
     split = split_loss(model, batch, overhead_tokens=16)

@@ -23,7 +23,7 @@ import torch
 
 # Measured on CPU with MiniLM-L6 (bench/bench_speed.py): a piece's fixed cost is worth about
 # this many padded tokens; larger values split less often.
-DEFAULT_OVERHEAD_TOKENS = 256
+DEFAULT_OVERHEAD_TOKENS = 128
 
 
 def split_plan(
