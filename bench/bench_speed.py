@@ -108,14 +108,23 @@ class RssSampler:
 class StepMeter:
     """Per-step wall clock (taken after each optimizer step) and batch token counts."""
 
-    def __init__(self):
+    def __init__(self, split_overhead_tokens: float | None = None):
         self.times: list[float] = []
         self.cpu: list[float] = []
-        self.batches: list[tuple[int, int, int]] = []  # examples, non-pad tokens, padded width*n
+        # examples, non-pad tokens, padded width*n, positions computed (pieces of a split batch)
+        self.batches: list[tuple[int, int, int, int]] = []
+        self.split_overhead_tokens = split_overhead_tokens
 
     def record_batch(self, batch) -> None:
         mask = batch["attention_mask"]
-        self.batches.append((int(mask.shape[0]), int(mask.sum()), int(mask.numel())))
+        computed = int(mask.numel())
+        if self.split_overhead_tokens is not None:  # reinitlab.length_split: pieces computed
+            from reinitlab.length_split import split_plan
+
+            lengths = mask.sum(dim=1).tolist()
+            pieces = split_plan(lengths, self.split_overhead_tokens)
+            computed = sum(len(p) * max(lengths[i] for i in p) for p in pieces)
+        self.batches.append((int(mask.shape[0]), int(mask.sum()), int(mask.numel()), computed))
 
     def step(self) -> None:
         self.times.append(time.perf_counter())
@@ -134,6 +143,7 @@ class StepMeter:
         examples = sum(b[0] for b in chunk)
         tokens = sum(b[1] for b in chunk)
         slots = sum(b[2] for b in chunk)
+        computed = sum(b[3] for b in chunk)
         return {
             "seconds": elapsed,
             "examples_per_s": examples / elapsed,
@@ -142,6 +152,7 @@ class StepMeter:
             "examples_per_cpu_s": examples / cpu,
             "tokens_per_cpu_s": tokens / cpu,
             "pad_fraction": 1 - tokens / slots,
+            "pad_fraction_computed": 1 - tokens / computed,
             "step_ms": 1000 * elapsed / steps,
             "steps": steps,
         }
@@ -167,6 +178,9 @@ def run_reinitlab(spec: dict) -> dict:
             info["non_embedding_params"] = non_embedding_params(pl_module.model)
             info["sampler"] = type(trainer.train_dataloader.batch_sampler).__name__
             info["optimizer_fused"] = bool(trainer.optimizers[0].defaults.get("fused"))
+            info["split_by_length"] = bool(pl_module.split_by_length)
+            if pl_module.split_by_length:
+                meter.split_overhead_tokens = pl_module.split_overhead_tokens
             info["rss"] = RssSampler().__enter__()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -436,6 +450,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
         "examples_per_cpu_s",
         "tokens_per_s",
         "pad_fraction",
+        "pad_fraction_computed",
         "step_ms",
         "mfu_vs_matmul",
         "mfu_vs_matmul_cpu",
@@ -557,14 +572,14 @@ def to_markdown(result: dict) -> str:
         "rate is 6 × non-embedding parameters × non-pad tokens per second, as a fraction of an "
         "fp32 2048×2048 matmul timed the same way in the same worker.",
         "",
-        "| configuration | examples/s wall (median; best) | examples/CPU-s | timed steps | step ms (wall) | pad fraction | model GFLOP/s wall; CPU | of matmul peak wall; CPU | matmul GFLOP/s wall; CPU | peak RSS MB (training +MB) |",
+        "| configuration | examples/s wall (median; best) | examples/CPU-s | timed steps | step ms (wall) | pad fraction (batch; computed) | model GFLOP/s wall; CPU | of matmul peak wall; CPU | matmul GFLOP/s wall; CPU | peak RSS MB (training +MB) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in s.items():
         lines.append(
             f"| {name} | {fmt(m['examples_per_s'], '.1f')}; {fmt(m['examples_per_s_best'], '.1f')} | "
             f"{fmt(m['examples_per_cpu_s'], '.1f')} | {m['steps']} | {fmt(m['step_ms'], '.0f')} | "
-            f"{fmt(m['pad_fraction'])} | {fmt(m['model_gflops'], '.1f')}; {fmt(m['model_gflops_cpu'], '.1f')} | "
+            f"{fmt(m['pad_fraction'])}; {fmt(m.get('pad_fraction_computed'))} | {fmt(m['model_gflops'], '.1f')}; {fmt(m['model_gflops_cpu'], '.1f')} | "
             f"{fmt(m['mfu_vs_matmul'], '.0%')}; {fmt(m['mfu_vs_matmul_cpu'], '.0%')} | "
             f"{fmt(m['matmul_gflops'], '.0f')}; {fmt(m['matmul_gflops_cpu'], '.0f')} | "
             f"{fmt(m['peak_rss_mb'], '.0f')} (+{fmt(m['train_rss_mb'], '.0f')}) |"
@@ -673,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GLUE data not found at {glue_dir()}; set GLUE_DIR", file=sys.stderr)
         return 2
     repeats = args.repeats or (3 if args.quick else 5)
-    steps = args.steps or (20 if args.quick else 60)
+    steps = args.steps or (30 if args.quick else 60)
     names = args.configs or (QUICK_CONFIGS if args.quick else list(CONFIGS))
     load_before = os.getloadavg()
     started = time.time()
