@@ -751,7 +751,10 @@ def test_report_over_a_real_tiny_multirun(tmp_path):
     probes = pd.read_csv(out / "probes.csv")  # the baseline runs' probes, layers 0..3
     assert sorted(set(probes["layer"])) == [0, 1, 2, 3] and set(probes["n"]) == {2}
     assert set(probes["stage"]) == {"before", "after"}
+    # the layer curve, the probe figure and the weight movement (per layer, per head)
+    figures = sorted(p.name.split("_wnli")[0] for p in (out / "figures").glob("*.png"))
+    assert figures == ["head_movement", "layers", "movement", "probe"]
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "reinit.k=1,4" in page
+    assert page.count("data:image/png;base64,") == 4 and "reinit.k=1,4" in page
     (first,) = sweep.glob("0_*/result.json")  # job dirs: <number>_<hash of overrides>
     assert json.loads(first.read_text())["task"] == "wnli"
