@@ -111,20 +111,24 @@ class StepMeter:
     def __init__(self, split_overhead_tokens: float | None = None):
         self.times: list[float] = []
         self.cpu: list[float] = []
-        # examples, non-pad tokens, padded width*n, positions computed (pieces of a split batch)
-        self.batches: list[tuple[int, int, int, int]] = []
+        # per batch: examples, non-pad tokens, padded width*n, and each row's token count
+        # (the positions a length-split step computes are derived in window(), off the clock)
+        self.batches: list[tuple[int, int, int, list[int]]] = []
         self.split_overhead_tokens = split_overhead_tokens
 
     def record_batch(self, batch) -> None:
         mask = batch["attention_mask"]
-        computed = int(mask.numel())
-        if self.split_overhead_tokens is not None:  # reinitlab.length_split: pieces computed
-            from reinitlab.length_split import split_plan
+        lengths = mask.sum(dim=1).tolist()
+        self.batches.append((int(mask.shape[0]), sum(lengths), int(mask.numel()), lengths))
 
-            lengths = mask.sum(dim=1).tolist()
-            pieces = split_plan(lengths, self.split_overhead_tokens)
-            computed = sum(len(p) * max(lengths[i] for i in p) for p in pieces)
-        self.batches.append((int(mask.shape[0]), int(mask.sum()), int(mask.numel()), computed))
+    def computed_positions(self, lengths: list[int], padded: int) -> int:
+        """Positions the model computes: the padded batch, or its pieces when split."""
+        if self.split_overhead_tokens is None:
+            return padded
+        from reinitlab.length_split import split_plan
+
+        pieces = split_plan(lengths, self.split_overhead_tokens)
+        return sum(len(p) * max(lengths[i] for i in p) for p in pieces)
 
     def step(self) -> None:
         self.times.append(time.perf_counter())
@@ -143,7 +147,7 @@ class StepMeter:
         examples = sum(b[0] for b in chunk)
         tokens = sum(b[1] for b in chunk)
         slots = sum(b[2] for b in chunk)
-        computed = sum(b[3] for b in chunk)
+        computed = sum(self.computed_positions(b[3], b[2]) for b in chunk)
         return {
             "seconds": elapsed,
             "examples_per_s": examples / elapsed,

@@ -16,10 +16,9 @@ from reinitlab.results import RESULT_FILENAME
 from reinitlab.tasks import available_tasks
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from helpers.compose import compose_cfg  # noqa: E402
+from helpers.compose import GLUE, compose_cfg  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GLUE = REPO.parent / "shared" / "data" / "glue"
 needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
 
 

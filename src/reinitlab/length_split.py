@@ -55,19 +55,23 @@ def split_plan(
 
 
 def split_batch(
-    batch: dict[str, torch.Tensor], pieces: list[list[int]]
+    batch: dict[str, torch.Tensor],
+    pieces: list[list[int]],
+    lengths: Sequence[int] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """The batch's rows for each piece, sequence tensors trimmed to the piece's longest row.
 
     Sequence tensors are those shaped like `attention_mask` (rows x width); anything else
-    with one entry per row (labels) is only indexed by row."""
+    with one entry per row (labels) is only indexed by row. `lengths` (rows' token counts)
+    saves recounting the mask when the caller has them."""
     mask = batch["attention_mask"]
     rows, width = mask.shape
-    lengths = mask.sum(dim=1)
+    if lengths is None:
+        lengths = mask.sum(dim=1).tolist()
     out = []
     for piece in pieces:
         idx = torch.as_tensor(piece, dtype=torch.long, device=mask.device)
-        piece_width = int(lengths[idx].max())
+        piece_width = max(int(lengths[i]) for i in piece)
         part = {}
         for key, value in batch.items():
             if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != rows:
@@ -101,7 +105,7 @@ def split_loss(
         batch = dict(batch)
         batch["inputs_embeds"] = embeddings(batch.pop("input_ids"))
     total = None
-    for piece, part in zip(pieces, split_batch(batch, pieces), strict=True):
+    for piece, part in zip(pieces, split_batch(batch, pieces, lengths), strict=True):
         loss = model(**part).loss * (len(piece) / rows)
         total = loss if total is None else total + loss
     return total
