@@ -7,7 +7,7 @@ In one run, with the same model (all-MiniLM-L6-v2, offline), data (GLUE TSVs fro
 seed and torch thread count:
 
 1. reinitlab's loop (examples/s over a fixed number of steps after warm-up, peak RSS), with
-   its speed-ups on (the defaults) and off (`optim.split_by_length=false optim.fused=false`),
+   its speed-ups on (the defaults) and off (`optim.remove_padding=off optim.fused=false`),
    and in full mode each on its own and the opt-in length-grouped batches;
 2. the HF `Trainer` as a user would run it (run_glue.py style): static padding to 128
    (run_glue's default) and dynamic padding (`DataCollatorWithPadding`);
@@ -108,12 +108,13 @@ class RssSampler:
 class StepMeter:
     """Per-step wall clock (taken after each optimizer step) and batch token counts."""
 
-    def __init__(self, split_overhead_tokens: float | None = None):
+    def __init__(self, remove_padding: str = "off", split_overhead_tokens: float = 128):
         self.times: list[float] = []
         self.cpu: list[float] = []
         # per batch: examples, non-pad tokens, padded width*n, and each row's token count
-        # (the positions a length-split step computes are derived in window(), off the clock)
+        # (the positions a packed or split step computes are derived in window(), off the clock)
         self.batches: list[tuple[int, int, int, list[int]]] = []
+        self.remove_padding = remove_padding
         self.split_overhead_tokens = split_overhead_tokens
 
     def record_batch(self, batch) -> None:
@@ -122,13 +123,17 @@ class StepMeter:
         self.batches.append((int(mask.shape[0]), sum(lengths), int(mask.numel()), lengths))
 
     def computed_positions(self, lengths: list[int], padded: int) -> int:
-        """Positions the model computes: the padded batch, or its pieces when split."""
-        if self.split_overhead_tokens is None:
-            return padded
-        from reinitlab.length_split import split_plan
+        """Positions the model computes: the padded batch, its packed rows, or its pieces."""
+        if self.remove_padding == "pack":
+            from reinitlab.packing import pack_plan
 
-        pieces = split_plan(lengths, self.split_overhead_tokens)
-        return sum(len(p) * max(lengths[i] for i in p) for p in pieces)
+            return len(pack_plan(lengths)) * max(lengths)
+        if self.remove_padding == "split":
+            from reinitlab.length_split import split_plan
+
+            pieces = split_plan(lengths, self.split_overhead_tokens)
+            return sum(len(p) * max(lengths[i] for i in p) for p in pieces)
+        return padded
 
     def step(self) -> None:
         self.times.append(time.perf_counter())
@@ -182,9 +187,9 @@ def run_reinitlab(spec: dict) -> dict:
             info["non_embedding_params"] = non_embedding_params(pl_module.model)
             info["sampler"] = type(trainer.train_dataloader.batch_sampler).__name__
             info["optimizer_fused"] = bool(trainer.optimizers[0].defaults.get("fused"))
-            info["split_by_length"] = bool(pl_module.split_by_length)
-            if pl_module.split_by_length:
-                meter.split_overhead_tokens = pl_module.split_overhead_tokens
+            info["remove_padding"] = pl_module.padding_removal  # after any fallback
+            meter.remove_padding = info["remove_padding"]
+            meter.split_overhead_tokens = pl_module.split_overhead_tokens
             info["rss"] = RssSampler().__enter__()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -479,17 +484,22 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
 
 CONFIGS = {
     # name: (kind, task, extra spec)
-    # "reinitlab": the defaults (length-split batches + fused AdamW; random batches as drawn)
+    # "reinitlab": the defaults (packed batches + fused AdamW; random batches as drawn)
     "reinitlab (cola)": ("reinitlab", "cola", {}),
     "reinitlab, speed-ups off (cola)": (
         "reinitlab",
         "cola",
-        {"overrides": ["optim.split_by_length=false", "optim.fused=false"]},
+        {"overrides": ["optim.remove_padding=off", "optim.fused=false"]},
     ),
-    "reinitlab, no length split (cola)": (
+    "reinitlab, split instead of packed (cola)": (
         "reinitlab",
         "cola",
-        {"overrides": ["optim.split_by_length=false"]},
+        {"overrides": ["optim.remove_padding=split"]},
+    ),
+    "reinitlab, padded batches (cola)": (
+        "reinitlab",
+        "cola",
+        {"overrides": ["optim.remove_padding=off"]},
     ),
     "reinitlab, unfused AdamW (cola)": ("reinitlab", "cola", {"overrides": ["optim.fused=false"]}),
     # opt-in: batches of similar length (changes which examples share a batch)
@@ -515,7 +525,7 @@ QUICK_CONFIGS = [
 # 1-epoch dev-metric comparison (full mode, or --accuracy): (name, kind, extra spec)
 ACCURACY_CONFIGS = (
     ("reinitlab", "reinitlab", {}),
-    ("reinitlab, no length split", "reinitlab", {"overrides": ["optim.split_by_length=false"]}),
+    ("reinitlab, padded batches", "reinitlab", {"overrides": ["optim.remove_padding=off"]}),
     (
         "reinitlab, length-grouped batches",
         "reinitlab",
@@ -541,8 +551,12 @@ def compute_ratios(summary: dict[str, dict], key: str) -> dict[str, float | None
         ),
         "reinitlab speed-ups on / off": ratio(ours, eps.get("reinitlab, speed-ups off (cola)")),
     }
-    if "reinitlab, no length split (cola)" in eps:
-        ratios["length split on / off"] = ratio(ours, eps["reinitlab, no length split (cola)"])
+    if "reinitlab, padded batches (cola)" in eps:
+        ratios["packed / padded batches"] = ratio(ours, eps["reinitlab, padded batches (cola)"])
+    if "reinitlab, split instead of packed (cola)" in eps:
+        ratios["packed / split batches"] = ratio(
+            ours, eps["reinitlab, split instead of packed (cola)"]
+        )
     if "reinitlab, unfused AdamW (cola)" in eps:
         ratios["fused AdamW on / off"] = ratio(ours, eps["reinitlab, unfused AdamW (cola)"])
     if "reinitlab, length-grouped batches (cola)" in eps:

@@ -189,7 +189,7 @@ class CountTrainingForwards(Capture):
         self.calls, self.positions = 0, 0
 
         def count(mod, args, out):
-            if pl_module.training:
+            if mod.training:  # training steps; not validation, nor the packing check
                 self.calls += 1
                 self.positions += out.shape[0] * out.shape[1]
 
@@ -201,21 +201,24 @@ class CountTrainingForwards(Capture):
 
 
 @needs_glue
-def test_training_with_pieces_ends_where_whole_batches_end(tmp_path):
+@pytest.mark.parametrize("method", ["split", "pack"])
+def test_training_without_padding_ends_where_padded_batches_end(tmp_path, method):
     from reinitlab.train import train
 
     out = {}
-    for split in (True, False):
+    for m in (method, "off"):
         cap = CountTrainingForwards()
-        cfg = compose_cfg(tmp_path / str(split), *NO_DROPOUT, f"optim.split_by_length={split}")
-        out[split] = (train(cfg, extra_callbacks=[cap]), cap)
-    (rec_split, cap_split), (rec_whole, cap_whole) = out[True], out[False]
-    assert cap_whole.calls == 6 and cap_split.calls > 6  # 6 steps; pieces = extra forwards
-    assert cap_split.positions < 0.8 * cap_whole.positions
-    assert rec_split["config"]["optim"]["split_by_length"] is True
-    assert rec_whole["config"]["optim"]["split_by_length"] is False
-    for k, w in cap_split.weights.items():
-        torch.testing.assert_close(w, cap_whole.weights[k], rtol=1e-4, atol=1e-5, msg=k)
-    for key, value in rec_split["final"]["metrics"].items():
-        assert value == pytest.approx(rec_whole["final"]["metrics"][key], abs=1e-4), key
-    assert rec_split["steps"] == rec_whole["steps"] == 6
+        cfg = compose_cfg(tmp_path / m, *NO_DROPOUT, f"optim.remove_padding={m}")
+        out[m] = (train(cfg, extra_callbacks=[cap]), cap)
+    (rec, cap), (rec_off, cap_off) = out[method], out["off"]
+    assert cap_off.calls == 6  # 6 steps, one forward each; pieces are extra forwards
+    assert cap.calls > 6 if method == "split" else cap.calls == 6
+    assert cap.positions < (0.8 if method == "split" else 0.6) * cap_off.positions
+    assert rec["config"]["optim"]["remove_padding"] == method
+    assert rec_off["config"]["optim"]["remove_padding"] == "off"
+    for k, w in cap.weights.items():
+        torch.testing.assert_close(w, cap_off.weights[k], rtol=1e-4, atol=1e-5, msg=k)
+    # the dev metrics too: validation batches are packed when training's are
+    for key, value in rec["final"]["metrics"].items():
+        assert value == pytest.approx(rec_off["final"]["metrics"][key], abs=1e-4), key
+    assert rec["steps"] == rec_off["steps"] == 6

@@ -2,7 +2,7 @@
 
 Given the same initial weights, the same example order and dropout off (the only randomness
 left in fine-tuning), reinitlab's loop (Lightning, fused AdamW, linear warmup/decay, weight
-decay groups, clipping, length-split batches) and the Hugging Face `Trainer` (run_glue.py's
+decay groups, clipping, packed batches) and the Hugging Face `Trainer` (run_glue.py's
 recipe, dynamic padding) must end at the same weights. This is what lets the benchmark compare
 the two on dev metrics, and it pins the recipe against silent drift in either library.
 """
@@ -116,7 +116,7 @@ def test_reinitlab_loop_ends_where_the_hf_trainer_ends(tmp_path, monkeypatch):
             continue
         assert moved[key] > 1e-4, key  # every compared tensor really moved
         gap = (final - expected[key]).abs().max().item()
-        # measured: <= 4e-5 of the movement (0 with optim.split_by_length=false: bit-identical);
+        # measured: <= 4e-5 of the movement (0 with optim.remove_padding=off: bit-identical);
         # weight decay 0.01 left out on one side gives 2e-3, no warmup 3.3
         assert gap <= 5e-4 * moved[key], f"{key}: differs by {gap:.3g}, moved {moved[key]:.3g}"
     assert start.final.keys() == expected.keys()
