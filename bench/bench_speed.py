@@ -522,7 +522,7 @@ QUICK_CONFIGS = [
     "reinitlab (rte)",
     "HF Trainer dynamic pad (rte)",
 ]
-# 1-epoch dev-metric comparison (full mode, or --accuracy): (name, kind, extra spec)
+# dev-metric comparison (full mode, or --accuracy; 1 epoch unless --accuracy-epochs): (name, kind, extra spec)
 ACCURACY_CONFIGS = (
     ("reinitlab", "reinitlab", {}),
     ("reinitlab, padded batches", "reinitlab", {"overrides": ["optim.remove_padding=off"]}),
@@ -624,7 +624,12 @@ def to_markdown(result: dict) -> str:
             )
     if result.get("accuracy"):
         acc = result["accuracy"]
-        lines += ["", f"Dev metric ({acc['metric']}) after 1 epoch of {acc['task']}, per seed:", ""]
+        epochs = f"{acc['epochs']} epoch{'s' if acc['epochs'] != 1 else ''}"
+        lines += [
+            "",
+            f"Dev metric ({acc['metric']}) after {epochs} of {acc['task']}, per seed:",
+            "",
+        ]
         lines += [
             "| configuration | "
             + " | ".join(f"seed {s}" for s in result["accuracy"]["seeds"])
@@ -683,9 +688,20 @@ def main(argv: list[str] | None = None) -> int:
         "near MCC 0 for every trainer, which compares nothing)",
     )
     p.add_argument(
+        "--accuracy-epochs",
+        type=int,
+        default=1,
+        help="epochs of each dev-metric run (default 1; the study's recipe is 3)",
+    )
+    p.add_argument(
         "--accuracy",
         action="store_true",
         help="also run the 1-epoch dev-metric comparison in --quick",
+    )
+    p.add_argument(
+        "--accuracy-only",
+        action="store_true",
+        help="only the dev-metric comparison: no speed runs, no sweep probe",
     )
     p.add_argument(
         "--accuracy-configs",
@@ -708,6 +724,8 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (3 if args.quick else 5)
     steps = args.steps or (30 if args.quick else 60)
     names = args.configs or (QUICK_CONFIGS if args.quick else list(CONFIGS))
+    if args.accuracy_only:
+        names, args.accuracy, args.no_sweep = [], True, True
     load_before = os.getloadavg()
     started = time.time()
     runs: dict[str, list[dict]] = {n: [] for n in names}
@@ -750,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
                         "task": args.accuracy_task,
                         "seed": seed,
                         "threads": args.threads,
-                        "epochs": 1,
+                        "epochs": args.accuracy_epochs,
                         "cache_dir": cache,
                         **extra,
                     }
@@ -761,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
             accuracy = {
                 "task": args.accuracy_task,
                 "metric": load_task(args.accuracy_task).primary_metric,
-                "epochs": 1,
+                "epochs": args.accuracy_epochs,
                 "seeds": args.seeds,
                 "dev_metric": dev,
             }
