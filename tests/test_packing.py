@@ -87,6 +87,9 @@ def test_pack_batch_refuses_what_it_cannot_move():
     left = dict(batch, attention_mask=batch["attention_mask"].flip(1))
     with pytest.raises(ValueError, match="right-padded rows"):
         pack_batch(left)
+    empty = dict(batch, attention_mask=batch["attention_mask"] * torch.tensor([[1], [0]]))
+    with pytest.raises(ValueError, match="at least one token per row"):
+        pack_batch(empty)
     with pytest.raises(ValueError, match="mask_style must be 'bool' or 'additive', got 'x'"):
         pack_batch(batch, mask_style="x")
 

@@ -1,5 +1,8 @@
 """Compute a training batch in length-sorted pieces, each padded only to its own longest example.
 
+`optim.remove_padding=split`, and the fallback for models that `reinitlab.packing` (the
+default, faster: no per-piece overhead, less padding) can't verify.
+
 Dynamic padding makes a random batch as wide as its longest example, so on CoLA half of
 every batch is padding. Sorting *batches* by length (`reinitlab.batching`) removes it but
 changes which examples share a batch, and that changed 1-epoch dev metrics. Splitting keeps

@@ -112,6 +112,8 @@ def pack_batch(
     if lengths is None:
         lengths = mask.sum(dim=1).tolist()
     lengths = [int(x) for x in lengths]
+    if min(lengths, default=1) < 1:
+        raise ValueError("packing needs at least one token per row (a row's mask is all 0)")
     counts = torch.tensor(lengths, device=mask.device)
     if not torch.equal(mask.bool(), torch.arange(width, device=mask.device) < counts[:, None]):
         raise ValueError("packing needs right-padded rows (attention mask 1...1 0...0)")
