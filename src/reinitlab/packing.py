@@ -187,14 +187,22 @@ class _GatherFirstTokens:
 class Packer:
     """Runs a sequence classifier on packed batches; build it with `Packer.for_model`."""
 
-    def __init__(self, model: nn.Module, encoder: nn.Module, offset: int, pad_position: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        encoder: nn.Module,
+        *,
+        position_offset: int,
+        pad_position: int,
+        pad_id: int,
+        mask_style: str,
+    ):
         self.model = model
         self.encoder = encoder
-        self.position_offset = offset
+        self.position_offset = position_offset
         self.pad_position = pad_position
-        self.pad_id = getattr(model.config, "pad_token_id", None) or 0
-        style = getattr(model.config, "_attn_implementation", None)
-        self.mask_style = MASK_STYLE.get(style or "eager")
+        self.pad_id = pad_id
+        self.mask_style = mask_style
 
     @classmethod
     def for_model(cls, model: nn.Module, check: bool = True) -> Packer:
@@ -219,7 +227,14 @@ class Packer:
         if not isinstance(encoder, nn.Module):
             raise PackingUnsupported(f"{type(model.base_model).__name__} has no .{attr}")
         pad = getattr(config, "pad_token_id", None) or 0
-        packer = cls(model, encoder, pad + 1 if after_padding else 0, pad if after_padding else 0)
+        packer = cls(
+            model,
+            encoder,
+            position_offset=pad + 1 if after_padding else 0,
+            pad_position=pad if after_padding else 0,
+            pad_id=pad,
+            mask_style=MASK_STYLE[implementation],
+        )
         if check:
             packer.check()
         return packer
@@ -260,7 +275,7 @@ class Packer:
         lengths = [6, 4, 2, 3]  # rows of 6: [6], [4, 2], [3] -> two sequences share a row
         g = torch.Generator().manual_seed(0)
         vocab = min(int(config.vocab_size), 1000)
-        pad = getattr(config, "pad_token_id", None) or 0
+        pad = self.pad_id
         ids = torch.full((len(lengths), max(lengths)), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for r, n in enumerate(lengths):
