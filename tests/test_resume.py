@@ -48,13 +48,13 @@ def test_preempted_job_resumes_from_its_checkpoint_with_identical_metrics(tmp_pa
 
     sweep = tmp_path / "sweep"
     cut = multirun(sweep, *JOB, env={PREEMPT_AT_STEP_ENV: "3"}, base=())
-    assert cut.returncode != 0 and "got SIGUSR2 at step 3" in cut.stderr
+    assert cut.returncode != 0 and "got SIGUSR2 at step 3" in cut.stdout + cut.stderr
     assert records(sweep) == {}
     (job_dir,) = [p.parent for p in sweep.glob("*/job.json")]
     assert (job_dir / CHECKPOINT_RELPATH).is_file()
     st = sweep_status(sweep)
     assert st.counts()["failed"] == 1
-    assert next(iter(st.failed.values()))["kind"] == "preempted"
+    assert st.by_state("failed")[0].kind == "preempted"
 
     again = multirun(sweep, *JOB, base=())
     assert again.returncode == 0, again.stderr[-3000:]
@@ -65,7 +65,13 @@ def test_preempted_job_resumes_from_its_checkpoint_with_identical_metrics(tmp_pa
     assert rec["final"] == expected["final"] and rec["best"] == expected["best"]
     assert rec["reset_tensors"] == expected["reset_tensors"]
     assert not (job_dir / CHECKPOINT_RELPATH).exists()  # removed once the result is written
-    assert sweep_status(sweep).counts() == {"done": 1, "failed": 0, "missing": 0, "running": 0}
+    assert sweep_status(sweep).counts() == {
+        "completed": 1,
+        "failed": 0,
+        "missing": 0,
+        "running": 0,
+        "corrupt": 0,
+    }
 
     runs = [read_run(f) for f in find_run_files(job_dir)]
     assert len(runs) == 2 and {r["run_id"] for r in runs} == {rec["wandb_id"]}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from reinitlab.report.collect import collect
 from reinitlab.resume import PREEMPT_AT_STEP_ENV
 from reinitlab.status import sweep_status
 from tests.test_resume import JOB
@@ -83,7 +84,13 @@ def test_multirun_completes_through_slurm_with_every_record(tmp_path):
     labels = sorted(r["scheme"]["label"] for r in records(sweep).values())
     assert labels == ["baseline", "k=1", "k=2", "k=3"]
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 4  # ran as SLURM jobs
-    assert sweep_status(sweep).counts() == {"done": 4, "failed": 0, "missing": 0, "running": 0}
+    assert sweep_status(sweep).counts() == {
+        "completed": 4,
+        "failed": 0,
+        "missing": 0,
+        "running": 0,
+        "corrupt": 0,
+    }
 
 
 def test_a_killed_job_is_reported_failed_without_hanging_and_the_rest_finish(tmp_path):
@@ -127,8 +134,9 @@ def test_a_killed_job_is_reported_failed_without_hanging_and_the_rest_finish(tmp
     recs = list(records(sweep).values())
     assert [r["config"]["trainer"]["max_epochs"] for r in recs] == [1]
     st = sweep_status(sweep)
-    assert st.counts() == {"done": 1, "failed": 1, "missing": 0, "running": 0}
-    assert next(iter(st.failed.values()))["dir"] == str(long_dir)
+    assert st.counts() == {"completed": 1, "failed": 1, "missing": 0, "running": 0, "corrupt": 0}
+    (killed,) = st.by_state("failed")
+    assert killed.dir == long_dir and killed.kind == "killed"
     assert "CANCELLED" in squeue("-j", slurm_id, "-o", "%T")
 
 
@@ -146,6 +154,10 @@ def test_preempted_job_is_requeued_and_resumes_with_the_same_metrics(tmp_path):
     assert "Caught signal SIGUSR2" in logs and "DUE TO JOB REQUEUE" in logs  # real requeue
     assert rec["resumed_from"] and rec["steps"] == 8 and rec["steps_this_process"] == 5
     assert rec["history"] == expected["history"] and rec["final"] == expected["final"]
+    # the report sees exactly one completed job, from its second attempt, and no failure
+    col = collect([sweep])
+    assert len(col.records) == 1 and col.problems == [] and col.records[0]["attempts"] == 2
+    assert sweep_status(sweep).counts()["completed"] == 1
     wandb_runs = sorted((job_dir / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 2 and all(p.name.endswith(rec["wandb_id"]) for p in wandb_runs)
 
@@ -189,4 +201,10 @@ def test_rerunning_an_interrupted_sweep_runs_only_the_missing_jobs(tmp_path):
         assert p.read_bytes() == data  # completed jobs were not re-run
     submitted = set((sweep / ".submitit").glob("*/*_submitted.pkl")) - submitted_before
     assert len(submitted) == 4 - len(done_before)  # only the missing jobs went to SLURM
-    assert sweep_status(sweep).counts() == {"done": 4, "failed": 0, "missing": 0, "running": 0}
+    assert sweep_status(sweep).counts() == {
+        "completed": 4,
+        "failed": 0,
+        "missing": 0,
+        "running": 0,
+        "corrupt": 0,
+    }

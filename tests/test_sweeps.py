@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 
 from reinitlab.jobkey import job_key
-from reinitlab.jobstate import FAILED_FILENAME, JOB_FILENAME, RUNNING_FILENAME, slurm_job_id
-from reinitlab.results import RESULT_FILENAME
+from reinitlab.ledger import (
+    FAILED_FILENAME,
+    JOB_FILENAME,
+    RESULT_FILENAME,
+    RUNNING_FILENAME,
+    slurm_job_id,
+)
 from reinitlab.status import sweep_status
 from tests.test_train import GLUE, REPO, compose_cfg, needs_glue
 
@@ -123,12 +128,14 @@ def test_rerun_skips_completed_and_runs_failed_and_missing(study):
     failed.unlink()  # a job that failed
     (failed.parent / FAILED_FILENAME).write_text('{"error": "RuntimeError: boom"}')
     st = sweep_status(sweep)
-    assert st.counts() == {"done": 14, "failed": 2, "missing": 0, "running": 0}
-    assert "RuntimeError: boom" in [f["error"] for f in st.failed.values()]
+    assert st.counts() == {"completed": 14, "failed": 2, "missing": 0, "running": 0, "corrupt": 0}
+    assert "RuntimeError: boom" in [j.error for j in st.by_state("failed")]
 
     out = multirun(sweep, "task=wnli,rte", "reinit.k=range(1,4)", "seed=0,1")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "14 already completed in this sweep dir are skipped, 2 to run" in out.stdout + out.stderr
+    assert "16 jobs (4 baselines added); 14 already completed, 0 running elsewhere, 2 to run" in (
+        out.stdout
+    )
     after = records(sweep)
     by_key = {rec["job_key"]: p for p, rec in after.items()}
     assert len(by_key) == 16
@@ -138,7 +145,13 @@ def test_rerun_skips_completed_and_runs_failed_and_missing(study):
         rerun = by_key[json.loads((p.parent / JOB_FILENAME).read_text())["job_key"]]
         assert json.loads(rerun.read_text())["status"] == "completed"
     assert not list(sweep.rglob(RUNNING_FILENAME))
-    assert sweep_status(sweep).counts() == {"done": 16, "failed": 0, "missing": 0, "running": 0}
+    assert sweep_status(sweep).counts() == {
+        "completed": 16,
+        "failed": 0,
+        "missing": 0,
+        "running": 0,
+        "corrupt": 0,
+    }
 
 
 @needs_glue
@@ -149,11 +162,11 @@ def test_a_failed_job_is_reported_with_its_error_and_the_rest_finish(tmp_path):
     labels = sorted(r["scheme"]["label"] for r in records(sweep).values())
     assert labels == ["baseline", "k=1"]  # ...after the other jobs finished
     st = sweep_status(sweep)
-    assert st.counts() == {"done": 2, "failed": 1, "missing": 0, "running": 0}
-    (info,) = st.failed.values()
-    assert "reinit.k=9" in info["overrides"]
-    assert "reinit.k=9 is out of range" in info["error"] and info["kind"] == "error"
-    assert "reinit.k=9 is out of range" in info["log"]  # the job log's last line
+    assert st.counts() == {"completed": 2, "failed": 1, "missing": 0, "running": 0, "corrupt": 0}
+    (info,) = st.by_state("failed")
+    assert "reinit.k=9" in info.overrides
+    assert "reinit.k=9 is out of range" in info.error and info.kind == "error"
+    assert "reinit.k=9 is out of range" in info.log  # the job log's last line
     cli = subprocess.run(
         [sys.executable, "-m", "reinitlab.cli", "status", str(sweep)],
         capture_output=True,
@@ -161,7 +174,7 @@ def test_a_failed_job_is_reported_with_its_error_and_the_rest_finish(tmp_path):
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert cli.returncode == 0
-    assert "done 2 | failed 1 | missing 0 | running 0 | planned 3" in cli.stdout
+    assert "completed 2 | failed 1 | missing 0 | running 0 | corrupt 0 | planned 3" in cli.stdout
     assert "reinit.k=9 is out of range" in cli.stdout
 
     # each job also checks for itself (e.g. a requeued one), here with the sweeper's check off
@@ -197,8 +210,12 @@ def test_status_tells_running_stale_and_missing_jobs_apart(tmp_path):
         },
     )
     st = sweep_status(sweep)
-    assert st.counts() == {"done": 0, "failed": 1, "missing": 1, "running": 1}
-    assert "is gone" in st.failed["stale"]["error"] and st.missing == {"never": ["never"]}
+    assert st.counts() == {"completed": 0, "failed": 1, "missing": 1, "running": 1, "corrupt": 0}
+    (stale,) = st.by_state("failed")
+    assert (
+        stale.key == "stale" and stale.kind == "killed" and "ended without a result" in stale.error
+    )
+    assert [j.key for j in st.by_state("missing")] == ["never"]
 
 
 def test_plugins_ship_in_the_wheel_as_a_namespace_package():

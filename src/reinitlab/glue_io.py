@@ -8,6 +8,7 @@ so every job of a sweep with the same subset seed sees the same examples.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -116,14 +117,36 @@ def read_tsv(task: TaskSpec, path: Path) -> Examples:
     return Examples(text_a, text_b if len(spec.text_fields) == 2 else None, labels)
 
 
+def allowed_labels(task: TaskSpec) -> str:
+    """What a regression label may be, in words (from the task's `label_range`)."""
+    if task.label_range is None:
+        return "a finite number"
+    low, high = task.label_range
+    return f"a finite number in [{low:g}, {high:g}]"
+
+
+def regression_label(task: TaskSpec, value, where: str) -> float:
+    """`value` as a float label, refused (naming `where` and what is allowed) unless it is a
+    finite number inside the task's `label_range`. Used for TSV and hub labels alike."""
+    try:
+        label = float(value)
+    except (TypeError, ValueError):
+        label = None
+    if label is None or not math.isfinite(label) or not _in_range(task, label):
+        raise ReinitlabError(
+            f"task {task.name}: {where}: label {value!r} is not allowed; "
+            f"labels must be {allowed_labels(task)}"
+        )
+    return label
+
+
+def _in_range(task: TaskSpec, label: float) -> bool:
+    return task.label_range is None or task.label_range[0] <= label <= task.label_range[1]
+
+
 def _parse_label(task: TaskSpec, value: str, path: Path, lineno: int) -> float | int:
     if task.labels is None:
-        try:
-            return float(value)
-        except ValueError:
-            raise ReinitlabError(
-                f"task {task.name}: {path}, line {lineno}: label {value!r} is not a number"
-            ) from None
+        return regression_label(task, value, f"{path}, line {lineno}")
     try:
         return task.labels.index(value)
     except ValueError:
@@ -133,14 +156,22 @@ def _parse_label(task: TaskSpec, value: str, path: Path, lineno: int) -> float |
         ) from None
 
 
-def examples_from_hub_rows(task: TaskSpec, rows) -> Examples:
-    """Convert rows of the hub's `nyu-mll/glue` (already integer ClassLabels) to `Examples`."""
+def examples_from_hub_rows(task: TaskSpec, rows, source: str = "hub rows") -> Examples:
+    """Convert rows of the hub's `nyu-mll/glue` (already integer ClassLabels) to `Examples`.
+
+    Regression labels are checked as TSV ones are; `source` names the split in the error."""
     fields = task.hub.text_fields
     labels = rows[task.hub.label_field]
+    if task.is_regression:
+        labels = [
+            regression_label(task, x, f"{source}, row index {i}") for i, x in enumerate(labels)
+        ]
+    else:
+        labels = [int(x) for x in labels]
     return Examples(
         text_a=list(rows[fields[0]]),
         text_b=list(rows[fields[1]]) if len(fields) == 2 else None,
-        labels=[float(x) for x in labels] if task.is_regression else [int(x) for x in labels],
+        labels=labels,
     )
 
 
@@ -155,7 +186,8 @@ def load_hub_split(task: TaskSpec, split: str) -> Examples:
             f"from the Hugging Face hub ({type(e).__name__}: {e}). Without network access, set "
             "data.glue_dir=<folder of GLUE TSVs> or the GLUE_DIR environment variable."
         ) from e
-    return examples_from_hub_rows(task, ds[:])
+    source = f"{task.hub_path}/{task.hub_name} split {split!r} (Hugging Face hub)"
+    return examples_from_hub_rows(task, ds[:], source)
 
 
 def load_split(task: TaskSpec, split: str, glue_root: Path | None) -> Examples:

@@ -22,6 +22,7 @@ EXCLUDED_KEYS = (
     "logger",
     "local",
     "resume",
+    "task.label_range",  # a check on the input, not part of what is computed
     "data.cache_dir",
     "chain.cache_dir",
     "data.glue_dir",

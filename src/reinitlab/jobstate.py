@@ -1,175 +1,146 @@
-"""Per-job bookkeeping that lets a sweep be resumed and inspected.
+"""The job's side of the sweep ledger (`reinitlab.ledger`): claim, run, record.
 
-Each job directory holds, besides Hydra's files:
-* `job.json`     -- the job's identity (`job_key`, see `reinitlab.jobkey`) and overrides;
-* `running.json` -- while it runs: pid, host, start time (a crash leaves it behind; `status`
-  tells such a stale marker from a live job by checking the pid on this host);
-* `failed.json`  -- when it failed: the error's type and last line, and the traceback's tail;
-* `result.json`  -- when it completed (`reinitlab.results`), carrying the same `job_key`.
-All are written atomically. A job whose key already has a completed record anywhere under the
-sweep directory is skipped, so re-running a sweep runs only its failed and missing jobs.
+Every Hydra job -- a single run or one job of a sweep, on any launcher -- goes through
+`run_tracked`: it claims the job's key (skipping it when it is already completed, or running
+in another live process), runs it, and records how it ended. A failure is always shown on the
+console with the job's own error, even when the disk is too full to record it; a full disk
+stops the sweep (`DiskFullError`) instead of failing every later job the same way.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import socket
-import time
-import traceback
-from collections.abc import Callable, Iterator
+import shlex
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reinitlab.atomic import write_json_atomic
-from reinitlab.results import RESULT_FILENAME
+from reinitlab.ledger import (
+    INTERRUPTED,
+    DiskFullError,
+    Skip,
+    Terminated,
+    claim,
+    disk_full,
+    error_line,
+    failure_kind,
+)
 
-JOB_FILENAME = "job.json"
-RUNNING_FILENAME = "running.json"
-FAILED_FILENAME = "failed.json"
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def completed_records(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """(path, record) of every completed result record under `root`."""
-    for path in sorted(Path(root).rglob(RESULT_FILENAME)):
-        rec = read_json(path)
-        if rec and rec.get("status") == "completed":
-            yield path, rec
-
-
-def find_completed(root: Path, key: str) -> tuple[Path, dict[str, Any]] | None:
-    for path, rec in completed_records(root):
-        if rec.get("job_key") == key:
-            return path, rec
-    return None
-
-
-def dirs_with_key(root: Path, key: str) -> list[Path]:
-    """Job directories under `root` whose job.json names `key`."""
-    out = []
-    for path in sorted(Path(root).rglob(JOB_FILENAME)):
-        info = read_json(path)
-        if info and info.get("job_key") == key:
-            out.append(path.parent)
-    return out
-
-
-class PreemptedError(RuntimeError):
-    """The job saved a checkpoint and stopped because it was asked to (preemption signal)."""
-
-
-def error_line(exc: BaseException) -> str:
-    lines = traceback.format_exception_only(type(exc), exc)
-    return (lines[-1] if lines else repr(exc)).strip()
-
-
-def slurm_job_id(env: dict[str, str] | None = None) -> str | None:
-    """This job's SLURM id as squeue shows it and scancel takes it: `ARRAY_TASK` for an array
-    task. An array task's bare SLURM_JOB_ID can equal the array's id, and `scancel <array id>`
-    cancels every task of the sweep, not just this one."""
-    env = os.environ if env is None else env
-    array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
-    if array and task:
-        return f"{array}_{task}"
-    return env.get("SLURM_JOB_ID")
+log = logging.getLogger("reinitlab")
 
 
 @dataclass
-class JobState:
-    """The markers of one job directory; `search_root` is where completed twins are looked for
-    (the sweep directory under -m, the run directory otherwise)."""
+class HydraJob:
+    """Where the current Hydra job writes and how it was asked for."""
 
     output_dir: Path
-    search_root: Path
-    key: str
+    root: Path  # the sweep dir under -m, the run dir otherwise: where its twins are found
     overrides: list[str]
-
-    def completed(self) -> tuple[Path, dict[str, Any]] | None:
-        return find_completed(self.search_root, self.key)
-
-    def start(self) -> None:
-        (self.output_dir / FAILED_FILENAME).unlink(missing_ok=True)
-        write_json_atomic(
-            self.output_dir / JOB_FILENAME,
-            {"job_key": self.key, "overrides": self.overrides},
-        )
-        write_json_atomic(
-            self.output_dir / RUNNING_FILENAME,
-            {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "started": time.time(),
-                "slurm_job_id": slurm_job_id(),
-            },
-        )
-
-    def fail(self, exc: BaseException) -> None:
-        preempted = isinstance(exc, PreemptedError) or (
-            isinstance(exc, SystemExit) and os.environ.get("REINITLAB_PREEMPTED") == "1"
-        )
-        write_json_atomic(
-            self.output_dir / FAILED_FILENAME,
-            {
-                "job_key": self.key,
-                "kind": "preempted" if preempted else "error",
-                "error": error_line(exc),
-                "error_type": type(exc).__name__,
-                "traceback": traceback.format_exception(type(exc), exc, exc.__traceback__)[-12:],
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "time": time.time(),
-            },
-        )
-        (self.output_dir / RUNNING_FILENAME).unlink(missing_ok=True)
-
-    def finish(self) -> None:
-        (self.output_dir / RUNNING_FILENAME).unlink(missing_ok=True)
+    multirun: bool
 
 
-def job_state_from_hydra(cfg) -> JobState | None:
-    """The JobState of the current Hydra job, or None outside a Hydra app (tests, notebooks)."""
+def current_hydra_job() -> HydraJob | None:
+    """The running Hydra job, or None outside a Hydra app (tests, notebooks)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-
-    from reinitlab.jobkey import job_key
 
     if not HydraConfig.initialized():
         return None
     hc = HydraConfig.get()
     output_dir = Path(hc.runtime.output_dir)
-    root = Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else output_dir
-    return JobState(output_dir, root, job_key(cfg), list(hc.overrides.task))
+    multirun = hc.mode == RunMode.MULTIRUN
+    root = Path(hc.sweep.dir) if multirun else output_dir
+    return HydraJob(output_dir, root, list(hc.overrides.task), multirun)
 
 
-def run_tracked(cfg, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    """Run `run(cfg)` with markers, or return the completed twin's record without running."""
-    state = job_state_from_hydra(cfg)
-    if state is None:
-        return run(cfg)
-    done = state.completed()
-    if done is not None:
-        path, record = done
-        print(f"[reinitlab] skip: job {state.key} already completed ({path})", flush=True)
-        return record
-    state.start()
+def resume_command(job: HydraJob) -> str:
+    """The command that resumes a single run in its own directory (a new run dir would start
+    from scratch)."""
+    program = "python train.py" if sys.argv[0].endswith("train.py") else "reinitlab-train"
+    args = [*job.overrides, f"hydra.run.dir={job.output_dir}"]
+    return f"{program} {' '.join(shlex.quote(a) for a in args)}"
+
+
+@contextmanager
+def signals_recorded():
+    """Record how a job was stopped: SIGTERM becomes `Terminated` (recorded as killed) --
+    unless someone else already handles it (submitit ignores SIGTERM during a SLURM
+    preemption) -- and SIGINT marks the job interrupted before Python raises
+    KeyboardInterrupt (which Lightning turns into SystemExit)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise Terminated("killed by SIGTERM")
+
+    def on_int(signum, frame):
+        INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if previous[signal.SIGTERM] in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, on_term)
+    if previous[signal.SIGINT] is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_int)
     try:
-        record = run(cfg)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def run_tracked(cfg, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
+    """Run `run(cfg)` as one attempt of its job; None when a live attempt elsewhere has it,
+    the completed record when the job is already done."""
+    from reinitlab.jobkey import job_key
+
+    job = current_hydra_job()
+    if job is None:
+        return run(cfg)
+    key = job_key(cfg)
+    attempt = claim(job.root, key, job.output_dir, job.overrides)
+    if isinstance(attempt, Skip):
+        where = attempt.job.dir
+        if attempt.reason == "completed":
+            print(f"[reinitlab] skip: job {key} already completed ({where})", flush=True)
+            return attempt.job.record
+        lease = attempt.job.lease or {}
+        print(
+            f"[reinitlab] skip: job {key} is running in {where} (pid {lease.get('pid')} on "
+            f"{lease.get('host')})",
+            flush=True,
+        )
+        return None
+    try:
+        with signals_recorded():
+            record = run(cfg)
     except BaseException as e:
-        state.fail(e)
-        logging.getLogger("reinitlab").error("job %s failed: %s", state.key, error_line(e))
+        problem = attempt.fail(e)
+        kind = failure_kind(e)
+        log.error("job %s %s: %s", key, "failed" if kind == "error" else kind, error_line(e))
+        if problem:
+            print(f"[reinitlab] {problem}", file=sys.stderr, flush=True)
+        if kind == "preempted" and not job.multirun:
+            print(f"[reinitlab] resume this run with:\n  {resume_command(job)}", flush=True)
+        if disk_full(e) or (problem and "No space left" in problem):
+            raise DiskFullError(
+                f"no space left on the device while job {key} wrote to {job.output_dir} "
+                f"({error_line(e)}); free space, then run the same command again: completed "
+                "jobs are kept"
+            ) from e
         if os.environ.get("REINITLAB_PREEMPTED") == "1" and not isinstance(e, SystemExit):
             # Requeued by submitit: leave without a result (not a failed Hydra job), whatever
             # went wrong while the job was being torn down.
             raise SystemExit(-1) from e
         raise
-    state.finish()
+    attempt.complete()
     return record

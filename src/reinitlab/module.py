@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import lightning as L
 import torch
@@ -112,6 +113,8 @@ class GlueClassifier(L.LightningModule):
                 record[f"{prefix}/{name}"] = float(value)
             metrics.reset()
         record["val/primary"] = record[f"val/{self.task.primary_metric}"]
+        if not self.trainer.sanity_checking and not math.isfinite(record["val/primary"]):
+            raise ReinitlabError(self._non_finite_message(record))
         primary = {"val/primary": record["val/primary"]}
         others = {k: v for k, v in record.items() if k != "val/primary"}
         self.log_dict(others, add_dataloader_idx=False)
@@ -120,6 +123,46 @@ class GlueClassifier(L.LightningModule):
             self.history.append(
                 {"epoch": self.current_epoch, "step": self.global_step, "metrics": record}
             )
+
+    def _non_finite_message(self, record: dict[str, float]) -> str:
+        """Why the job stops: which metric, which epoch (from 1), its value, the likely cause."""
+        name = self.task.primary_metric
+        value = record["val/primary"]
+        weights_finite = all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        if not weights_finite:
+            cause = (
+                "the model's weights contain NaN/inf: training diverged (NaN or inf loss); "
+                "try a lower optim.lr or check the labels and inputs"
+            )
+        elif name in ("pearson", "spearman"):
+            cause = (
+                f"a {name} correlation is undefined when the predictions (or the labels) are "
+                "constant over the dev set: the model has collapsed to one output, e.g. after "
+                "re-initializing many layers or with too high a learning rate"
+            )
+        else:
+            cause = "the model's outputs on the dev set are not finite: training diverged"
+        return (
+            f"task {self.task.name}: dev metric val/{name} (val/primary) is {value} after "
+            f"epoch {self.current_epoch + 1} (step {self.global_step}); a result with a "
+            f"non-finite primary metric is not recorded. Likely cause: {cause}."
+        )
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Lightning's mixed-precision plugin refuses to clip gradients before a fused optimizer
+        step (with fp16 loss scaling the fused step unscales them itself). bf16-mixed has no
+        loss scaling, so its gradients are the true ones: they are clipped as in fp32."""
+        from lightning.pytorch.plugins.precision import Precision
+        from lightning.pytorch.utilities import GradClipAlgorithmType
+
+        plugin = self.trainer.precision_plugin
+        if self.trainer.precision == "bf16-mixed" and getattr(plugin, "scaler", None) is None:
+            algorithm = GradClipAlgorithmType(gradient_clip_algorithm or "norm")
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val or 0.0, algorithm)
+            return
+        self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
@@ -135,6 +178,11 @@ class GlueClassifier(L.LightningModule):
             },
         ]
         fused = self.fused and all(p.device.type in FUSED_ADAMW_DEVICES for _, p in named)
+        if fused and self.trainer.precision == "16-mixed":
+            # fp16 loss scaling: a fused step unscales the gradients itself, after Lightning
+            # would clip them, so clipping needs the unfused step (the same update)
+            log.info("optim.fused: not with trainer.precision=16-mixed; using torch's AdamW")
+            fused = False
         optimizer = torch.optim.AdamW(groups, lr=self.lr, eps=self.adam_eps, fused=fused or None)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(
@@ -144,3 +192,71 @@ class GlueClassifier(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+# trainer.precision values reinitlab runs (Lightning accepts more). The weights stay fp32 in
+# all of them, so AdamW's updates are applied as the recipe expects.
+PRECISIONS = {
+    "32-true": "fp32 weights and compute (the default)",
+    "32": "the same as 32-true",
+    "bf16-mixed": "fp32 weights, bf16 autocast (CUDA with compute capability >= 8.0, or CPU)",
+    "16-mixed": "fp32 weights, fp16 autocast with loss scaling (CUDA only)",
+}
+# Lightning values refused, with the reason.
+REFUSED_PRECISIONS = {
+    "bf16-true": "keeps the weights themselves in bf16, where an AdamW update at lr 2e-5 (about "
+    "1e-3 of a weight) is smaller than half a bf16 step and rounds away",
+    "16-true": "keeps the weights themselves in fp16 (no loss scaling, no fp32 master weights)",
+}
+
+
+def _accelerator_type(accelerator: str) -> str:
+    """The device type Lightning will train on for `trainer.accelerator` (cpu, cuda, mps...)."""
+    import torch
+
+    accelerator = str(accelerator).lower()
+    if accelerator == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    return "cuda" if accelerator == "gpu" and torch.cuda.is_available() else accelerator
+
+
+def validate_trainer_config(cfg) -> str:
+    """Check `trainer.precision` (against `trainer.accelerator`) before anything heavy loads;
+    returns the precision. A ReinitlabError names the option, the value and the allowed ones.
+
+    Refused: values outside PRECISIONS (with the reason for bf16-true/16-true); `16-mixed` on
+    CPU (Lightning would silently switch it to bf16-mixed); `bf16-mixed` on a CUDA device
+    without native bf16 (compute capability < 8.0, e.g. V100, T4)."""
+    import torch
+
+    trainer = cfg.get("trainer") or {}
+    value = trainer.get("precision", "32-true")
+    precision = str(value)
+    allowed = "; ".join(f"{k} ({v})" for k, v in PRECISIONS.items())
+    if precision not in PRECISIONS:
+        why = REFUSED_PRECISIONS.get(precision)
+        raise ReinitlabError(
+            f"trainer.precision={value!r} is not supported"
+            + (f": it {why}" if why else "")
+            + f". Allowed: {allowed}"
+        )
+    device = _accelerator_type(trainer.get("accelerator", "auto"))
+    if precision == "16-mixed" and device == "cpu":
+        raise ReinitlabError(
+            "trainer.precision=16-mixed needs a CUDA device (fp16 autocast with loss scaling); "
+            "this job would run on the CPU (trainer.accelerator="
+            f"{trainer.get('accelerator', 'auto')}), where Lightning would silently use "
+            "bf16-mixed instead. Use trainer.precision=bf16-mixed or 32-true on CPU."
+        )
+    if precision == "bf16-mixed" and device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        if major < 8:
+            raise ReinitlabError(
+                f"trainer.precision=bf16-mixed needs a GPU with native bf16 (compute capability "
+                f">= 8.0, Ampere or newer); {torch.cuda.get_device_name()} has {major}.{minor}. "
+                "Use trainer.precision=16-mixed or 32-true."
+            )
+    return "32-true" if precision == "32" else precision

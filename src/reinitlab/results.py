@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from reinitlab.atomic import write_json_atomic
+from reinitlab.ledger import RESULT_FILENAME, Ledger
 
-RESULT_FILENAME = "result.json"
 RECORD_VERSION = 1
 _PACKAGES = (
     "reinitlab",
@@ -34,11 +35,16 @@ def package_versions() -> dict[str, str | None]:
 
 
 def best_and_final(history: list[dict]) -> tuple[dict | None, dict | None]:
-    """(best validation by `val/primary`, last validation); the first wins a tie."""
+    """(best validation by `val/primary`, last validation); the first wins a tie, and a
+    non-finite value never wins (NaN compares false with everything, so `max` would keep it)."""
     if not history:
         return None, None
-    best = max(history, key=lambda h: (h["metrics"]["val/primary"], -h["step"]))
-    return best, history[-1]
+
+    def rank(h: dict) -> tuple[float, int]:
+        value = h["metrics"]["val/primary"]
+        return (value if math.isfinite(value) else -math.inf, -h["step"])
+
+    return max(history, key=rank), history[-1]
 
 
 def write_result(output_dir: Path, record: dict[str, Any]) -> Path:
@@ -48,12 +54,6 @@ def write_result(output_dir: Path, record: dict[str, Any]) -> Path:
 
 
 def read_results(root: Path) -> list[dict[str, Any]]:
-    """Every result record under `root` (a run or sweep directory), with its path."""
-    import json
-
-    records = []
-    for path in sorted(Path(root).rglob(RESULT_FILENAME)):
-        rec = json.loads(path.read_text())
-        rec["path"] = str(path)
-        records.append(rec)
-    return records
+    """The completed record of every job under `root` (a run or sweep directory), each with
+    its path; one per job however many attempts it had (the ledger decides)."""
+    return [{**rec, "path": str(job.dir / RESULT_FILENAME)} for job, rec in Ledger(root).records()]

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from reinitlab.jobstate import PreemptedError, dirs_with_key
+from reinitlab.ledger import Ledger, PreemptedError
 
 CHECKPOINT_RELPATH = Path("checkpoints") / "preempt.ckpt"
 WANDB_ID_FILENAME = "wandb_id.txt"
@@ -54,7 +54,8 @@ class EpochSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def permutation(self) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        # (mod 2**63: an unseeded torch.initial_seed() is a 64-bit number and would overflow)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
         return torch.randperm(self.num_samples, generator=g).tolist()
 
     def __iter__(self) -> Iterator[int]:
@@ -273,7 +274,8 @@ def plan_resume(cfg, output_dir: Path) -> ResumePlan:
     candidates = [output_dir]
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         sweep_dir = Path(HydraConfig.get().sweep.dir)
-        twins = dirs_with_key(sweep_dir, job_key(cfg)) if sweep_dir.is_dir() else []
+        job = Ledger(sweep_dir).job(job_key(cfg)) if sweep_dir.is_dir() else None
+        twins = job.dirs if job is not None else []
         candidates += [d for d in twins if d.resolve() != output_dir.resolve()]
     source = next((d for d in candidates if (d / CHECKPOINT_RELPATH).is_file()), None)
     ckpt = None if source is None else source / CHECKPOINT_RELPATH

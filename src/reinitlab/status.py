@@ -1,141 +1,79 @@
-"""`reinitlab status SWEEP_DIR`: how far a sweep got -- done, failed, missing, running.
+"""`reinitlab status SWEEP_DIR`: how far a sweep got, as the sweep ledger sees it.
 
-A job counts once per identity (`job_key`), whatever directory it ran in: done if any
-directory holds its completed record, else running if a live process holds its running
-marker, else failed (a failed marker, or a running marker whose process is gone). Missing jobs
-are the ones the sweep planned (`sweep_plan.json`, written by reinitlab's sweeper) that have
-no directory at all yet.
+The counts (completed, failed, missing, running, corrupt) are the ledger's, so they are the
+same numbers the sweeper skips by and the report aggregates. Jobs are listed in plan order
+(the order of their directory numbers), never as text-sorted paths.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
-from dataclasses import asdict, dataclass, field
+import time
 from pathlib import Path
 
-from reinitlab.errors import ReinitlabError
-from reinitlab.jobstate import (
-    FAILED_FILENAME,
-    JOB_FILENAME,
-    RUNNING_FILENAME,
-    completed_records,
-    read_json,
-)
-
-PLAN_FILENAME = "sweep_plan.json"
+from reinitlab.ledger import STATES, Job, Ledger
 
 
-@dataclass
-class SweepStatus:
-    done: dict[str, str] = field(default_factory=dict)  # key -> job dir
-    failed: dict[str, dict] = field(default_factory=dict)  # key -> {dir, error, overrides}
-    running: dict[str, dict] = field(default_factory=dict)
-    missing: dict[str, list[str]] = field(default_factory=dict)  # key -> overrides
-    planned: int | None = None
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "done": len(self.done),
-            "failed": len(self.failed),
-            "missing": len(self.missing),
-            "running": len(self.running),
-        }
+def sweep_status(sweep_dir: Path) -> Ledger:
+    """The ledger of `sweep_dir` (its `counts()`, `jobs`, `by_state(...)`)."""
+    return Ledger(sweep_dir)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _job_line(job: Job) -> str:
+    where = str(job.dir) if job.dir is not None else "(no directory yet)"
+    attempts = f"  [attempts {job.attempts}]" if job.attempts > 1 else ""
+    return f"  {where}  {' '.join(job.overrides)}{attempts}"
 
 
-def last_log_line(job_dir: Path) -> str | None:
-    """The last non-empty line of the job's Hydra log (`<job name>.log`)."""
-    for log in sorted(job_dir.glob("*.log")):
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        if lines:
-            return lines[-1]
-    return None
-
-
-def sweep_status(sweep_dir: Path) -> SweepStatus:
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise ReinitlabError(f"sweep directory {str(sweep_dir)!r} does not exist")
-    st = SweepStatus()
-    for path, rec in completed_records(sweep_dir):
-        st.done.setdefault(rec.get("job_key") or str(path.parent), str(path.parent))
-    host = socket.gethostname()
-    for job_file in sorted(sweep_dir.rglob(JOB_FILENAME)):
-        job_dir = job_file.parent
-        info = read_json(job_file) or {}
-        key = info.get("job_key") or str(job_dir)
-        if key in st.done:
+def format_status(sweep_dir: Path, ledger: Ledger) -> str:
+    c = ledger.counts()
+    planned = "" if ledger.planned is None else f" | planned {ledger.planned}"
+    lines = [f"sweep {sweep_dir}", " | ".join(f"{s} {c[s]}" for s in STATES) + planned]
+    if ledger.plan_error:
+        lines.append(f"plan: {ledger.plan_error} (until then, missing jobs cannot be counted)")
+    now = time.time()
+    for state in ("failed", "corrupt", "running", "missing"):
+        jobs = ledger.by_state(state)
+        if not jobs:
             continue
-        entry = {"dir": str(job_dir), "overrides": info.get("overrides", [])}
-        running = read_json(job_dir / RUNNING_FILENAME)
-        failed = read_json(job_dir / FAILED_FILENAME)
-        if running is not None:
-            stale = running.get("host") == host and not pid_alive(int(running.get("pid", -1)))
-            if not stale:
-                st.running[key] = {**entry, **running}
-                st.failed.pop(key, None)
-                continue
-            failed = {
-                "error": f"process {running.get('pid')} on {host} is gone without a result "
-                "(killed?)",
-                "kind": "stale",
-            }
-        if key in st.running:
-            continue
-        if failed is None:
-            failed = {"error": "no result and no marker (killed before it could write one?)"}
-        st.failed[key] = {
-            **entry,
-            "error": failed.get("error"),
-            "kind": failed.get("kind", "error"),
-            "log": last_log_line(job_dir),
-        }
-    plan = read_json(sweep_dir / PLAN_FILENAME)
-    if plan is not None:
-        st.planned = len(plan["jobs"])
-        seen = set(st.done) | set(st.failed) | set(st.running)
-        for job in plan["jobs"]:
-            if job["job_key"] not in seen:
-                st.missing[job["job_key"]] = job["overrides"]
-    return st
-
-
-def format_status(sweep_dir: Path, st: SweepStatus) -> str:
-    c = st.counts()
-    lines = [
-        f"sweep {sweep_dir}",
-        f"done {c['done']} | failed {c['failed']} | missing {c['missing']} | "
-        f"running {c['running']}" + ("" if st.planned is None else f" | planned {st.planned}"),
-    ]
-    if st.failed:
-        lines.append("failed:")
-        for info in st.failed.values():
-            lines.append(f"  {info['dir']}  {' '.join(info['overrides'])}")
-            lines.append(f"    {info['error']}")
-            log_line = info.get("log")
-            if log_line and info["error"] and info["error"] not in log_line:
-                lines.append(f"    log: {log_line}")
-    if st.running:
-        lines.append("running:")
-        for info in st.running.values():
-            lines.append(f"  {info['dir']}  pid {info.get('pid')} on {info.get('host')}")
-    if st.missing:
-        lines.append("missing:")
-        for overrides in st.missing.values():
-            lines.append(f"  {' '.join(overrides)}")
+        lines.append(f"{state}:")
+        for job in jobs:
+            lines.append(_job_line(job))
+            if state == "failed":
+                lines.append(f"    {job.kind}: {job.error}")
+                if job.log and job.error and job.error not in job.log:
+                    lines.append(f"    log: {job.log}")
+            elif state == "corrupt":
+                lines.append(f"    {job.error}")
+            elif state == "running":
+                lease = job.lease or {}
+                age = now - float(lease.get("started") or now)
+                lines.append(
+                    f"    pid {lease.get('pid')} on {lease.get('host')}, for {age / 60:.0f} min"
+                )
     return "\n".join(lines)
+
+
+def as_json(ledger: Ledger) -> dict:
+    return {
+        "counts": ledger.counts(),
+        "planned": ledger.planned,
+        "plan_error": ledger.plan_error,
+        "jobs": [
+            {
+                "job_key": j.key,
+                "state": j.state,
+                "dir": None if j.dir is None else str(j.dir),
+                "overrides": j.overrides,
+                "attempts": j.attempts,
+                "kind": j.kind,
+                "error": j.error,
+                "lease": j.lease,
+            }
+            for j in ledger.jobs
+        ],
+    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,9 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    st = sweep_status(args.sweep_dir)
+    ledger = sweep_status(args.sweep_dir)
     if args.json:
-        print(json.dumps({"counts": st.counts(), **asdict(st)}, indent=2))
+        print(json.dumps(as_json(ledger), indent=2))
     else:
-        print(format_status(args.sweep_dir, st))
+        print(format_status(args.sweep_dir, ledger))
     return 0

@@ -6,6 +6,7 @@ this module turns one into a typed, validated object that the data and metric co
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,9 @@ class TaskSpec:
     validation: tuple[ValidationSplit, ...] = field(default_factory=tuple)
     hub_path: str = "nyu-mll/glue"
     hub_name: str = ""
+    # Regression only: the closed interval every label must lie in (STS-B: [0, 5]); None
+    # allows any finite number. Labels are checked against it when read (glue_io).
+    label_range: tuple[float, float] | None = None
 
     @property
     def is_regression(self) -> bool:
@@ -80,6 +84,23 @@ class TaskSpec:
         tsv = c["tsv"]
         splits = c["splits"]
         labels = c.get("labels")
+        label_range = c.get("label_range")
+        if label_range is not None:
+            if labels is not None:
+                raise ReinitlabError(
+                    f"task {name}: label_range is for regression tasks (labels: null), "
+                    f"but labels are {labels}"
+                )
+            try:
+                low, high = (float(x) for x in label_range)
+            except (TypeError, ValueError):
+                low = high = math.nan
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise ReinitlabError(
+                    f"task {name}: label_range must be [low, high] with finite low <= high, "
+                    f"got {label_range!r}"
+                )
+            label_range = (low, high)
         return cls(
             name=name,
             glue_dir_name=c["glue_dir_name"],
@@ -99,6 +120,7 @@ class TaskSpec:
             validation=tuple(ValidationSplit(**v) for v in splits["validation"]),
             hub_path=hub["path"],
             hub_name=hub["name"],
+            label_range=label_range,
         )
 
 

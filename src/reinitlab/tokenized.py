@@ -3,6 +3,16 @@
 The key covers the tokenizer (its full serialized definition, not just a name), the task,
 the split, the max length, the source files and the training subset, so later jobs of a
 sweep reuse the cache and a changed input never reuses a stale one.
+
+A file name alone does not prove what a file holds: a file copied or renamed over another
+(the dev split where the train split belongs), edited in place, or damaged on disk would
+otherwise be trusted because it loads. So each file also stores its identity (the parts the
+key hashes) and a checksum of its arrays, and a load checks both. A file that fails either
+check, or does not load at all, is reported with a warning and rebuilt from the source, never
+used and never fatal (a damaged cache must not break every later job until deleted by hand).
+
+File layout (format 2): `{"format": 2, "identity": {parts}, "checksum": sha256 hex,
+"data": {"offsets", "input_ids", "labels"[, "token_type_ids"]}}`.
 """
 
 from __future__ import annotations
@@ -10,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +30,29 @@ import torch
 from reinitlab.atomic import torch_save_atomic
 from reinitlab.glue_io import Examples
 
-CACHE_FORMAT = 1
+# 2: the file stores its identity and an array checksum (format 1 stored the bare arrays).
+# The format is part of the key, so format-1 files are never looked up again.
+CACHE_FORMAT = 2
+
+_ARRAYS = ("offsets", "input_ids", "labels")  # always present; token_type_ids is optional
+
+
+class TokenizedCacheWarning(UserWarning):
+    """A cached tokenized split failed its identity/checksum check or did not load; rebuilt."""
+
+
+class CacheKey(str):
+    """The cache key (a hash, used as the file name) that also carries the parts it hashes.
+
+    A `str` so callers keep passing it around as before; `load_or_tokenize` reads `.parts` to
+    know which identity the file under this name must hold."""
+
+    parts: dict[str, Any]
+
+    def __new__(cls, digest: str, parts: dict[str, Any]) -> CacheKey:
+        obj = super().__new__(cls, digest)
+        obj.parts = parts
+        return obj
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -43,9 +77,29 @@ def source_fingerprint(path: Path | None) -> str:
     return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def cache_key(**parts) -> str:
+def _identity(parts: dict[str, Any]) -> dict[str, Any]:
+    """The parts as JSON sees them (tuples -> lists, paths -> str): what is stored in the file
+    and compared on load, so an identity read back equals the one computed for a lookup."""
+    return json.loads(json.dumps(parts, sort_keys=True, default=str))
+
+
+def cache_key(**parts) -> CacheKey:
     blob = json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return CacheKey(hashlib.sha256(blob.encode()).hexdigest()[:24], _identity(parts))
+
+
+def arrays_checksum(data: dict[str, torch.Tensor]) -> str:
+    """sha256 over name, dtype, shape and bytes of every array, in sorted name order.
+
+    Cost: one pass of sha256 over the arrays (~1 GB/s; a few MB for most GLUE splits, ~0.1 s
+    for MNLI's train split), small next to loading the file and far below tokenizing."""
+    h = hashlib.sha256()
+    for name in sorted(data):
+        t = data[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def tokenize(examples: Examples, tokenizer, max_length: int) -> dict:
@@ -72,19 +126,103 @@ def tokenize(examples: Examples, tokenizer, max_length: int) -> dict:
     return out
 
 
+def _expected_identity(key: str) -> dict[str, Any]:
+    """The identity a file under `key` must hold: the parts of a `CacheKey`; for a plain-str key
+    (parts unknown) the key itself, which still tells one split's file from another's."""
+    parts = getattr(key, "parts", None)
+    return parts if parts is not None else {"key": str(key)}
+
+
+def _identity_problem(expected: dict[str, Any], found: Any) -> str | None:
+    """What differs between the identity this lookup expects and the one the file holds."""
+    if not isinstance(found, dict):
+        return f"identity differs (expected a dict, found {type(found).__name__})"
+    if found == expected:
+        return None
+    diffs = [
+        f"{k}: expected {expected.get(k, '<missing>')}, found {found.get(k, '<missing>')}"
+        for k in sorted(set(expected) | set(found))
+        if expected.get(k, object()) != found.get(k, object())
+    ]
+    return f"identity differs ({'; '.join(diffs)})"
+
+
+def _check_arrays(data: Any) -> str | None:
+    """Shape sanity of a split's arrays (what TokenizedDataset indexes by)."""
+    if not isinstance(data, dict) or not all(k in data for k in _ARRAYS):
+        return "unreadable: arrays missing"
+    if not all(isinstance(v, torch.Tensor) for v in data.values()):
+        return "unreadable: a stored array is not a tensor"
+    offsets, ids, labels = data["offsets"], data["input_ids"], data["labels"]
+    types = data.get("token_type_ids")
+    if (
+        offsets.ndim != 1
+        or len(offsets) != len(labels) + 1
+        or int(offsets[0]) != 0
+        or int(offsets[-1]) != len(ids)
+        or bool((offsets[1:] < offsets[:-1]).any())
+        or (types is not None and len(types) != len(ids))
+    ):
+        return "inconsistent arrays (offsets, ids and labels do not fit together)"
+    return None
+
+
+def _read_cached(path: Path, expected: dict[str, Any]) -> tuple[dict | None, str]:
+    """(the split's arrays, "") if the file is intact and is what this lookup asked for;
+    (None, what is wrong) otherwise. Never raises: a damaged file must cost a rebuild, not
+    the job."""
+    try:
+        return _check_cached(torch.load(path, map_location="cpu", weights_only=True), expected)
+    except Exception as e:  # truncated, bit-flipped, not a torch file, odd shapes, ...
+        return None, f"unreadable: {type(e).__name__}: {e}".splitlines()[0][:300]
+
+
+def _check_cached(blob: Any, expected: dict[str, Any]) -> tuple[dict | None, str]:
+    if not isinstance(blob, dict):
+        return None, f"unreadable: not a dict ({type(blob).__name__})"
+    if blob.get("format") != CACHE_FORMAT:
+        return None, f"unreadable: format version {blob.get('format')!r}, expected {CACHE_FORMAT}"
+    problem = _identity_problem(expected, blob.get("identity"))
+    if problem:
+        return None, problem
+    data = blob.get("data")
+    problem = _check_arrays(data)
+    if problem:
+        return None, problem
+    if arrays_checksum(data) != blob.get("checksum"):
+        return None, "checksum mismatch"
+    return data, ""
+
+
 def load_or_tokenize(
     cache_dir: Path | None, key: str, build_examples, tokenizer, max_length: int
 ) -> tuple[dict, bool]:
-    """(tokenized split, whether it came from the cache). `build_examples` is only called on a miss."""
+    """(tokenized split, whether it came from the cache). `build_examples` is only called on a miss.
+
+    A cached file is used only if it holds the identity `key` was made from (`key.parts`; the
+    key itself for a plain-str key) and its arrays match their checksum.
+    Otherwise it warns (`TokenizedCacheWarning`, naming the file and what did not match),
+    rebuilds the split and atomically replaces the file."""
     path = None if cache_dir is None else Path(cache_dir) / "tokenized" / f"{key}.pt"
+    expected = _expected_identity(key)
     if path is not None and path.is_file():
-        try:
-            return torch.load(path, weights_only=True), True
-        except Exception:  # unreadable cache entry: rebuild it
-            path.unlink(missing_ok=True)
+        data, problem = _read_cached(path, expected)
+        if data is not None:
+            return data, True
+        warnings.warn(
+            f"tokenized cache file {path}: {problem}; rebuilding it from the source",
+            TokenizedCacheWarning,
+            stacklevel=2,
+        )
     data = tokenize(build_examples(), tokenizer, max_length)
     if path is not None:
-        torch_save_atomic(path, data)
+        blob = {
+            "format": CACHE_FORMAT,
+            "identity": expected,
+            "checksum": arrays_checksum(data),
+            "data": data,
+        }
+        torch_save_atomic(path, blob)
     return data, False
 
 

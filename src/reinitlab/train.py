@@ -7,7 +7,6 @@ with a composed config; `main()` is the console script `reinitlab-train` (and `t
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 import warnings
@@ -87,10 +86,6 @@ def job_config(cfg: DictConfig) -> dict[str, Any]:
         for key in cfg
         if key != "hydra"
     }
-
-
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else float("-inf")
 
 
 def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]:
@@ -181,7 +176,6 @@ def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]
     best, final = best_and_final(module.history)
     if final is None:
         raise RuntimeError("training ended without a validation run; no metrics to record")
-    best = max(module.history, key=lambda h: (_finite(h["metrics"]["val/primary"]), -h["step"]))
     record = {
         "status": "completed",
         "job_key": job_key(cfg),
@@ -256,7 +250,7 @@ def _quiet_known_warnings() -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def _hydra_main(cfg: DictConfig) -> float:
+def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -272,11 +266,15 @@ def _hydra_main(cfg: DictConfig) -> float:
             print(f"reinitlab: error: {e}", file=sys.stderr)
             raise SystemExit(2) from None
         raise  # multirun: this job fails, the others still run, the sweep exits non-zero
-    return record["best"]["metrics"]["val/primary"]
+    return None if record is None else record["best"]["metrics"]["val/primary"]
 
 
 def main() -> None:
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        print("reinitlab: interrupted (the job is recorded as interrupted)", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ state is inherited) that first takes a free slot from the machine-wide lock pool
 that finish out of order free their slot when their process exits, crashes included, and the
 next job takes it. A process that dies without a result (kill -9, OOM) is reported as a failed
 job; the others go on. Each job directory gets `gpu_slot.json` (slot, pid, start and end).
+Job processes die with the launcher (a killed sweep leaves no orphan training on), and a job
+that finds the disk full stops the launch of the rest.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing as mp
 import os
@@ -31,13 +32,32 @@ log = logging.getLogger(__name__)
 SLOT_RECORD = "gpu_slot.json"
 
 
-def _job_process(payload: bytes, result_path: str, gpus: list[str], jobs_per_gpu: int, lock_dir):
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGTERM this process when the launcher dies (kill -9 included), so a
+    killed sweep leaves no job running on behind it; the job records itself as killed."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the job's lease still shows it running
+        return
+    if os.getppid() != parent_pid:  # the launcher died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _job_process(
+    payload: bytes, result_path: str, gpus: list[str], jobs_per_gpu: int, lock_dir, parent: int
+):
     """Body of one job's process: take a slot, pin the GPU, run the job, write its JobReturn."""
     import cloudpickle
     from hydra.core.utils import run_job
 
+    from reinitlab.atomic import write_json_atomic
     from reinitlab.gpu_slots import acquire_slot, pin_to
 
+    die_with_parent(parent)
     hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
     setup_globals()
     Singleton.set_state(singleton_state)
@@ -54,17 +74,8 @@ def _job_process(payload: bytes, result_path: str, gpus: list[str], jobs_per_gpu
     end = time.time()
     out_dir = ret.hydra_cfg.hydra.runtime.output_dir if ret.hydra_cfg else None
     if out_dir:
-        # temp + rename without importing torch (reinitlab.atomic does) in the launcher's process
-        record = {
-            "gpu": slot.gpu,
-            "slot": slot.name,
-            "pid": os.getpid(),
-            "start": start,
-            "end": end,
-        }
-        tmp = Path(out_dir) / f".{SLOT_RECORD}.tmp"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, Path(out_dir) / SLOT_RECORD)
+        record = {"gpu": slot.gpu, "slot": slot.name, "pid": os.getpid(), "start": start}
+        write_json_atomic(Path(out_dir) / SLOT_RECORD, {**record, "end": end})
     if ret.status == JobStatus.FAILED and not _picklable(ret._return_value):
         ret._return_value = RuntimeError(repr(ret._return_value))
     Path(result_path).write_bytes(cloudpickle.dumps(ret))
@@ -113,6 +124,8 @@ class GpuPoolLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
         import cloudpickle
 
+        from reinitlab.ledger import disk_full
+
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -144,7 +157,14 @@ class GpuPoolLauncher(Launcher):
                 result_path = os.path.join(tmp, f"{idx}.pkl")
                 proc = ctx.Process(
                     target=_job_process,
-                    args=(payload, result_path, gpus, self.jobs_per_gpu, self.lock_dir),
+                    args=(
+                        payload,
+                        result_path,
+                        gpus,
+                        self.jobs_per_gpu,
+                        self.lock_dir,
+                        os.getpid(),
+                    ),
                 )
                 proc.start()
                 running[idx] = (proc, result_path, config, overrides)
@@ -152,7 +172,10 @@ class GpuPoolLauncher(Launcher):
             for idx in [i for i, (p, *_) in running.items() if not p.is_alive()]:
                 proc, result_path, config, overrides = running.pop(idx)
                 proc.join()
-                results[idx] = self._collect(proc, result_path, config, overrides)
+                results[idx] = ret = self._collect(proc, result_path, config, overrides)
+                if ret.status == JobStatus.FAILED and disk_full(ret._return_value) and pending:
+                    log.error(f"disk full: {len(pending)} jobs not started")
+                    pending.clear()  # the sweeper stops the sweep with the message
         return [results[i] for i in sorted(results)]
 
     @staticmethod

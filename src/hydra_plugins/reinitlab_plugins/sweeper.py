@@ -1,30 +1,40 @@
-"""`hydra/sweeper=reinitlab` (the default): Hydra's basic sweeper, plus the study's baselines.
+"""`hydra/sweeper=reinitlab` (the default): Hydra's basic sweeper, plus the study's baselines
+and the sweep ledger (`reinitlab.ledger`).
 
 A reinit study is meaningless without its baseline, and `reinit.k=range(1,13)` on a 12-layer
 model leaves it out. For every group of jobs whose configs are identical except for `reinit`
 (so: the same task, model, seed, training-set size, and anything else swept), this sweeper
 adds one `reinit=none` job unless the group already has a baseline (`reinit=none`, or
 `progressive` with k=null or k=L+1). It never adds a job whose config is already in the sweep,
-and drops exact duplicates. The plan (every job's overrides and identity) is merged into
-`<sweep dir>/sweep_plan.json`, which `reinitlab status` uses to count missing jobs.
+and drops exact duplicates.
 
-With `skip_completed` (default), jobs whose identity already has a completed result under
-the sweep directory are not launched at all (no SLURM job for them); the rest are numbered
-from 0 again. Each job also checks for itself (`reinitlab.jobstate`), e.g. a requeued one.
+The plan (every job's key, overrides, label and directory) is merged into the ledger's
+`<sweep dir>/sweep_plan.json`. Each job runs in its own directory `<plan index>_<key>`, the
+same on every re-run and requeue, so a sweep dir never holds two attempts of one job as two
+runs. With `skip_completed` (default), jobs the ledger has as completed -- or running in
+another live process -- are not launched at all; re-running a finished sweep says so and exits
+0. Each job also claims its key for itself (`reinitlab.jobstate`), which is what keeps two
+sweeps started together from training a job twice.
+
+Jobs run one at a time on Hydra's basic launcher (so a progress line precedes each, and a full
+disk stops the sweep at the first job that hits it); other launchers get the whole sweep at
+once. A sweep with failed jobs ends with one line naming how many and exits 1.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
-
-PLAN_FILENAME = "sweep_plan.json"
 
 
 def is_reinit_override(override: str) -> bool:
@@ -92,17 +102,21 @@ class ReinitlabSweeper(BasicSweeper):
         self.add_baselines = add_baselines
         self.skip_completed = skip_completed
         self._layers = _LayerCounts()
+        self.labels: list[str] = []  # of the jobs to run, in launch order
 
     def _describe(self, overrides: list[str]) -> dict[str, Any]:
         from reinitlab.jobkey import config_hash, identity_config
 
         assert self.hydra_context is not None and self.config is not None
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        num_layers = self._layers(cfg.model)
         return {
             "overrides": list(overrides),
             "job_key": config_hash(identity_config(cfg)),
             "group": config_hash(identity_config(cfg, drop=("reinit",))),
-            "baseline": is_baseline(cfg.reinit, self._layers(cfg.model)),
+            "baseline": is_baseline(cfg.reinit, num_layers),
+            "label": _label(cfg, num_layers),
+            "cache_dir": cfg.data.get("cache_dir") if "data" in cfg else None,
         }
 
     def plan(self, jobs: list[list[str]]) -> list[dict[str, Any]]:
@@ -126,55 +140,121 @@ class ReinitlabSweeper(BasicSweeper):
                     planned.append({**base, "baseline_added": True})
         return planned
 
-    def write_plan(self, planned: list[dict[str, Any]]) -> Path:
-        """Merge this run's plan into the sweep directory's (a re-run keeps earlier jobs)."""
-        import json
-
-        from reinitlab.atomic import write_json_atomic
-
-        assert self.config is not None
-        path = Path(self.config.hydra.sweep.dir) / PLAN_FILENAME
-        jobs: dict[str, dict] = {}
-        if path.is_file():
-            jobs = {j["job_key"]: j for j in json.loads(path.read_text())["jobs"]}
-        for j in planned:
-            jobs[j["job_key"]] = {
-                "overrides": j["overrides"],
-                "job_key": j["job_key"],
-                "baseline_added": j["baseline_added"],
-            }
-        return write_json_atomic(path, {"jobs": list(jobs.values())})
-
     def validate_batch_is_legal(self, batch) -> None:
         """Every job's config was already composed (and so validated) by `plan`."""
 
-    def completed_keys(self) -> set[str]:
-        """Identities with a completed result anywhere under the sweep directory."""
-        from reinitlab.jobstate import completed_records
+    def split_arguments(self, overrides, max_batch_size):  # type: ignore[override]
+        """The jobs left to run, each pinned to its ledger directory, in launch batches."""
+        from reinitlab.ledger import Ledger, check_writable, write_plan
 
         assert self.config is not None
-        sweep_dir = Path(self.config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
-            return set()
-        return {rec.get("job_key") for _, rec in completed_records(sweep_dir)}
-
-    def split_arguments(self, overrides, max_batch_size):  # type: ignore[override]
         (jobs,) = BasicSweeper.split_arguments(overrides, None)
         planned = self.plan(jobs)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        cache_dirs = {j["cache_dir"] for j in planned if j["cache_dir"]}
+        for cache_dir in sorted(cache_dirs):
+            check_writable(Path(cache_dir), "data.cache_dir (or $REINITLAB_CACHE_DIR)")
+        plan = {p.job_key: p for p in write_plan(sweep_dir, planned)}
+        ledger = Ledger(sweep_dir)
+        state = {j.key: j.state for j in ledger.jobs}
+        done = [j for j in planned if state.get(j["job_key"]) == "completed"]
+        running = [j for j in planned if state.get(j["job_key"]) == "running"]
+        to_run = [j for j in planned if j not in done and j not in running]
+        if not self.skip_completed:
+            to_run = planned
         added = sum(j["baseline_added"] for j in planned)
-        self.write_plan(planned)
-        to_run = planned
-        if self.skip_completed:
-            done = self.completed_keys()
-            to_run = [j for j in planned if j["job_key"] not in done]
-        log.info(
-            "reinitlab sweeper: %d jobs (%d baseline jobs added); %d already completed in this "
-            "sweep dir are skipped, %d to run",
-            len(planned),
-            added,
-            len(planned) - len(to_run),
-            len(to_run),
+        print(
+            f"[reinitlab] sweep {sweep_dir}: {len(planned)} jobs ({added} baselines added); "
+            f"{len(done)} already completed, {len(running)} running elsewhere, "
+            f"{len(to_run)} to run",
+            flush=True,
         )
-        return list(
-            BasicSweeper.split_overrides_to_chunks([j["overrides"] for j in to_run], max_batch_size)
-        )
+        if not to_run and len(done) == len(planned):
+            print(f"[reinitlab] all {len(planned)} jobs are complete; nothing to run", flush=True)
+        self.labels = [j["label"] for j in to_run]
+        pinned = [
+            [*j["overrides"], f"hydra.sweep.subdir='{plan[j['job_key']].dirname}'"] for j in to_run
+        ]
+        if not pinned:
+            return []
+        if isinstance(self.launcher, BasicLauncher):
+            max_batch_size = 1  # one job at a time anyway: progress lines, stop on a full disk
+        return list(BasicSweeper.split_overrides_to_chunks(pinned, max_batch_size))
+
+    def sweep(self, arguments: list[str]) -> Any:
+        """Hydra's basic sweep loop, with the ledger's error handling: a bad plan or an
+        unwritable directory is one message (exit 2); a full disk stops the sweep; failed jobs
+        are counted at the end (exit 1) instead of raising the first one's traceback."""
+        from reinitlab.errors import ReinitlabError
+
+        try:
+            return self._sweep(arguments)
+        except ReinitlabError as e:
+            print(f"reinitlab: error: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        from reinitlab.ledger import DiskFullError, disk_full, writable_error
+
+        assert self.config is not None and self.launcher is not None
+        assert self.hydra_context is not None
+        params_conf = self._parse_config()
+        params_conf.extend(arguments)
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        self.overrides = self.split_arguments(parser.parse_overrides(params_conf), None)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        try:
+            OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        except OSError as e:
+            raise writable_error(sweep_dir / "multirun.yaml", e, "hydra.sweep.dir") from None
+        total = sum(len(b) for b in self.overrides)
+        returns, failed, idx = [], [], 0
+        while not self.is_done():
+            batch = self.get_job_batch()
+            if len(batch) == 1 and total > 1:
+                print(f"[reinitlab] job {idx + 1}/{total}: {self.labels[idx]}", flush=True)
+            try:
+                results = self.launcher.launch(batch, initial_job_idx=idx)
+            except OSError as e:
+                if disk_full(e):
+                    raise DiskFullError(
+                        f"no space left on the device while starting job {idx + 1}/{total} in "
+                        f"{sweep_dir} ({e}); free space, then run the same command again: "
+                        "completed jobs are kept"
+                    ) from None
+                raise
+            idx += len(batch)
+            returns.append(results)
+            for r in results:
+                if r.status == JobStatus.FAILED:
+                    failed.append(r)
+                    if disk_full(r._return_value):
+                        raise DiskFullError(
+                            f"{r._return_value}. The sweep stopped after job {idx}/{total}"
+                        )
+        if failed:
+            print(
+                f"[reinitlab] {len(failed)} of {total} jobs failed; `reinitlab status "
+                f"{sweep_dir}` lists them with their errors, and running the same command "
+                "again re-runs only the failed and missing jobs",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(1)
+        return returns
+
+
+def _label(cfg: DictConfig, num_layers: int | None) -> str:
+    """`rte k=3 seed 0`: the task, the scheme's label (its raw name when the model's layer
+    count is unknown) and the seed."""
+    from reinitlab.reinit import scheme_label
+
+    params = OmegaConf.to_container(cfg.reinit, resolve=True)
+    name = params.pop("name", None)
+    label = str(name)
+    if num_layers is not None:
+        try:
+            label = scheme_label(name, params, num_layers)
+        except Exception:  # noqa: BLE001 -- an invalid scheme fails in its job, with the reason
+            label = f"{name} {params}"
+    return f"{cfg.task.name} {label} seed {cfg.seed}"

@@ -63,11 +63,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"reinitlab report: note: {note}", file=sys.stderr)
     kinds = {
         k: sum(p.kind == k for p in report.collection.problems)
-        for k in ("failed", "missing", "corrupt")
+        for k in ("failed", "missing", "corrupt", "running")
     }
     print(
         f"[reinitlab] report: {len(report.collection.records)} runs done, {kinds['failed']} failed, "
-        f"{kinds['missing']} missing, {kinds['corrupt']} unreadable; {len(report.figures)} figures "
+        f"{kinds['missing']} missing, {kinds['corrupt']} unreadable, {kinds['running']} running; "
+        f"{len(report.figures)} figures "
         f"-> {out / 'report.html'}"
     )
     if args.wandb or args.wandb_online:

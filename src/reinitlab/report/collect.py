@@ -1,14 +1,15 @@
-"""Read every result record and every Hydra job dir under the given folders.
+"""Read a study's runs through the sweep ledger (`reinitlab.ledger`).
 
-A report must never drop a run silently, so besides the records this module lists the jobs that
-have a Hydra dir but no record (failed, or still running), the jobs a sweep planned but never
-started (expanded from the sweep's `multirun.yaml`), and records that could not be read.
+A report must never drop a run silently, nor count one twice: every job is one job key,
+whatever the number of its attempts or directories, so its counts of completed, failed,
+running, missing and corrupt jobs are the ones `reinitlab status` shows. Jobs a sweep planned
+but never started come from the ledger's plan (reinitlab's sweeper) or, for sweeps made with
+Hydra's basic sweeper, from expanding its `multirun.yaml`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,8 @@ from typing import Any
 import pandas as pd
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.results import RESULT_FILENAME
+from reinitlab.ledger import PLAN_FILENAME, RESULT_FILENAME, Job, Ledger
 
-REQUIRED_KEYS = ("task", "model", "scheme", "seed", "final")
 # Config keys that describe a run's identity elsewhere (scheme, task, model, seeds) or that do
 # not change what is measured (paths, logging); the rest, when it varies, splits aggregates.
 _NOT_A_FACTOR = (
@@ -40,12 +40,11 @@ _NOT_A_FACTOR = (
     "config.trainer.logger",
     "config.trainer.default_root_dir",
 )
-_ERROR_LINE = re.compile(r"\]\[ERROR\]|Error|Exception|Traceback|error:")
 
 
 @dataclass
 class Problem:
-    """A job the report could not use: `kind` is failed, missing or corrupt."""
+    """A job the report could not use: `kind` is failed, running, missing or corrupt."""
 
     kind: str
     where: str
@@ -58,49 +57,6 @@ class Collection:
     records: list[dict[str, Any]]
     problems: list[Problem]
     sweeps: list[dict[str, Any]]  # per input dir: path, swept params, planned job count
-
-
-def _read_record(path: Path) -> dict[str, Any]:
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"not valid JSON ({e})") from None
-    if not isinstance(rec, dict):
-        raise ValueError("not a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in rec]
-    if missing:
-        raise ValueError(f"missing keys {missing}")
-    if rec.get("status", "completed") != "completed":
-        raise ValueError(f"status is {rec.get('status')!r}, not 'completed'")
-    if not isinstance(rec["final"], dict) or "val/primary" not in rec["final"].get("metrics", {}):
-        raise ValueError("final.metrics has no 'val/primary'")
-    return rec
-
-
-def _last_error_line(job_dir: Path) -> str | None:
-    """The last line of the job's Hydra log that reads like an error, else its last line."""
-    logs = sorted(job_dir.glob("*.log"))
-    if not logs:
-        return None
-    lines = [ln.strip() for ln in logs[0].read_text(errors="replace").splitlines() if ln.strip()]
-    errors = [ln for ln in lines if _ERROR_LINE.search(ln)]
-    if errors:
-        return errors[-1]
-    if not lines:
-        return None
-    return f"no error in {logs[0].name} (still running, or killed); its last line: {lines[-1]}"
-
-
-def _job_overrides(job_dir: Path) -> list[str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
-    from omegaconf import OmegaConf
-
-    try:
-        return [str(x) for x in OmegaConf.load(path)]
-    except Exception:
-        return []
 
 
 def planned_jobs(multirun_yaml: Path) -> tuple[dict[str, str], list[list[str]] | None]:
@@ -136,67 +92,73 @@ def planned_jobs(multirun_yaml: Path) -> tuple[dict[str, str], list[list[str]] |
         return swept, None
 
 
-def _job_dirs(root: Path) -> list[Path]:
-    """Hydra job dirs (with a `.hydra/` folder) and dirs holding a record, under root."""
-    dirs = {p.parent for p in root.rglob(".hydra") if p.is_dir()}
-    dirs |= {p.parent for p in root.rglob(RESULT_FILENAME)}
-    return sorted(dirs)
+def _problem(job: Job, root: Path) -> Problem:
+    where = str(job.dir if job.dir is not None else root)
+    if job.state == "missing":
+        return Problem("missing", where, "planned but never started", job.overrides)
+    if job.state == "running":
+        lease = job.lease or {}
+        reason = f"still running: pid {lease.get('pid')} on {lease.get('host')}"
+        return Problem("running", where, reason, job.overrides)
+    if job.state == "corrupt":
+        path = str(Path(where) / RESULT_FILENAME)
+        reason = (job.error or "unreadable record").removeprefix(f"{path}: ")
+        return Problem("corrupt", path, reason, job.overrides)
+    reason = job.error or "no result.json and no log file"
+    if job.log and (not job.error or "no marker" in job.error):
+        reason = job.log  # the job's own log says more than "no marker"
+    return Problem("failed", where, f"{job.kind}: {reason}", job.overrides)
 
 
 def collect(dirs: list[str | Path]) -> Collection:
     records: list[dict[str, Any]] = []
     problems: list[Problem] = []
     sweeps: list[dict[str, Any]] = []
-    seen_jobs: set[Path] = set()  # a job reached through two given dirs counts once
+    seen_keys: set[str] = set()  # a job reached through two given dirs counts once
     for d in dirs:
         root = Path(d)
         if not root.is_dir():
             raise ReinitlabError(f"report: {str(root)!r} is not a directory")
         if not any(root.iterdir()):
             raise ReinitlabError(f"report: {str(root)!r} is empty (no sweep or run output in it)")
-        jobs = _job_dirs(root)
-        if not jobs:
+        ledger = Ledger(root)
+        if not ledger.jobs:
             raise ReinitlabError(
                 f"report: no result records ({RESULT_FILENAME}) and no Hydra job dirs under "
                 f"{str(root)!r}; give a sweep dir such as multirun/<date>_<id>"
             )
-        seen_overrides: list[frozenset[str]] = []
+        if ledger.plan_error:
+            problems.append(Problem("corrupt", str(root / PLAN_FILENAME), ledger.plan_error))
+        jobs = [j for j in ledger.jobs if j.key not in seen_keys]
+        seen_keys |= {j.key for j in jobs}
         for job in jobs:
-            if job.resolve() in seen_jobs:
+            if job.state != "completed":
+                problems.append(_problem(job, root))
                 continue
-            seen_jobs.add(job.resolve())
-            overrides = _job_overrides(job)
-            seen_overrides.append(frozenset(overrides))
-            path = job / RESULT_FILENAME
-            if not path.exists():
-                reason = _last_error_line(job) or "no result.json and no log file"
-                problems.append(Problem("failed", str(job), reason, overrides))
-                continue
-            try:
-                rec = _read_record(path)
-            except ValueError as e:
-                problems.append(Problem("corrupt", str(path), str(e), overrides))
-                continue
-            rec["path"] = str(path)
-            rec["run_dir"] = str(job)
+            assert job.record is not None and job.dir is not None
+            rec = dict(job.record)
+            rec["path"] = str(job.dir / RESULT_FILENAME)
+            rec["run_dir"] = str(job.dir)
             rec["sweep_dir"] = str(root)
-            rec["overrides"] = overrides
+            rec["overrides"] = job.overrides
+            rec["attempts"] = job.attempts
             records.append(rec)
-        info: dict[str, Any] = {"dir": str(root), "swept": {}, "planned": None}
+        info: dict[str, Any] = {"dir": str(root), "swept": {}, "planned": ledger.planned}
         multirun_yaml = root / "multirun.yaml"
         if multirun_yaml.is_file():
             swept, planned = planned_jobs(multirun_yaml)
             info["swept"] = swept
-            if planned is not None:
+            if ledger.plan is None and planned is not None:
                 info["planned"] = len(planned)
+                started = {frozenset(j.overrides) for j in jobs}
                 for job_overrides in planned:
-                    if frozenset(job_overrides) not in seen_overrides:
+                    if frozenset(job_overrides) not in started:
                         problems.append(
                             Problem(
                                 "missing", str(root), "planned but never started", job_overrides
                             )
                         )
-        info["job_dirs"] = len(jobs)
+        info["job_dirs"] = sum(len(j.dirs) for j in jobs)
         sweeps.append(info)
     return Collection(records, problems, sweeps)
 

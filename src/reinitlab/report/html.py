@@ -142,9 +142,9 @@ def write_html(report) -> Path:
         + ".</p>",
         "<h2>Runs</h2>",
         f"<p><b>{len(col.records)}</b> done, <b class='bad'>{kinds.get('failed', 0)}</b> failed "
-        f"(job dir without a result record), <b class='bad'>{kinds.get('missing', 0)}</b> missing "
+        f"(the job's last attempt ended without a result), <b class='bad'>{kinds.get('missing', 0)}</b> missing "
         f"(planned by the sweep, never started), <b class='bad'>{kinds.get('corrupt', 0)}</b> "
-        "unreadable records.</p>",
+        f"unreadable records, {kinds.get('running', 0)} still running.</p>",
     ]
     sweep_rows = [
         {
