@@ -60,8 +60,8 @@ def job_scheme(cfg, job: dict) -> dict:
 
 @pytest.mark.parametrize("name", [s for s in SCHEMES if s != "embeddings"])
 def test_every_scheme_config_composes_with_its_defaults_as_the_baseline(tmp_path, name):
-    from reinitlab.reinit import resolve_scheme
-    from reinitlab.train import scheme_label, scheme_params
+    from reinitlab.builder import scheme_params
+    from reinitlab.reinit import resolve_scheme, scheme_label
 
     cfg = compose_cfg(tmp_path, "model=tiny", f"reinit={name}")
     assert cfg.reinit.name == name and cfg.reinit.pooler is False
@@ -71,7 +71,8 @@ def test_every_scheme_config_composes_with_its_defaults_as_the_baseline(tmp_path
 
 
 def test_embeddings_scheme_composes(tmp_path):
-    from reinitlab.train import scheme_label, scheme_params
+    from reinitlab.builder import scheme_params
+    from reinitlab.reinit import scheme_label
 
     cfg = compose_cfg(tmp_path, "model=tiny", "reinit=embeddings", "reinit.mode=zero")
     assert scheme_label("embeddings", scheme_params(cfg.reinit), 3) == "embeddings zero"
@@ -120,7 +121,8 @@ def test_every_preset_job_validates_against_the_model(tmp_path, preset, model):
 def test_the_papers_head_sweep_composes_as_written(tmp_path):
     """`-m task=cola,stsb reinit=heads reinit.layer=1,2,11,12 'reinit.head=range(1,13)'`:
     96 jobs, each composing to a heads scheme that is valid for BERT-base (12 × 12)."""
-    from reinitlab.train import scheme_label, scheme_params, validate_scheme
+    from reinitlab.builder import scheme_params, validate_scheme
+    from reinitlab.reinit import scheme_label
 
     sweep = ["task=cola,stsb", "reinit=heads", "reinit.layer=1,2,11,12", "reinit.head=range(1,13)"]
     jobs = expand_sweep(sweep)

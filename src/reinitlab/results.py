@@ -1,9 +1,13 @@
-"""The per-job result record: one JSON file, written atomically, that reports rely on."""
+"""The per-job result record: one JSON file, written atomically, that reports rely on.
+
+It is defined here and only here (`build_record`), with one NaN-safe rule for the best and
+final validation; it is read back only through the sweep ledger (`reinitlab.ledger`)."""
 
 from __future__ import annotations
 
 import math
 import platform
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -57,3 +61,67 @@ def read_results(root: Path) -> list[dict[str, Any]]:
     """The completed record of every job under `root` (a run or sweep directory), each with
     its path; one per job however many attempts it had (the ledger decides)."""
     return [{**rec, "path": str(job.dir / RESULT_FILENAME)} for job, rec in Ledger(root).records()]
+
+
+def build_record(job, stages: list[dict[str, Any]], started: float) -> dict[str, Any]:
+    """The record of a finished `reinitlab.builder.Job` (its trainer has fitted)."""
+    import torch
+
+    from reinitlab.builder import job_config
+    from reinitlab.jobkey import job_key
+
+    cfg, spec, trainer = job.cfg, job.spec, job.trainer
+    best, final = best_and_final(job.module.history)
+    if final is None:
+        raise RuntimeError("training ended without a validation run; no metrics to record")
+    record = {
+        "status": "completed",
+        "job_key": job_key(cfg),
+        "task": spec.task.name,
+        "model": cfg.model.name,
+        "num_layers": spec.num_layers,
+        "scheme": {"name": cfg.reinit.name, "label": spec.label, **spec.params},
+        "intermediate": list(spec.chain.tasks),
+        "stages": stages,
+        "reset_tensors": sorted(job.reinit_cb.reset_counts),
+        "reset_values": int(sum(job.reinit_cb.reset_counts.values())),
+        "reinit_plan": job.plan.summary(),  # permuted layer order, masked heads (1-based)
+        "seed": int(cfg.seed),
+        "seeds": spec.seeds,
+        "primary_metric": spec.task.primary_metric,
+        "train_size": job.data.num_train_examples,
+        "max_train_samples": cfg.data.max_train_samples,
+        "dev_sizes": {
+            v.name: len(d) for v, d in zip(spec.task.validation, job.data.val_sets, strict=False)
+        },
+        "final": final,
+        "best": best,
+        "history": job.module.history,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "stopped_early": bool(cfg.get("early_stopping"))
+        and trainer.current_epoch < cfg.trainer.max_epochs,
+        "wall_time_s": round(time.time() - started, 2),
+        "device": str(next(job.model.parameters()).device),
+        "torch_threads": torch.get_num_threads(),
+        "versions": package_versions(),
+        "config": job_config(cfg),
+        **job.resume.record_fields(),
+    }
+    if job.probe_cb is not None:
+        record["probe"] = job.probe_cb.results
+    if job.delta_cb is not None:
+        record["deltas"] = job.delta_cb.result
+    return record
+
+
+def summary_line(record: dict[str, Any], path: Path) -> str:
+    """The one console line a finished job prints."""
+    best, final = record["best"], record["final"]
+    scheme = record["scheme"]
+    return (
+        f"[reinitlab] {record['task']} | {record['model']} | {scheme['name']} {scheme['label']} | "
+        f"seed {record['seed']} | {record['primary_metric']}={final['metrics']['val/primary']:.4f} "
+        f"(best {best['metrics']['val/primary']:.4f} @ epoch {best['epoch'] + 1}) | "
+        f"{record['wall_time_s']:.0f}s | {path}"
+    )

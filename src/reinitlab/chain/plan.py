@@ -205,5 +205,6 @@ def plan_chain(cfg: DictConfig) -> ChainPlan:
         "eval_batch_size": int(cfg.data.eval_batch_size),
         "pad_to_max_length": bool(cfg.data.pad_to_max_length),
         "num_workers": int(cfg.data.num_workers),
+        "group_by_length": bool(cfg.data.get("group_by_length", False)),
     }
     return ChainPlan(tasks, stages, when, Path(str(cache_dir)).expanduser(), data)

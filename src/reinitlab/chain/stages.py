@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -64,6 +63,7 @@ def stage_identity(
             "max_length": plan.data["max_length"],
             "pad_to_max_length": plan.data["pad_to_max_length"],
         },
+        "group_by_length": plan.data["group_by_length"],  # the shuffle seed: seeds["train"]
         "reinit": reinit,
         "stages": [
             {
@@ -92,31 +92,19 @@ def fit_stage(
     `init_state` None = the pretrained model; `reinit` = (targets, std, seed) to reset before
     training (the `chain.reinit_when=start` case, on stage 1).
     """
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    from reinitlab.datamodule import GlueDataModule
-    from reinitlab.models import load_model
+    from reinitlab.builder import build_data, build_model, build_trainer
     from reinitlab.module import GlueClassifier
     from reinitlab.results import best_and_final
 
     started = time.time()
     task, recipe = stage.task, stage.recipe
-    data = GlueDataModule(
-        task,
-        tokenizer,
-        glue_dir=plan.data["glue_dir"],
-        max_length=plan.data["max_length"],
-        batch_size=recipe.batch_size,
-        eval_batch_size=plan.data["eval_batch_size"],
-        max_train_samples=recipe.max_train_samples,
-        subset_seed=seeds["subset"],
-        cache_dir=plan.data["cache_dir"],
-        pad_to_max_length=plan.data["pad_to_max_length"],
-        num_workers=plan.data["num_workers"],
-    )
-    data.setup("fit")
-    L.seed_everything(seeds["train"], workers=True, verbose=False)
-    model = load_model(model_spec, task, head_seed=seeds["train"])
+    stage_data = {
+        **plan.data,
+        "batch_size": recipe.batch_size,
+        "max_train_samples": recipe.max_train_samples,
+    }
+    data = build_data(task, tokenizer, stage_data, seeds)
+    model = build_model(model_spec, task, seeds)
     if init_state is not None:
         model.base_model.load_state_dict(init_state)
     reset_counts: dict[str, int] = {}
@@ -125,10 +113,7 @@ def fit_stage(
         reset_counts = apply_reset(model, base_targets(model, targets), std=std, seed=seed)
     init_fp = state_fingerprint(model.base_model.state_dict())
     module = GlueClassifier(model, task, **recipe.optim)
-    callbacks = []
-    if recipe.early_stopping:
-        callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **recipe.early_stopping))
-    trainer = hydra.utils.instantiate(recipe.trainer, logger=False, callbacks=callbacks)
+    trainer = build_trainer(recipe.trainer, [], recipe.early_stopping)
     trainer.fit(module, datamodule=data)
     best, final = best_and_final(module.history)
     if final is None:

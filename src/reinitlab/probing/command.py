@@ -58,12 +58,11 @@ def compose(overrides: list[str], output_dir: str | None = None):
 
 def probe_from_config(cfg) -> dict[str, Any]:
     """Load model, tokenizer and data as training does, probe every layer, write probe.json."""
-    import lightning as L
     import torch
 
     from reinitlab.atomic import write_json_atomic
-    from reinitlab.datamodule import GlueDataModule
-    from reinitlab.models import load_config, load_model, load_tokenizer
+    from reinitlab.builder import build_data, build_model, check_job, job_config
+    from reinitlab.models import load_tokenizer
     from reinitlab.probing.run import (
         check_probe_config,
         format_table,
@@ -73,22 +72,13 @@ def probe_from_config(cfg) -> dict[str, Any]:
     )
     from reinitlab.reinit import apply_reset, plan_reinit
     from reinitlab.results import package_versions
-    from reinitlab.seeding import resolve_seeds
-    from reinitlab.tasks import TaskSpec
-    from reinitlab.train import job_config, scheme_label, scheme_params, validate_scheme
 
     started = time.time()
     check_probe_config(cfg.probe)
-    task = TaskSpec.from_config(cfg.task)
-    seeds = resolve_seeds(cfg.seed, cfg.get("seeds"))
-    num_layers = load_config(cfg.model, task).num_hidden_layers
-    validate_scheme(cfg.reinit, num_layers, cfg.model.name)
-    tokenizer = load_tokenizer(cfg.model)
-    data = GlueDataModule.from_config(task, tokenizer, cfg.data, seeds)
-    data.setup("fit")
-    L.seed_everything(seeds["train"], workers=True, verbose=False)
-    model = load_model(cfg.model, task, head_seed=seeds["train"])
-    params = scheme_params(cfg.reinit)
+    spec = check_job(cfg)
+    task, seeds, params, num_layers = spec.task, spec.seeds, spec.params, spec.num_layers
+    data = build_data(task, load_tokenizer(cfg.model), cfg.data, seeds)
+    model = build_model(cfg.model, task, seeds)
     targets = plan_reinit(model, {"name": cfg.reinit.name, **params})
     apply_reset(model, targets, std=model.config.initializer_range, seed=seeds["reinit"])
     model.to("cuda" if torch.cuda.is_available() else "cpu")
@@ -106,7 +96,7 @@ def probe_from_config(cfg) -> dict[str, Any]:
         cache_dir=cfg.data.cache_dir,
         key_parts=probe_key_parts(cfg, seeds["subset"]),
     )
-    label = scheme_label(cfg.reinit.name, params, num_layers)
+    label = spec.label
     record = {
         "task": task.name,
         "model": cfg.model.name,

@@ -1,0 +1,243 @@
+"""The one job builder: a composed config -> everything one fine-tuning run needs.
+
+`train()`, every intermediate stage of a chain and `reinitlab probe` set their runs up here, so
+they cannot drift apart: the checks that run before any weights load, the data module (subset
+draw, shuffle seed, length grouping), the model with its fresh head (seeded) and head surgery,
+the reinit plan, the callbacks in their order, the logger and the trainer are decided once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+
+def scheme_params(scheme: DictConfig | dict) -> dict[str, Any]:
+    """A `reinit` config's parameters, resolved, without its `name`."""
+    params = (
+        OmegaConf.to_container(scheme, resolve=True)
+        if isinstance(scheme, DictConfig)
+        else dict(scheme)
+    )
+    params.pop("name", None)
+    return params
+
+
+def validate_scheme(
+    scheme: DictConfig, num_layers: int, model_name: str, model_config: Any = None
+) -> None:
+    """Check scheme parameters against the model (family, layer and head counts) before
+    anything heavy runs; `model_config` (when given) also checks the family and head count."""
+    from reinitlab.reinit import layout_for, resolve_scheme
+
+    num_heads = None
+    if model_config is not None:
+        layout_for(getattr(model_config, "model_type", None), f"model {model_name!r}")
+        num_heads = model_config.num_attention_heads
+    resolve_scheme(scheme_params(scheme) | {"name": scheme.name}, num_layers, num_heads, model_name)
+
+
+def job_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job's resolved config without Hydra's own node (present when tests compose it)."""
+    return {
+        key: OmegaConf.to_container(cfg[key], resolve=True)
+        if OmegaConf.is_config(cfg[key])
+        else cfg[key]
+        for key in cfg
+        if key != "hydra"
+    }
+
+
+@dataclass
+class JobSpec:
+    """What a job is, checked against the model's config before any weights load."""
+
+    task: Any  # TaskSpec
+    seeds: dict[str, int]
+    model_config: Any  # transformers PretrainedConfig
+    num_layers: int
+    params: dict[str, Any]  # the reinit scheme's parameters
+    label: str  # `k=5`, `L12H6`, `baseline`, ...
+    chain: Any  # ChainPlan; empty for direct fine-tuning
+
+
+def check_job(cfg: DictConfig) -> JobSpec:
+    """Fail fast: task, seeds, scheme vs model, head and chain options, before anything loads."""
+    from reinitlab.chain import plan_chain
+    from reinitlab.models import load_config
+    from reinitlab.probing.head_layer import check_head_config
+    from reinitlab.reinit import scheme_label
+    from reinitlab.seeding import resolve_seeds
+    from reinitlab.tasks import TaskSpec
+
+    task = TaskSpec.from_config(cfg.task)
+    seeds = resolve_seeds(cfg.seed, cfg.get("seeds"))
+    model_config = load_config(cfg.model, task)
+    num_layers = model_config.num_hidden_layers
+    validate_scheme(cfg.reinit, num_layers, cfg.model.name, model_config)
+    check_head_config(cfg.get("head"), num_layers, cfg.model.name, cfg.reinit.get("k"))
+    chain = plan_chain(cfg)
+    params = scheme_params(cfg.reinit)
+    label = scheme_label(cfg.reinit.name, params, num_layers)
+    return JobSpec(task, seeds, model_config, num_layers, params, label, chain)
+
+
+def build_data(task, tokenizer, data_cfg, seeds: dict[str, int], **overrides):
+    """The data module of a run (tokenized splits, from the cache when there), set up."""
+    from reinitlab.datamodule import GlueDataModule
+
+    if not OmegaConf.is_config(data_cfg):
+        data_cfg = OmegaConf.create(dict(data_cfg))
+    data = GlueDataModule.from_config(task, tokenizer, data_cfg, seeds, **overrides)
+    data.setup("fit")
+    return data
+
+
+def build_model(model_spec, task, seeds: dict[str, int], head: Any = None):
+    """The pretrained encoder with a fresh head drawn from the training seed (which also seeds
+    everything the run draws next), and the frozen-head-on-layer surgery when asked for."""
+    import lightning as L
+
+    from reinitlab.models import load_model
+    from reinitlab.probing.head_layer import attach_head_to_layer
+
+    L.seed_everything(seeds["train"], workers=True, verbose=False)
+    model = load_model(model_spec, task, head_seed=seeds["train"])
+    head = head or {}
+    attach_head_to_layer(model, head.get("layer"), freeze=head.get("freeze", True))
+    return model
+
+
+def build_trainer(
+    trainer_cfg, callbacks: list, early_stopping: Any = None, logger: Any = None, plugins=()
+):
+    """A Lightning trainer from the `trainer` config; early stopping on `val/primary`."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    callbacks = list(callbacks)
+    if early_stopping:
+        callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **early_stopping))
+    return hydra.utils.instantiate(
+        trainer_cfg,
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        plugins=list(plugins),
+    )
+
+
+def sweep_group() -> str | None:
+    """The sweep's directory name (W&B group), or None outside Hydra or for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        return Path(hc.sweep.dir).name
+    return None
+
+
+def build_logger(cfg: DictConfig, run_name: str, job_type: str, wandb_extra: dict | None = None):
+    """The job's logger (W&B named and grouped by sweep; CSV; or None for `logger=none`)."""
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return None
+    kwargs: dict[str, Any] = {}
+    if cfg.logger._target_.endswith("WandbLogger"):
+        kwargs = {"name": run_name, "job_type": job_type, "group": sweep_group()}
+        kwargs.update(wandb_extra or {})
+        Path(cfg.logger.save_dir).mkdir(parents=True, exist_ok=True)
+    return hydra.utils.instantiate(cfg.logger, **kwargs)
+
+
+@dataclass
+class Job:
+    """One fine-tuning run, built: fit `module` on `data` with `trainer`, then record it."""
+
+    cfg: DictConfig
+    spec: JobSpec
+    data: Any
+    model: Any
+    plan: Any  # SchemePlan
+    reinit_cb: Any
+    module: Any
+    resume: Any  # ResumePlan
+    logger: Any
+    trainer: Any
+    delta_cb: Any = None
+    probe_cb: Any = None
+    callbacks: list = field(default_factory=list)
+
+    def log_hyperparams(self) -> None:
+        if self.logger is not None:
+            self.logger.log_hyperparams(
+                {
+                    **job_config(self.cfg),
+                    "seeds": self.spec.seeds,
+                    "scheme_label": self.spec.label,
+                    "num_layers": self.spec.num_layers,
+                }
+            )
+
+    def close_logger(self) -> None:
+        """End the W&B run (its files complete) whether the fit succeeded or not."""
+        logger = self.logger
+        if (
+            logger is not None
+            and hasattr(logger, "experiment")
+            and "Wandb" in type(logger).__name__
+        ):
+            import wandb
+
+            wandb.finish()
+
+
+def build_job(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> Job:
+    """Everything `train()` needs, in the order that matters: checks first, data, model, plan;
+    then the resume plan, logger and callbacks (delta tracking after the reinit, so its
+    fit-start snapshot is post-reinit; probing after the reinit too)."""
+    from reinitlab.callbacks import ReinitCallback
+    from reinitlab.delta_callback import DeltaTracker
+    from reinitlab.models import load_tokenizer
+    from reinitlab.module import GlueClassifier
+    from reinitlab.probing.run import ProbeCallback
+    from reinitlab.reinit import plan_scheme
+    from reinitlab.resume import plan_resume
+
+    spec = check_job(cfg)
+    data = build_data(spec.task, load_tokenizer(cfg.model), cfg.data, spec.seeds)
+    model = build_model(cfg.model, spec.task, spec.seeds, cfg.get("head"))
+    plan = plan_scheme(model, {"name": cfg.reinit.name, **spec.params})
+    reinit_cb = ReinitCallback(plan, std=model.config.initializer_range, seed=spec.seeds["reinit"])
+    module = GlueClassifier(model, spec.task, **cfg.optim)
+    run_name = f"{spec.task.name}-{cfg.model.name}-{spec.label}-seed{cfg.seed}".replace("=", "")
+    resume = plan_resume(cfg, Path(cfg.paths.output_dir))  # checkpoint, W&B id, signal hook
+    logger = build_logger(cfg, run_name, cfg.reinit.name, wandb_extra=resume.logger_kwargs())
+    delta_cb = DeltaTracker.from_config(cfg, model, data)  # pretrained snapshot: now, pre-reinit
+    probe_cb = ProbeCallback.from_config(cfg, data, seed=spec.seeds["subset"])
+    callbacks = [reinit_cb, delta_cb, resume.callback, *extra_callbacks, probe_cb]
+    callbacks = [c for c in callbacks if c is not None]
+    trainer = build_trainer(
+        cfg.trainer, callbacks, cfg.get("early_stopping"), logger, resume.plugins()
+    )
+    return Job(cfg, spec, data, model, plan, reinit_cb, module, resume, logger, trainer,
+               delta_cb, probe_cb, callbacks)  # fmt: skip
+
+
+__all__ = [
+    "Job",
+    "JobSpec",
+    "build_data",
+    "build_job",
+    "build_logger",
+    "build_model",
+    "build_trainer",
+    "check_job",
+    "job_config",
+    "scheme_params",
+    "validate_scheme",
+]
