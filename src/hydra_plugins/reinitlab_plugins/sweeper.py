@@ -71,23 +71,21 @@ class _LayerCounts:
 
 def is_baseline(reinit: DictConfig, num_layers: int | None) -> bool:
     """Whether the scheme selects nothing: `none`, progressive k=null/L+1, and any scheme left at
-    its defaults (e.g. the presets' own `block`/`heads`/`permute` baselines)."""
-    name = reinit.get("name")
-    if name == "none":
-        return not reinit.get("pooler", False)
-    if num_layers is not None:
-        from reinitlab.errors import ReinitlabError
-        from reinitlab.reinit import resolve_scheme
+    its defaults (e.g. the presets' own `block`/`heads`/`permute` baselines); the scheme
+    registry decides, against the model when its layer count is known."""
+    from reinitlab.errors import ReinitlabError
+    from reinitlab.reinit import SCHEMES, resolve_scheme
 
-        try:
-            return resolve_scheme(
-                OmegaConf.to_container(reinit, resolve=True), num_layers
-            ).is_baseline
-        except ReinitlabError:
-            return False  # an invalid scheme: its job fails with the message; not a baseline
-    if name == "progressive":
-        return reinit.get("k") is None and not reinit.get("pooler", False)
-    return False
+    params = OmegaConf.to_container(reinit, resolve=True)
+    impl = SCHEMES.get(params.get("name"))
+    if impl is None:
+        return False  # an unknown scheme: its job fails with the message
+    if num_layers is None:
+        return impl.is_baseline(params)
+    try:
+        return resolve_scheme(params, num_layers).is_baseline
+    except ReinitlabError:
+        return False  # an invalid scheme: its job fails with the message; not a baseline
 
 
 class ReinitlabSweeper(BasicSweeper):

@@ -19,9 +19,7 @@ import torch
 from reinitlab.errors import ReinitlabError
 from reinitlab.reinit.adapters import PARTS
 
-SCHEMES = ("none", "progressive", "layers", "block", "heads", "permute", "embeddings")
 MODES = ("reinit", "zero", "mask")
-LAYER_SCHEMES = ("progressive", "layers", "block")  # the ones `parts` applies to
 
 
 @dataclass(frozen=True)
@@ -82,13 +80,14 @@ def check_progressive_k(k: int | None, num_layers: int, model_name: str = "the m
     return k
 
 
-def _parts(scheme: Mapping[str, Any], name: str) -> tuple[str, ...]:
+def _parts(scheme: Mapping[str, Any], impl: Any) -> tuple[str, ...]:
     parts = scheme.get("parts")
     if parts is None:
         return PARTS
-    if name not in LAYER_SCHEMES:
+    if not impl.layer_scheme:
+        layer_schemes = [n for n, s in SCHEMES.items() if s.layer_scheme]
         raise ReinitlabError(
-            f"reinit.parts applies to the layer schemes {list(LAYER_SCHEMES)}, not to {name!r}"
+            f"reinit.parts applies to the layer schemes {layer_schemes}, not to {impl.name!r}"
         )
     values = [parts] if isinstance(parts, str) else parts
     if not isinstance(values, Sequence) or not values or any(p not in PARTS for p in values):
@@ -189,6 +188,228 @@ def _order(scheme: Mapping[str, Any], num_layers: int, model: str) -> tuple[int,
     return tuple(v - 1 for v in order)
 
 
+class Scheme:
+    """One reinit scheme, and everything the project knows about it: how to validate and
+    resolve its parameters against a model, how to label a run, whether a parameter set is
+    the baseline, which values a preset sweeps, and which report figure shows it.
+
+    Adding a scheme = a subclass decorated with `@register` + a `conf/reinit/<name>.yaml`;
+    the sweeper (baselines), `status` and the report find it here. Parameters arrive as in
+    the config: layers and heads numbered 1..L and 1..H."""
+
+    name: str = ""
+    layer_scheme = False  # `reinit.parts` applies (whole layers are selected)
+    position: tuple[str, ...] = ()  # parameters placing a run on its figure's axis
+    figure = "bars"  # the report's figure: layer_curve | head_heatmap | bars
+    preset: str | None = None  # the `${reinitlab_sweep:...}` name of its preset sweep
+
+    def select(self, p: Mapping[str, Any], num_layers: int, num_heads: int | None,
+               model: str, common: dict[str, Any]) -> Selection:  # fmt: skip
+        """The validated selection (errors name the option, the value and what is allowed)."""
+        raise NotImplementedError
+
+    def label(self, p: Mapping[str, Any], num_layers: int) -> str | None:
+        """The run's short label, None when the parameters select nothing."""
+        return None
+
+    def is_baseline(self, p: Mapping[str, Any], num_layers: int | None = None) -> bool:
+        """Whether these parameters select nothing (without the model when `num_layers` is
+        None: every positional parameter unset)."""
+        if p.get("pooler"):
+            return False
+        if num_layers is not None:
+            return self.label(p, num_layers) is None
+        return bool(self.position) and all(p.get(k) is None for k in self.position)
+
+    def sweep(self, num_layers: int, num_heads: int, width: int = 3) -> str:
+        """Hydra sweep syntax of its preset, baseline first."""
+        raise ReinitlabError(f"reinit={self.name} has no preset sweep")
+
+
+SCHEMES: dict[str, Scheme] = {}
+
+
+def register(cls: type[Scheme]) -> type[Scheme]:
+    """Class decorator: make a scheme known by its `name`."""
+    SCHEMES[cls.name] = cls()
+    return cls
+
+
+def get_scheme(name: Any) -> Scheme:
+    if name not in SCHEMES:
+        raise ReinitlabError(f"reinit={name!r} is not a known scheme; known: {list(SCHEMES)}")
+    return SCHEMES[name]
+
+
+def _join(values) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+
+
+@register
+class NoneScheme(Scheme):
+    """The untouched model (the pooler, at most)."""
+
+    name = "none"
+
+    def select(self, p, num_layers, num_heads, model, common):
+        return Selection(**common)
+
+    def is_baseline(self, p, num_layers=None):
+        return not p.get("pooler")
+
+
+@register
+class Progressive(Scheme):
+    """Layers k..L, the papers' main experiment; k = L+1 (or null) is the baseline."""
+
+    name = "progressive"
+    layer_scheme = True
+    position = ("k",)
+    figure = "layer_curve"
+    preset = "progressive"
+
+    def select(self, p, num_layers, num_heads, model, common):
+        k = check_progressive_k(p.get("k"), num_layers, model)
+        return Selection(**common, layers=tuple(range(k - 1, num_layers)))
+
+    def label(self, p, num_layers):
+        k = p.get("k") or num_layers + 1
+        return None if k == num_layers + 1 else f"k={k}"
+
+    def sweep(self, num_layers, num_heads, width=3):
+        return ",".join(str(k) for k in range(1, num_layers + 2))  # L+1 = nothing
+
+
+@register
+class Layers(Scheme):
+    """Any list of layers."""
+
+    name = "layers"
+    layer_scheme = True
+    position = ("layers",)
+
+    def select(self, p, num_layers, num_heads, model, common):
+        value = p.get("layers")
+        if value is None:
+            return Selection(**common)
+        layers = _int_list("reinit.layers", value, f"1..{num_layers}")
+        _check_range("reinit.layers", layers, num_layers, "encoder layers", model)
+        return Selection(**common, layers=tuple(sorted({v - 1 for v in layers})))
+
+    def label(self, p, num_layers):
+        if p.get("layers") is None:
+            return None
+        return f"layers {_join(_as_list(p['layers']))}"
+
+
+@register
+class Block(Scheme):
+    """A block of `width` consecutive layers from `start`."""
+
+    name = "block"
+    layer_scheme = True
+    position = ("start",)
+    preset = "blocks"
+
+    def select(self, p, num_layers, num_heads, model, common):
+        L = num_layers
+        start, width = p.get("start"), p.get("width", 3)
+        if not _is_int(width) or width < 1:
+            raise ReinitlabError(f"reinit.width={width!r}: give a positive integer")
+        if start is None:
+            return Selection(**common)
+        if not _is_int(start) or not 1 <= start <= L - width + 1:
+            raise ReinitlabError(
+                f"reinit.start={start!r} with reinit.width={width} is out of range for "
+                f"{model}, which has {L} encoder layers: the block start..start+width-1 "
+                f"must lie in 1..{L}, so start must be in 1..{L - width + 1}"
+                if width <= L
+                else f"reinit.width={width} is wider than {model}'s {L} encoder layers"
+            )
+        return Selection(**common, layers=tuple(range(start - 1, start - 1 + width)))
+
+    def label(self, p, num_layers):
+        if p.get("start") is None:
+            return None
+        start, width = p["start"], p.get("width", 3)
+        return f"block {start}-{start + width - 1}"
+
+    def sweep(self, num_layers, num_heads, width=3):
+        return ",".join(["null", *(str(s) for s in range(1, num_layers - width + 2))])
+
+
+@register
+class Heads(Scheme):
+    """Single attention heads (Q/K/V rows and output-projection columns), or masks."""
+
+    name = "heads"
+    position = ("layer", "head", "heads")
+    figure = "head_heatmap"
+    preset = "edge_heads"
+
+    def select(self, p, num_layers, num_heads, model, common):
+        return Selection(**common, heads=_heads(p, num_layers, num_heads, model))
+
+    def label(self, p, num_layers):
+        pairs = p.get("heads")
+        if pairs is None and p.get("layer") is not None and p.get("head") is not None:
+            pairs = [(a, b) for a in _as_list(p["layer"]) for b in _as_list(p["head"])]
+        if not pairs:
+            return None
+        by_layer: dict[int, list[int]] = {}
+        for a, b in pairs:
+            by_layer.setdefault(a, []).append(b)
+        return "+".join(f"L{a}H{_join(hs)}" for a, hs in by_layer.items())
+
+    def sweep(self, num_layers, num_heads, width=3):
+        """null (baseline), then every head of the first two and last two layers."""
+        from reinitlab.reinit.sweeps import edge_layers
+
+        pairs = [f"[[{a},{h}]]" for a in edge_layers(num_layers) for h in range(1, num_heads + 1)]
+        return ",".join(["null", *pairs])
+
+
+@register
+class Permute(Scheme):
+    """The pretrained layers in another order (an explicit order or a seeded permutation)."""
+
+    name = "permute"
+    position = ("order", "permutation_seed")
+
+    def select(self, p, num_layers, num_heads, model, common):
+        return Selection(**common, order=_order(p, num_layers, model))
+
+    def label(self, p, num_layers):
+        if p.get("permutation_seed") is not None:
+            return f"perm seed {p['permutation_seed']}"
+        if p.get("order") is not None:
+            return f"perm {_join(p['order'])}"
+        return None
+
+
+@register
+class Embeddings(Scheme):
+    """The embedding layer (word, position, token type, its LayerNorm)."""
+
+    name = "embeddings"
+
+    def select(self, p, num_layers, num_heads, model, common):
+        return Selection(**common, embeddings=True)
+
+    def label(self, p, num_layers):
+        return "embeddings"
+
+    def is_baseline(self, p, num_layers=None):
+        return False
+
+
+SCHEME_NAMES = tuple(SCHEMES)  # the built-in ones, in the README's order
+
+
 def resolve_scheme(
     scheme: Mapping[str, Any],
     num_layers: int,
@@ -197,48 +418,11 @@ def resolve_scheme(
 ) -> Selection:
     """Validate a scheme config (`{"name": ..., **params}`) against the model's sizes."""
     name = scheme.get("name", "none")
-    if name not in SCHEMES:
-        raise ReinitlabError(f"reinit={name!r} is not a known scheme; known: {list(SCHEMES)}")
+    impl = get_scheme(name)
     mode = _mode(scheme, name)
-    parts = _parts(scheme, name)
+    parts = _parts(scheme, impl)
     common = {"name": name, "mode": mode, "parts": parts, "pooler": bool(scheme.get("pooler"))}
-    L = num_layers
-    if name == "progressive":
-        k = check_progressive_k(scheme.get("k"), L, model_name)
-        return Selection(**common, layers=tuple(range(k - 1, L)))
-    if name == "layers":
-        value = scheme.get("layers")
-        if value is None:
-            return Selection(**common)
-        layers = _int_list("reinit.layers", value, f"1..{L}")
-        _check_range("reinit.layers", layers, L, "encoder layers", model_name)
-        return Selection(**common, layers=tuple(sorted({v - 1 for v in layers})))
-    if name == "block":
-        start, width = scheme.get("start"), scheme.get("width", 3)
-        if not _is_int(width) or width < 1:
-            raise ReinitlabError(f"reinit.width={width!r}: give a positive integer")
-        if start is None:
-            return Selection(**common)
-        if not _is_int(start) or not 1 <= start <= L - width + 1:
-            raise ReinitlabError(
-                f"reinit.start={start!r} with reinit.width={width} is out of range for "
-                f"{model_name}, which has {L} encoder layers: the block start..start+width-1 "
-                f"must lie in 1..{L}, so start must be in 1..{L - width + 1}"
-                if width <= L
-                else f"reinit.width={width} is wider than {model_name}'s {L} encoder layers"
-            )
-        return Selection(**common, layers=tuple(range(start - 1, start - 1 + width)))
-    if name == "heads":
-        return Selection(**common, heads=_heads(scheme, L, num_heads, model_name))
-    if name == "permute":
-        return Selection(**common, order=_order(scheme, L, model_name))
-    if name == "embeddings":
-        return Selection(**common, embeddings=True)
-    return Selection(**common)  # none: at most the pooler
-
-
-def _join(values) -> str:
-    return ",".join(str(v) for v in values)
+    return impl.select(scheme, num_layers, num_heads, model_name, common)
 
 
 def scheme_label(name: str, params: Mapping[str, Any], num_layers: int) -> str:
@@ -246,34 +430,7 @@ def scheme_label(name: str, params: Mapping[str, Any], num_layers: int) -> str:
     `embeddings`, with ` zero`/` mask`, ` [attention]` and ` +pooler` suffixes; an untouched
     model is `baseline`."""
     p = dict(params)
-    label = None
-    if name == "progressive":
-        k = p.get("k") or num_layers + 1
-        label = None if k == num_layers + 1 else f"k={k}"
-    elif name == "layers" and p.get("layers") is not None:
-        layers = p["layers"] if isinstance(p["layers"], Sequence) else [p["layers"]]
-        label = f"layers {_join(layers)}"
-    elif name == "block" and p.get("start") is not None:
-        start, width = p["start"], p.get("width", 3)
-        label = f"block {start}-{start + width - 1}"
-    elif name == "heads":
-        pairs = p.get("heads")
-        if pairs is None and p.get("layer") is not None and p.get("head") is not None:
-            ls = p["layer"] if isinstance(p["layer"], Sequence) else [p["layer"]]
-            hs = p["head"] if isinstance(p["head"], Sequence) else [p["head"]]
-            pairs = [(a, b) for a in ls for b in hs]
-        if pairs:
-            by_layer: dict[int, list[int]] = {}
-            for a, b in pairs:
-                by_layer.setdefault(a, []).append(b)
-            label = "+".join(f"L{a}H{_join(hs)}" for a, hs in by_layer.items())
-    elif name == "permute":
-        if p.get("permutation_seed") is not None:
-            label = f"perm seed {p['permutation_seed']}"
-        elif p.get("order") is not None:
-            label = f"perm {_join(p['order'])}"
-    elif name == "embeddings":
-        label = "embeddings"
+    label = get_scheme(name).label(p, num_layers)
     if label is None:
         return "pooler" if p.get("pooler") else "baseline"
     if p.get("parts"):

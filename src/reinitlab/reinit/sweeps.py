@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-SWEEPS = ("progressive", "edge_heads", "blocks")
-
 
 def model_sizes(model_spec: Any) -> tuple[int, int]:
     """(layers, heads per layer) from a `model/` config, without loading weights."""
@@ -27,15 +25,13 @@ def edge_layers(num_layers: int) -> list[int]:
 
 
 def sweep_values(what: str, num_layers: int, num_heads: int, width: int = 3) -> str:
-    """Hydra sweep syntax for one preset key; the first value is the baseline."""
-    if what == "progressive":  # k = 1..L, then L+1 = nothing
-        return ",".join(str(k) for k in range(1, num_layers + 2))
-    if what == "edge_heads":  # null (baseline), then every head of the edge layers
-        pairs = [f"[[{a},{h}]]" for a in edge_layers(num_layers) for h in range(1, num_heads + 1)]
-        return ",".join(["null", *pairs])
-    if what == "blocks":  # null (baseline), then every block start of the given width
-        return ",".join(["null", *(str(s) for s in range(1, num_layers - width + 2))])
-    raise ValueError(f"unknown sweep {what!r}; known: {list(SWEEPS)}")
+    """Hydra sweep syntax for one preset key (a scheme's `preset` name); baseline first."""
+    from reinitlab.reinit.schemes import SCHEMES
+
+    presets = {s.preset: s for s in SCHEMES.values() if s.preset}
+    if what not in presets:
+        raise ValueError(f"unknown sweep {what!r}; known: {list(presets)}")
+    return presets[what].sweep(num_layers, num_heads, width)
 
 
 def resolve_sweep(what: str, *, _root_: Any) -> str:

@@ -84,7 +84,8 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 else g_dc
             )
             name = fg.slug(task, model, size, factors, _via(chain), figure)
-            if scheme == "progressive" and cells["scheme.k"].notna().all():
+            kind = figure_kind(scheme)
+            if kind == "layer_curve" and cells["scheme.k"].notna().all():
                 used = report.deltas[
                     report.deltas["run_dir"].isin(g_runs.loc[g_runs["figure"] == figure, "run_dir"])
                 ]
@@ -105,7 +106,7 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                     "bootstrap CI band; dashed line = baseline (band = its CI). "
                     "* = Holm-adjusted p < 0.05 vs baseline.",
                 )
-            elif scheme == "heads" and not fdc.empty and fdc["head_layer"].notna().all():
+            elif kind == "head_heatmap" and not fdc.empty and fdc["head_layer"].notna().all():
                 paths = fg.head_heatmap(
                     fdc, metric, f"{title}\n{fg.pretty(figure)}", fig_dir, f"heads_{name}"
                 )
@@ -263,6 +264,14 @@ def _draw_movement(
             "Relative movement of each head's Q/K/V rows and output-projection columns "
             "(mean over seeds).",
         )
+
+
+def figure_kind(scheme: str) -> str:
+    """The figure a scheme's runs are drawn in (the scheme registry says; unknown: bars)."""
+    from reinitlab.reinit import SCHEMES
+
+    impl = SCHEMES.get(scheme)
+    return impl.figure if impl is not None else "bars"
 
 
 def build_report(

@@ -177,18 +177,18 @@ def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
 
 
 def is_baseline(scheme: dict[str, Any], num_layers: int | None) -> bool:
-    """Baseline = nothing re-initialized: scheme none, progressive with k null or L+1, or a run
-    labelled "baseline" — unless `pooler: true` re-initialized the pooler (then it is a variant
-    of its own, compared with the untouched baseline like any other)."""
+    """Baseline = nothing re-initialized (the scheme registry decides: none, progressive with
+    k null or L+1, any scheme with its position unset), or a run labelled "baseline" -- unless
+    `pooler: true` re-initialized the pooler (then it is a variant of its own, compared with
+    the untouched baseline like any other)."""
+    from reinitlab.reinit import SCHEMES
+
     if scheme.get("pooler"):
         return False
-    name = scheme.get("name")
-    if name == "none" or scheme.get("label") == "baseline":
+    if scheme.get("label") == "baseline":
         return True
-    if name == "progressive":
-        k = scheme.get("k")
-        return k is None or (num_layers is not None and k == num_layers + 1)
-    return False
+    impl = SCHEMES.get(scheme.get("name"))
+    return impl is not None and impl.is_baseline(scheme, num_layers)
 
 
 def scheme_variant(scheme: dict[str, Any]) -> str:
@@ -199,21 +199,19 @@ def scheme_variant(scheme: dict[str, Any]) -> str:
     return f"{scheme.get('name')} " + json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
-# Parameters that place a run on a figure's axis (k on the layer curve, (layer, head) on the
-# heatmap, the block start or permutation on the bar chart); the other parameters (mode, parts,
-# pooler, width) split runs into separate figures.
-POSITION_PARAMS = {
-    "progressive": ("k",),
-    "heads": ("layer", "head", "heads"),
-    "block": ("start",),
-    "layers": ("layers",),
-    "permute": ("order", "permutation_seed"),
-}
+def position_params(name: Any) -> tuple[str, ...]:
+    """Parameters that place a run on its figure's axis (k on the layer curve, (layer, head)
+    on the heatmap, the block start or permutation on the bar chart); the other parameters
+    (mode, parts, pooler, width) split runs into separate figures. The scheme says which."""
+    from reinitlab.reinit import SCHEMES
+
+    impl = SCHEMES.get(name)
+    return impl.position if impl is not None else ()
 
 
 def figure_key(scheme: dict[str, Any]) -> str:
     """The scheme with its positional parameters removed: runs sharing it share a figure."""
-    drop = {"name", "label", *POSITION_PARAMS.get(str(scheme.get("name")), ())}
+    drop = {"name", "label", *position_params(scheme.get("name"))}
     rest = {k: v for k, v in sorted(scheme.items()) if k not in drop}
     if not rest:
         return str(scheme.get("name"))
