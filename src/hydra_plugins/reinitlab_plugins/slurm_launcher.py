@@ -35,42 +35,53 @@ class ReinitlabSlurmLauncher(SlurmLauncher):
         self.params["setup"] = [f'export PYTHONPATH="{_source_root()}:${{PYTHONPATH:-}}"', *setup]
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
+        """Submit the jobs as one array and wait for all of them; each failed one becomes a
+        failed JobReturn. (Upstream's `launch` raises at the first failed job's result, and it
+        cannot be told otherwise: this is its body with the settling step changed.)"""
         import submitit
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import filter_overrides
+        from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
-        captured: list = []
-        original = submitit.AutoExecutor.map_array
+        assert self.config is not None and len(job_overrides) > 0
+        params = dict(self.params)
+        init_keys = {"max_num_timeout", "submitit_folder"}
+        executor = submitit.AutoExecutor(
+            cluster=self._EXECUTOR,
+            folder=params["submitit_folder"],
+            **{f"{self._EXECUTOR}_max_num_timeout": params["max_num_timeout"]},
+        )
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(
+            **{
+                k if k in base else f"{self._EXECUTOR}_{k}": v
+                for k, v in params.items()
+                if k not in init_keys
+            }
+        )
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        log.info(f"Submitit '{self._EXECUTOR}' sweep output dir : {sweep_dir}")
+        job_params = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            job_params.append(
+                (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
+                 Singleton.get_state())
+            )  # fmt: skip
+        jobs = executor.map_array(self, *zip(*job_params, strict=True))
+        return [settle(job) for job in jobs]
 
-        def map_array(executor, fn, *iterables):
-            jobs = original(executor, fn, *iterables)
-            captured.extend(jobs)
-            return _Settled(jobs)
 
-        submitit.AutoExecutor.map_array = map_array  # collect the jobs, settle them below
-        try:
-            return super().launch(job_overrides, initial_job_idx)
-        finally:
-            submitit.AutoExecutor.map_array = original
-
-
-class _Settled(list):
-    """The array's jobs, each turned into a JobReturn once finished (a failed job included)."""
-
-    def __init__(self, jobs: list) -> None:
-        super().__init__(_SettledJob(j) for j in jobs)
-
-
-class _SettledJob:
-    def __init__(self, job) -> None:
-        self.job = job
-
-    def results(self) -> list[JobReturn]:
-        try:
-            return self.job.results()
-        except Exception as e:  # noqa: BLE001 -- a failed job is reported, not raised here
-            log.error("SLURM job %s failed: %s", self.job.job_id, str(e).strip().splitlines()[-1])
-            ret = JobReturn(status=JobStatus.FAILED, cfg=OmegaConf.create({}))
-            ret.return_value = RuntimeError(
-                f"SLURM job {self.job.job_id} failed (state {self.job.state}); see its log "
-                f"{self.job.paths.stderr}"
-            )
-            return [ret]
+def settle(job) -> JobReturn:
+    """The job's JobReturn once it has finished; a failed job (killed, cancelled, crashed) is
+    reported as a failed Hydra job, not raised while the rest of the array still runs."""
+    try:
+        return job.results()[0]
+    except Exception as e:  # noqa: BLE001 -- a failed job is reported, not raised here
+        log.error("SLURM job %s failed: %s", job.job_id, str(e).strip().splitlines()[-1])
+        ret = JobReturn(status=JobStatus.FAILED, cfg=OmegaConf.create({}))
+        ret.return_value = RuntimeError(
+            f"SLURM job {job.job_id} failed (state {job.state}); see its log {job.paths.stderr}"
+        )
+        return ret

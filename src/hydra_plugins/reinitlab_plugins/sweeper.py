@@ -23,16 +23,20 @@ once. A sweep with failed jobs ends with one line naming how many and exits 1.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.reinitlab_plugins.local_launcher import LocalLauncher
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,32 @@ def is_baseline(reinit: DictConfig, num_layers: int | None) -> bool:
         return False  # an invalid scheme: its job fails with the message; not a baseline
 
 
-class ReinitlabSweeper(BasicSweeper):
+def expand(overrides: list[Override]) -> list[list[str]]:
+    """Every job's overrides: the cartesian product of the sweep's values, in command order
+    (what Hydra's basic sweeper does; a later value of one key replaces an earlier one)."""
+    choices: dict[str, list[str]] = {}
+    for o in overrides:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            from reinitlab.errors import ReinitlabError
+
+            raise ReinitlabError(
+                f"{o.input_line}: the reinitlab sweeper expands lists and range() sweeps, not "
+                f"{o.value_type.name if o.value_type else 'this'} sweeps"
+            )
+    return [list(job) for job in itertools.product(*choices.values())]
+
+
+def chunks(jobs: list[list[str]], size: int | None) -> list[list[list[str]]]:
+    size = size if size and size > 0 else max(len(jobs), 1)
+    return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+
+class ReinitlabSweeper(Sweeper):
     def __init__(
         self,
         max_batch_size: int | None = None,
@@ -96,11 +125,26 @@ class ReinitlabSweeper(BasicSweeper):
         add_baselines: bool = True,
         skip_completed: bool = True,
     ) -> None:
-        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.max_batch_size = max_batch_size
+        self.params = dict(params or {})
         self.add_baselines = add_baselines
         self.skip_completed = skip_completed
         self._layers = _LayerCounts()
         self.labels: list[str] = []  # of the jobs to run, in launch order
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.launcher: Any = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def _describe(self, overrides: list[str]) -> dict[str, Any]:
         from reinitlab.jobkey import config_hash, identity_config
@@ -138,16 +182,12 @@ class ReinitlabSweeper(BasicSweeper):
                     planned.append({**base, "baseline_added": True})
         return planned
 
-    def validate_batch_is_legal(self, batch) -> None:
-        """Every job's config was already composed (and so validated) by `plan`."""
-
-    def split_arguments(self, overrides, max_batch_size):  # type: ignore[override]
+    def batches(self, overrides: list[Override]) -> list[list[list[str]]]:
         """The jobs left to run, each pinned to its ledger directory, in launch batches."""
         from reinitlab.ledger import Ledger, check_writable, write_plan
 
         assert self.config is not None
-        (jobs,) = BasicSweeper.split_arguments(overrides, None)
-        planned = self.plan(jobs)
+        planned = self.plan(expand(overrides))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         cache_dirs = {j["cache_dir"] for j in planned if j["cache_dir"]}
         for cache_dir in sorted(cache_dirs):
@@ -175,9 +215,10 @@ class ReinitlabSweeper(BasicSweeper):
         ]
         if not pinned:
             return []
-        if isinstance(self.launcher, BasicLauncher):
-            max_batch_size = 1  # one job at a time anyway: progress lines, stop on a full disk
-        return list(BasicSweeper.split_overrides_to_chunks(pinned, max_batch_size))
+        size = self.max_batch_size
+        if isinstance(self.launcher, LocalLauncher):
+            size = 1  # one job at a time anyway: progress lines, stop on a full disk
+        return chunks(pinned, size)
 
     def sweep(self, arguments: list[str]) -> Any:
         """Hydra's basic sweep loop, with the ledger's error handling: a bad plan or an
@@ -196,19 +237,17 @@ class ReinitlabSweeper(BasicSweeper):
 
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None
-        params_conf = self._parse_config()
-        params_conf.extend(arguments)
+        params_conf = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        self.overrides = self.split_arguments(parser.parse_overrides(params_conf), None)
+        batches = self.batches(parser.parse_overrides(params_conf))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         except OSError as e:
             raise writable_error(sweep_dir / "multirun.yaml", e, "hydra.sweep.dir") from None
-        total = sum(len(b) for b in self.overrides)
+        total = sum(len(b) for b in batches)
         returns, failed, idx = [], [], 0
-        while not self.is_done():
-            batch = self.get_job_batch()
+        for batch in batches:
             if len(batch) == 1 and total > 1:
                 print(f"[reinitlab] job {idx + 1}/{total}: {self.labels[idx]}", flush=True)
             try:

@@ -77,8 +77,9 @@ def planned_jobs(multirun_yaml: Path) -> tuple[dict[str, str], list[list[str]] |
         if "," in value or value.startswith(("range(", "choice(", "glob(")):
             swept[key] = value
     try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        from hydra_plugins.reinitlab_plugins.sweeper import expand
 
         sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_") or ""
         if not sweeper.endswith("BasicSweeper"):
@@ -86,8 +87,7 @@ def planned_jobs(multirun_yaml: Path) -> tuple[dict[str, str], list[list[str]] |
         parsed = OverridesParser.create().parse_overrides(
             [f"{k}={v}" for k, v in params.items()] + task_overrides
         )
-        batches = BasicSweeper.split_arguments(parsed, None)
-        return swept, [list(job) for batch in batches for job in batch]
+        return swept, expand(parsed)
     except Exception:
         return swept, None
 
