@@ -1,8 +1,9 @@
-"""Helper of bench_speed.py (not a benchmark itself): reinitlab's Hydra app, unchanged, plus
-timestamps. For each job it appends to $BENCH_EVENTS one JSON line: when the job started,
-when its first optimizer step ended, how long data setup and model loading took, and
-whether the tokenized splits came from the cache. $BENCH_T0 is the parent's clock just
-before it started this process, so imports count toward the first job's overhead.
+"""Helper of bench_speed.py and bench_gpu.py (not a benchmark itself): reinitlab's Hydra app,
+unchanged, plus timestamps. For each job it appends to $BENCH_EVENTS one JSON line: when the
+job started, when its first optimizer step ended and when it ended, how long data setup and
+model loading took, whether the tokenized splits came from the cache, and on a GPU the job's
+peak GPU memory. $BENCH_T0 is the parent's clock just before it started this process, so
+imports count toward the first job's overhead.
 """
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ def probe(cfg) -> None:
     cb = FirstStep(time.time())
     _route_lightning_logs_to_hydra()
     train(cfg, extra_callbacks=[cb])
-    event = {**cb.event, **timings, "imported": IMPORTED}
+    event = {**cb.event, **timings, "imported": IMPORTED, "job_end": time.time()}
+    if torch.cuda.is_initialized():  # bench_gpu.py's sweeps: this job's peak GPU memory
+        event["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        event["cuda_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
+        event["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     with open(os.environ["BENCH_EVENTS"], "a") as f:
         f.write(json.dumps(event) + "\n")
 

@@ -136,6 +136,9 @@ class StepMeter:
         return padded
 
     def step(self) -> None:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # CUDA runs ahead of Python: time the finished step
         self.times.append(time.perf_counter())
         self.cpu.append(time.process_time())
 
@@ -281,7 +284,13 @@ def run_hf_trainer(spec: dict) -> dict:
 
     set_seed(spec["seed"])
     train_set, dev_set = dataset("train"), dataset(task.validation[0].name)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=task.num_labels)
+    if spec.get("random_model"):  # e.g. a BERT-base-size BertConfig (bench_gpu.py)
+        from transformers import BertConfig, BertForSequenceClassification
+
+        config = BertConfig(**spec["random_model"], num_labels=task.num_labels)
+        model = BertForSequenceClassification(config)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=task.num_labels)
     base = default_data_collator if static else DataCollatorWithPadding(tokenizer)
     meter = StepMeter()
 
@@ -311,7 +320,8 @@ def run_hf_trainer(spec: dict) -> dict:
         eval_strategy="no",
         logging_strategy="no",
         disable_tqdm=bool(spec.get("steps")),
-        use_cpu=True,
+        use_cpu=not spec.get("cuda", False),
+        bf16=bool(spec.get("bf16", False)),
         dataloader_num_workers=0,
     )
     trainer = Trainer(
@@ -356,6 +366,8 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
+    if spec.get("cuda"):  # bench_gpu.py: the peak is the GPU's, measured by its caller
+        return cuda_worker(spec)
     before = matmul_gflops()
     run = run_reinitlab if spec["kind"] == "reinitlab" else run_hf_trainer
     out = run(spec)
@@ -370,6 +382,23 @@ def worker(spec: dict) -> dict:
         flops_cpu = 6 * out["non_embedding_params"] * out["tokens_per_cpu_s"]
         out["model_gflops_cpu"] = flops_cpu / 1e9
         out["mfu_vs_matmul_cpu"] = flops_cpu / 1e9 / out["matmul_gflops_cpu"]
+    return out
+
+
+def cuda_worker(spec: dict) -> dict:
+    """One run on the GPU: the same loops and clocks (StepMeter synchronizes CUDA at each
+    step), plus the device and its peak memory; model FLOP/s as in `worker`."""
+    import torch
+
+    torch.cuda.reset_peak_memory_stats()
+    run = run_reinitlab if spec["kind"] == "reinitlab" else run_hf_trainer
+    out = run(spec)
+    out["device"] = torch.cuda.get_device_name()
+    out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    out["cuda_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
+    out["torch_threads"] = torch.get_num_threads()
+    if "tokens_per_s" in out:
+        out["model_gflops"] = 6 * out["non_embedding_params"] * out["tokens_per_s"] / 1e9
     return out
 
 

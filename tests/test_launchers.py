@@ -110,6 +110,21 @@ def test_packing_and_a_crashed_job_frees_its_slot(tmp_path):
     assert len({r["slot"] for r in recs}) < len(recs)
 
 
+def test_three_slots_on_one_fake_gpu_run_three_jobs_at_once_never_more(tmp_path):
+    # long enough sleeps that three spawned jobs overlap even on a loaded 2-core machine
+    out = run_app(tmp_path, "i=range(6)", "sleep_s=4.0", "hydra.launcher.jobs_per_gpu=3", gpus="0")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "6 jobs, 3 at a time on GPUs ['0'] (3 per GPU)" in out.stderr + out.stdout
+    recs = job_records(tmp_path / "sweep")
+    assert sorted(r["i"] for r in recs) == list(range(6))
+    assert {r["slot"] for r in recs} == {"0:0", "0:1", "0:2"}
+    assert {r["cuda_visible_devices"] for r in recs} == {"0"}  # all on the one GPU
+    assert_no_shared_slot(recs)
+    # three at once (on the slot locks' own clock too), and never a fourth
+    assert max_concurrency(recs) == 3
+    assert max_concurrency([r["launcher"] for r in recs]) == 3
+
+
 def test_launcher_group_local_default_gpus_and_slurm_compose(tmp_path):
     from tests.test_train import compose_cfg
 

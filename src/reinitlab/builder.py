@@ -69,11 +69,13 @@ def check_job(cfg: DictConfig) -> JobSpec:
     """Fail fast: task, seeds, scheme vs model, head and chain options, before anything loads."""
     from reinitlab.chain import plan_chain
     from reinitlab.models import load_config
+    from reinitlab.module import validate_trainer_config
     from reinitlab.probing.head_layer import check_head_config
     from reinitlab.reinit import scheme_label
     from reinitlab.seeding import resolve_seeds
     from reinitlab.tasks import TaskSpec
 
+    validate_trainer_config(cfg)
     task = TaskSpec.from_config(cfg.task)
     seeds = resolve_seeds(cfg.seed, cfg.get("seeds"))
     model_config = load_config(cfg.model, task)
