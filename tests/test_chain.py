@@ -499,37 +499,74 @@ def test_a_second_identical_sweep_trains_no_stage(matrix_sweep):
 
 
 def test_transfer_matrix_table_and_figure_from_the_tiny_sweep(matrix_sweep, tmp_path):
-    from reinitlab.chain.matrix import (
-        format_matrix,
-        plot_transfer_matrix,
-        runs_from_records,
-        transfer_matrix,
-        transfer_table,
-    )
-    from reinitlab.results import read_results
+    """The report's transfer matrix (reinitlab.report.transfer) of a real sweep: cells, pivot,
+    text, and `reinitlab report`'s transfer.csv and figures."""
+    from reinitlab.report.build import build_report
+    from reinitlab.report.collect import collect, runs_frame
+    from reinitlab.report.transfer import format_transfer, transfer_cells, transfer_matrix
 
     tmp, records, _ = matrix_sweep
-    runs = runs_from_records(read_results(tmp / "sweep1"))
-    table = transfer_table(runs)
-    mean = transfer_matrix(table)
+    cells = transfer_cells(runs_frame(collect([tmp / "sweep1"]).records, metric="final"))
+    mean = transfer_matrix(cells)
     assert list(mean.index) == ["rte", "wnli"] and list(mean.columns) == ["none", "rte", "wnli"]
     jobs = _by_job(records)
     for (task, chain), rec in jobs.items():
         col = chain[0] if chain else "none"
         assert mean.loc[task, col] == rec["final"]["metrics"]["val/primary"]
-        row = table[(table.task == task) & (table.intermediate == col)].iloc[0]
+        row = cells[(cells.task == task) & (cells.chain == col)].iloc[0]
         direct = jobs[(task, ())]["final"]["metrics"]["val/primary"]
+        assert row.direct_mean == direct
         if chain:
-            assert row.delta_mean == pytest.approx(rec["final"]["metrics"]["val/primary"] - direct)
-            assert row.better_than_direct == (row.delta_mean > 0) and row.n_pairs == 1
-    text = format_matrix(table)
+            assert row.mean_delta == pytest.approx(rec["final"]["metrics"]["val/primary"] - direct)
+            assert row.better_than_direct == (row.mean_delta > 0) and row.n_pairs == 1
+    text = format_transfer(cells)
     assert text.shape == (2, 3) and text.loc["rte", "none"] == f"{mean.loc['rte', 'none']:.3f}"
-    png, svg = plot_transfer_matrix(table, tmp_path / "figs" / "transfer")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "<svg" in svg.read_text()[:2000] and "intermediate task" in svg.read_text()
+
+    out = tmp_path / "report"
+    report = build_report([tmp / "sweep1"], out, metric="final", n_resamples=200)
+    written = pd.read_csv(out / "transfer.csv").set_index(["task", "chain"]).sort_index()
+    assert len(written) == 6
+    expected = cells.set_index(["task", "chain"]).sort_index()
+    assert written["mean"].tolist() == pytest.approx(expected["mean"].tolist())
+    assert np.allclose(written["mean_delta"], expected["mean_delta"], equal_nan=True)
+    figures = sorted(
+        (f for f in report.figures if Path(f["png"]).name.startswith("transfer_")),
+        key=lambda f: Path(f["png"]).name,
+    )
+    assert [Path(f["png"]).name.split("_")[:2] for f in figures] == [
+        ["transfer", "delta"],
+        ["transfer", "tiny"],
+    ]
+    for f in figures:
+        png, svg = Path(f["png"]), Path(f["svg"])
+        assert png.parent == out / "figures" and svg.parent == out / "figures"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "<svg" in svg.read_text()[:2000] and "intermediate task" in svg.read_text()
 
 
 # ------------------------------------------------------------------------------ matrix statistics
+
+
+def _record(task: str, chain, seed: int, primary: float) -> dict:
+    """A minimal completed result record, as `reinitlab.report.collect.runs_frame` reads it."""
+    val = {"epoch": 0, "step": 1, "metrics": {"val/primary": primary}}
+    return {
+        "status": "completed",
+        "task": task,
+        "model": "tiny",
+        "num_layers": 3,
+        "scheme": {"name": "none"},
+        "seed": seed,
+        "intermediate": list(chain),
+        "final": val,
+        "best": val,
+    }
+
+
+def _runs(rows) -> pd.DataFrame:
+    from reinitlab.report.collect import runs_frame
+
+    return runs_frame([_record(*r) for r in rows])
 
 
 def _synthetic(n_seeds: int) -> tuple[pd.DataFrame, dict]:
@@ -537,71 +574,95 @@ def _synthetic(n_seeds: int) -> tuple[pd.DataFrame, dict]:
     direct = rng.normal(0.5, 0.05, n_seeds)
     chained = direct + rng.normal(0.03, 0.02, n_seeds)
     rows = [
-        *(
-            {"task": "rte", "intermediate": "", "seed": s, "primary": v}
-            for s, v in enumerate(direct)
-        ),
-        *(
-            {"task": "rte", "intermediate": ("mnli",), "seed": s, "primary": v}
-            for s, v in enumerate(chained)
-        ),
-        *(
-            {"task": "rte", "intermediate": ("mnli", "mrpc"), "seed": s, "primary": v - 0.2}
-            for s, v in enumerate(chained)
-        ),
+        *(("rte", (), s, v) for s, v in enumerate(direct)),
+        *(("rte", ("mnli",), s, v) for s, v in enumerate(chained)),
+        *(("rte", ("mnli", "mrpc"), s, v - 0.2) for s, v in enumerate(chained)),
     ]
-    return pd.DataFrame(rows), {"direct": direct, "chained": chained}
+    return _runs(rows), {"direct": direct, "chained": chained}
 
 
 @pytest.mark.parametrize("n_seeds", [3, 7])
 def test_matrix_statistics_match_a_hand_computation(n_seeds):
-    from reinitlab.chain.matrix import transfer_table
+    from reinitlab.report.transfer import transfer_cells, transfer_matrix
 
     runs, v = _synthetic(n_seeds)
-    table = transfer_table(runs).set_index("intermediate")
-    assert list(table.index) == ["none", "mnli", "mnli>mrpc"]
+    cells = transfer_cells(runs)
+    assert list(transfer_matrix(cells).columns) == ["none", "mnli", "mnli→mrpc"]
+    table = cells.set_index("chain")
+    assert sorted(table.index) == ["mnli", "mnli→mrpc", "none"]
     x, d = v["chained"], v["chained"] - v["direct"]
     row = table.loc["mnli"]
     # the report's statistics (reinitlab.report.stats): seeded percentile bootstrap CIs
-    assert row["mean"] == pytest.approx(x.mean())
+    assert row["mean"] == pytest.approx(x.mean()) and row.n == n_seeds
+    assert row.direct_mean == pytest.approx(v["direct"].mean())
     assert (row.ci_low, row.ci_high) == pytest.approx(bootstrap_ci(x, seed=0))
     assert row.ci_low < x.mean() < row.ci_high
-    assert row.delta_mean == pytest.approx(d.mean())
+    assert row.n_pairs == n_seeds and row.mean_delta == pytest.approx(d.mean())
     assert (row.delta_ci_low, row.delta_ci_high) == pytest.approx(bootstrap_ci(d, seed=0))
-    if n_seeds < 6:
-        assert row.test == "paired t"
-        assert row.p_value == pytest.approx(stats.ttest_rel(x, v["direct"]).pvalue)
-    else:
-        assert row.test == "wilcoxon"
-        assert row.p_value == pytest.approx(stats.wilcoxon(x, v["direct"]).pvalue)
+    worse = table.loc["mnli→mrpc"]
+    assert worse.mean_delta == pytest.approx(d.mean() - 0.2)
+    test = stats.ttest_rel if n_seeds < 6 else stats.wilcoxon
+    p = test(x, v["direct"]).pvalue
+    p_worse = test(x - 0.2, v["direct"]).pvalue
+    assert row.test == worse.test == ("paired t" if n_seeds < 6 else "wilcoxon")
+    assert row.p == pytest.approx(p) and worse.p == pytest.approx(p_worse)
+    # Holm across the matrix's two tested cells, by hand
+    low, high = sorted([p, p_worse])
+    holm_low, holm_high = min(1.0, 2 * low), max(min(1.0, 2 * low), high)
+    assert row.p_holm == pytest.approx(holm_low if p <= p_worse else holm_high)
+    assert worse.p_holm == pytest.approx(holm_low if p_worse < p else holm_high)
     assert bool(row.better_than_direct) is True
-    assert bool(table.loc["mnli>mrpc"].better_than_direct) is False
-    assert pd.isna(table.loc["none"].test) and np.isnan(table.loc["none"].delta_mean)
+    assert bool(worse.better_than_direct) is False
+    direct = table.loc["none"]
+    assert direct.test == "" and np.isnan(direct.mean_delta) and np.isnan(direct.p_holm)
 
 
 def test_matrix_pairs_by_seed_and_handles_degenerate_deltas():
-    from reinitlab.chain.matrix import chain_label, transfer_table
+    from reinitlab.report.collect import chain_name
+    from reinitlab.report.transfer import transfer_cells
 
-    assert [chain_label(x) for x in ("", (), None, [], ("a", "b"), "none")] == [
+    forms = ([], (), None, ["a", "b"], ("a", "b"), "none", "wnli")
+    assert [chain_name({"intermediate": x}) for x in forms] == [
         "none",
         "none",
         "none",
+        "a→b",
+        "a→b",
         "none",
-        "a>b",
-        "none",
+        "wnli",
     ]
-    runs = pd.DataFrame(
+    assert chain_name({}) == "none"  # records from before chains existed
+    assert chain_name({"intermediate": None, "config": {"intermediate": ["rte"]}}) == "rte"
+    runs = _runs(
         [
-            {"task": "cola", "intermediate": (), "seed": 0, "primary": 0.1},
-            {"task": "cola", "intermediate": (), "seed": 1, "primary": 0.3},
-            {"task": "cola", "intermediate": ("wnli",), "seed": 1, "primary": 0.5},
-            {"task": "cola", "intermediate": ("wnli",), "seed": 2, "primary": 0.9},
+            ("cola", (), 0, 0.1),
+            ("cola", (), 1, 0.3),
+            ("cola", ("wnli",), 1, 0.5),
+            ("cola", ("wnli",), 2, 0.9),
+            # binary-exact values: constant and zero deltas
+            ("mrpc", (), 0, 0.25),
+            ("mrpc", (), 1, 0.5),
+            ("mrpc", ("wnli",), 0, 0.5),
+            ("mrpc", ("wnli",), 1, 0.75),
+            ("mrpc", ("rte",), 0, 0.25),
+            ("mrpc", ("rte",), 1, 0.5),
         ]
     )
-    row = transfer_table(runs).set_index("intermediate").loc["wnli"]
-    assert row.n == 2 and row.n_pairs == 1 and row.delta_mean == pytest.approx(0.2)  # seed 1
-    assert row.test == "none (single seed)" and np.isnan(row.p_value)
+    cells = transfer_cells(runs).set_index(["task", "chain"])
+    row = cells.loc[("cola", "wnli")]
+    assert row.n == 2 and row.n_pairs == 1 and row.mean_delta == pytest.approx(0.2)  # seed 1
+    assert row["mean"] == pytest.approx(0.7) and row.direct_mean == pytest.approx(0.2)
+    assert row.test == "none (single seed)" and np.isnan(row.p) and np.isnan(row.p_holm)
     assert np.isnan(row.delta_ci_low)  # one pair: no spread to resample
+    const = cells.loc[("mrpc", "wnli")]  # every delta +0.25: no variance, t is undefined
+    assert const.n_pairs == 2 and const.mean_delta == 0.25
+    assert (const.delta_ci_low, const.delta_ci_high) == (0.25, 0.25)
+    assert const.test == "paired t" and np.isnan(const.p) and np.isnan(const.p_holm)
+    assert bool(const.better_than_direct) is True
+    zero = cells.loc[("mrpc", "rte")]  # every delta 0: no difference, p = 1
+    assert zero.mean_delta == 0.0 and zero.test == "paired t" and zero.p == 1.0
+    assert zero.p_holm == 1.0  # the matrix's only finite p: Holm leaves it
+    assert bool(zero.better_than_direct) is False
 
 
 @pytest.mark.slow  # ~20 s; the list sweep itself is also exercised by the matrix sweep above

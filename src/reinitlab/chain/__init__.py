@@ -1,9 +1,10 @@
 """Intermediate-task fine-tuning chains (BERT -> intermediate task(s) -> final task).
 
 `plan_chain(cfg)` validates `intermediate` and `chain.*`; `run_chain(...)` trains or reuses each
-intermediate stage from the shared stage cache and loads the encoder into the final model;
-`reinitlab.chain.matrix` turns result records into the transfer matrix (table + figure).
-`run_chain` is imported on first use, so the matrix (reports) does not pull in Lightning.
+intermediate stage from the shared stage cache and loads the encoder into the final model.
+`run_chain` is imported on first use, so planning a chain does not pull in Lightning. The
+transfer matrix of a chain study is the report's: `reinitlab report` (transfer.csv + figures),
+`reinitlab.report.transfer.transfer_cells` in a notebook.
 """
 
 from reinitlab.chain.plan import ChainPlan, ChainWarning, plan_chain

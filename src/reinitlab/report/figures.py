@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import CenteredNorm  # noqa: E402
 
 from reinitlab.report.io import atomic_path  # noqa: E402
+from reinitlab.report.transfer import chain_order  # noqa: E402
 
 SIGNIFICANT = 0.05
 
@@ -256,10 +257,6 @@ def mean_deltas(records: list[dict]) -> dict:
     return out
 
 
-def _chain_order(chains) -> list[str]:
-    return ["none"] + sorted(c for c in set(chains) if c != "none")
-
-
 def transfer_heatmaps(
     cells: pd.DataFrame, title: str, out_dir: Path, name: str
 ) -> list[list[Path]]:
@@ -267,7 +264,7 @@ def transfer_heatmaps(
     different metrics) with ▲ where better than direct fine-tuning; and the paired delta vs
     direct fine-tuning, diverging colours centred at 0, * = Holm p < 0.05."""
     tasks = sorted(cells["task"].unique())
-    chains = _chain_order(cells["chain"])
+    chains = chain_order(cells["chain"])
     cell = cells.set_index(["task", "chain"])
     shape = (len(tasks), len(chains))
     size = (1.6 * len(chains) + 2.5, 0.8 * len(tasks) + 1.8)
