@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import hydra  # noqa: E402
 import lightning as L  # noqa: E402
 
-import reinitlab.datamodule  # noqa: E402
-import reinitlab.models  # noqa: E402
+import reinitlab.data.datamodule  # noqa: E402
+import reinitlab.training.models  # noqa: E402
 from reinitlab.paths import config_dir  # noqa: E402
-from reinitlab.train import _route_lightning_logs_to_hydra, train  # noqa: E402
+from reinitlab.train import route_lightning_logs_to_hydra, train  # noqa: E402
 
 IMPORTED = time.time()
 timings: dict = {}
@@ -41,8 +41,8 @@ def timed(owner, name: str, key: str) -> None:
     setattr(owner, name, wrapper)
 
 
-timed(reinitlab.models, "load_model", "model_s")
-timed(reinitlab.datamodule.GlueDataModule, "setup", "data_s")
+timed(reinitlab.training.models, "load_model", "model_s")
+timed(reinitlab.data.datamodule.GlueDataModule, "setup", "data_s")
 
 
 class FirstStep(L.Callback):
@@ -62,7 +62,7 @@ def probe(cfg) -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     timings.clear()
     cb = FirstStep(time.time())
-    _route_lightning_logs_to_hydra()
+    route_lightning_logs_to_hydra()
     train(cfg, extra_callbacks=[cb])
     event = {**cb.event, **timings, "imported": IMPORTED, "job_end": time.time()}
     if torch.cuda.is_initialized():  # bench_gpu.py's sweeps: this job's peak GPU memory

@@ -1,4 +1,4 @@
-"""What the weight-delta tracking (reinitlab.delta_callback.DeltaTracker) costs a training job.
+"""What the weight-delta tracking (reinitlab.deltas.callback.DeltaTracker) costs a training job.
 
     python bench/bench_deltas.py [--quick] [--repeats R] [--out results]
 
@@ -49,9 +49,9 @@ def build_model(name: str):
     if name == "minilm-l6":
         from hydra import compose, initialize_config_dir
 
-        from reinitlab.models import load_model
+        from reinitlab.data.tasks import TaskSpec
         from reinitlab.paths import config_dir
-        from reinitlab.tasks import TaskSpec
+        from reinitlab.training.models import load_model
 
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose("train", overrides=["model=minilm-l6", "task=cola"])
@@ -79,7 +79,7 @@ def measure_model(
 ) -> dict:
     import torch
 
-    from reinitlab.delta_callback import DeltaTracker
+    from reinitlab.deltas.callback import DeltaTracker
 
     if device != "cpu":  # fast steps: time more of them
         steps_per_repeat = max(steps_per_repeat, 20)

@@ -125,11 +125,11 @@ class StepMeter:
     def computed_positions(self, lengths: list[int], padded: int) -> int:
         """Positions the model computes: the padded batch, its packed rows, or its pieces."""
         if self.remove_padding == "pack":
-            from reinitlab.packing import pack_plan
+            from reinitlab.data.packing import pack_plan
 
             return len(pack_plan(lengths)) * max(lengths)
         if self.remove_padding == "split":
-            from reinitlab.length_split import split_plan
+            from reinitlab.data.length_split import split_plan
 
             pieces = split_plan(lengths, self.split_overhead_tokens)
             return sum(len(p) * max(lengths[i] for i in p) for p in pieces)
@@ -256,8 +256,8 @@ def run_hf_trainer(spec: dict) -> dict:
         set_seed,
     )
 
-    from reinitlab.glue_io import load_split
-    from reinitlab.tasks import load_task
+    from reinitlab.data.glue_io import load_split
+    from reinitlab.data.tasks import load_task
 
     task = load_task(spec["task"])
     static = spec["padding"] == "static"
@@ -803,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     dev[name].append(measure(spec, timeout=7200)["dev_metric"])
                     print(f"[bench] accuracy seed {seed} {name}: {dev[name][-1]:.4f}", flush=True)
-            from reinitlab.tasks import load_task
+            from reinitlab.data.tasks import load_task
 
             accuracy = {
                 "task": args.accuracy_task,

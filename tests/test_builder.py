@@ -7,10 +7,9 @@ from __future__ import annotations
 import torch
 from omegaconf import OmegaConf
 
-from reinitlab.builder import build_data, build_job, build_model, check_job
 from reinitlab.chain.plan import plan_chain
-from tests.helpers.compose import compose_cfg
-from tests.test_train import needs_glue
+from reinitlab.training.builder import build_data, build_job, build_model, check_job
+from tests.helpers import compose_cfg, needs_glue
 
 OVERRIDES = (
     "model=tiny",

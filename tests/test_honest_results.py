@@ -17,15 +17,12 @@ import numpy as np
 import pytest
 import torch
 
+from reinitlab.data.glue_io import examples_from_hub_rows, read_tsv
+from reinitlab.data.tasks import TaskSpec, available_tasks, load_task
 from reinitlab.errors import ReinitlabError
-from reinitlab.glue_io import examples_from_hub_rows, read_tsv
-from reinitlab.tasks import TaskSpec, available_tasks, load_task
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from helpers.compose import GLUE, compose_cfg  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
+from tests.helpers import GLUE, REPO, compose_cfg, needs_glue  # noqa: E402
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -281,7 +278,7 @@ def _loader(n: int = 16):
 def _fit(model: torch.nn.Module, lr: float = 1e-3, sanity_steps: int = 2):
     import lightning as L
 
-    from reinitlab.module import GlueClassifier
+    from reinitlab.training.module import GlueClassifier
 
     module = GlueClassifier(model, load_task("stsb"), lr=lr, remove_padding="off", fused=False)
     trainer = L.Trainer(
@@ -320,13 +317,15 @@ def test_diverged_weights_are_named_as_the_cause():
 
 @needs_glue
 def test_train_fails_with_the_reason_and_writes_no_result(tmp_path, monkeypatch):
-    import reinitlab.module
-    from reinitlab.results import RESULT_FILENAME
+    import reinitlab.training.module
     from reinitlab.train import train
+    from reinitlab.training.record import RESULT_FILENAME
 
-    real = reinitlab.module.predictions
+    real = reinitlab.training.module.predictions
     monkeypatch.setattr(
-        reinitlab.module, "predictions", lambda task, logits: torch.zeros_like(real(task, logits))
+        reinitlab.training.module,
+        "predictions",
+        lambda task, logits: torch.zeros_like(real(task, logits)),
     )
     cfg = compose_cfg(
         tmp_path,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reinitlab.gpu_slots import acquire_slot, release, slot_names
-from tests.test_train import REPO, needs_glue
+from reinitlab.sweep.gpu_slots import acquire_slot, release, slot_names
+from tests.helpers import REPO, compose_cfg, needs_glue
 
 APP = REPO / "tests" / "helpers" / "slot_app.py"
 
@@ -126,9 +126,7 @@ def test_three_slots_on_one_fake_gpu_run_three_jobs_at_once_never_more(tmp_path)
 
 
 def test_launcher_group_local_default_gpus_and_slurm_compose(tmp_path):
-    from tests.test_train import compose_cfg
-
-    assert compose_cfg(tmp_path).hydra.launcher._target_.endswith("BasicLauncher")
+    assert compose_cfg(tmp_path).hydra.launcher._target_.endswith("LocalLauncher")
     assert compose_cfg(tmp_path, "hydra/launcher=gpus").hydra.launcher.jobs_per_gpu == 1
     slurm = compose_cfg(tmp_path, "hydra/launcher=slurm").hydra.launcher
     from hydra.utils import get_class

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from reinitlab import ledger
 from reinitlab.atomic import write_json_atomic
-from reinitlab.ledger import (
+from reinitlab.report.collect import collect
+from reinitlab.sweep import ledger
+from reinitlab.sweep.ledger import (
     FAILED_FILENAME,
     JOB_FILENAME,
     PLAN_FILENAME,
@@ -33,11 +34,10 @@ from reinitlab.ledger import (
     check_record,
     claim,
 )
-from reinitlab.report.collect import collect
-from reinitlab.resume import CHECKPOINT_RELPATH, PREEMPT_AT_STEP_ENV
-from reinitlab.status import format_status
+from reinitlab.sweep.status import format_status
+from reinitlab.training.resume import CHECKPOINT_RELPATH, PREEMPT_AT_STEP_ENV
+from tests.helpers import GLUE, REPO, needs_glue
 from tests.test_sweeps import QUICK, multirun, records
-from tests.test_train import GLUE, REPO, needs_glue
 
 HOST = socket.gethostname()
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}

@@ -1,4 +1,4 @@
-"""Length-sorted pieces (`reinitlab.length_split`): the same loss and gradient as the whole
+"""Length-sorted pieces (`reinitlab.data.length_split`): the same loss and gradient as the whole
 batch, with fewer padded positions, and the same training result end to end."""
 
 from __future__ import annotations
@@ -8,17 +8,10 @@ import random
 
 import pytest
 import torch
-from transformers import (
-    AutoModelForSequenceClassification,
-    BertConfig,
-    DistilBertConfig,
-    ElectraConfig,
-    RobertaConfig,
-)
 
-from reinitlab.length_split import split_batch, split_loss, split_plan
+from reinitlab.data.length_split import split_batch, split_loss, split_plan
+from tests.helpers import compose_cfg, needs_glue, padded_batch, tiny_model
 from tests.test_perf import Capture
-from tests.test_train import compose_cfg, needs_glue
 
 
 def brute_force_cost(lengths, overhead):
@@ -60,66 +53,6 @@ def test_plan_is_optimal_and_uses_every_row_once(overhead):
         assert plan_cost(lengths, pieces, overhead) == brute_force_cost(lengths, overhead)
 
 
-FAMILIES = {
-    "bert": BertConfig,
-    "roberta": RobertaConfig,
-    "electra": ElectraConfig,
-    "distilbert": DistilBertConfig,
-}
-
-
-def tiny_model(num_labels: int, family: str = "bert"):
-    torch.manual_seed(0)
-    common = dict(
-        vocab_size=120, num_labels=num_labels, pad_token_id=1 if family == "roberta" else 0
-    )
-    if family == "distilbert":
-        config = DistilBertConfig(
-            dim=32,
-            n_layers=2,
-            n_heads=4,
-            hidden_dim=64,
-            dropout=0.0,
-            attention_dropout=0.0,
-            seq_classif_dropout=0.0,
-            **common,
-        )
-    else:
-        config = FAMILIES[family](
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            hidden_dropout_prob=0.0,  # dropout off: split and whole batch must agree exactly
-            attention_probs_dropout_prob=0.0,
-            **({"embedding_size": 16} if family == "electra" else {}),
-            **common,
-        )
-    return AutoModelForSequenceClassification.from_config(config).train()
-
-
-def padded_batch(
-    lengths: list[int], num_labels: int, pad_id: int = 0, token_types: bool = True
-) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(len(lengths))
-    width = max(lengths)
-    ids = torch.full((len(lengths), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    types = torch.zeros_like(ids)
-    for r, n in enumerate(lengths):
-        ids[r, :n] = torch.randint(2, 120, (n,), generator=g)  # never a pad id inside
-        mask[r, :n] = 1
-        types[r, n // 2 : n] = 1
-    if num_labels == 1:
-        labels = torch.rand(len(lengths), generator=g) * 5
-    else:
-        labels = torch.randint(0, num_labels, (len(lengths),), generator=g)
-    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    if token_types:
-        batch["token_type_ids"] = types
-    return batch
-
-
 def test_split_batch_trims_each_piece_to_its_longest_row():
     lengths = [5, 30, 6, 29, 4, 31]
     batch = padded_batch(lengths, 2)
@@ -141,7 +74,7 @@ def test_split_batch_trims_each_piece_to_its_longest_row():
 )
 def test_split_loss_and_gradient_equal_the_whole_batch(family, num_labels):
     lengths = [9, 64, 12, 3, 40, 7, 64, 11, 5, 33]
-    model = tiny_model(num_labels, family)
+    model = tiny_model(family, num_labels=num_labels)
     batch = padded_batch(
         lengths,
         num_labels,

@@ -1,4 +1,4 @@
-"""Packed batches (`reinitlab.packing`): sequences end to end with a block-diagonal mask give
+"""Packed batches (`reinitlab.data.packing`): sequences end to end with a block-diagonal mask give
 the same logits, loss and gradient as the padded batch, with almost no padding computed; a
 model that can't be packed is refused with the reason, and training falls back to split."""
 
@@ -10,12 +10,11 @@ import random
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2ForSequenceClassification
 
+from reinitlab.data.packing import Packer, PackingUnsupported, pack_batch, pack_plan
 from reinitlab.errors import ReinitlabError
-from reinitlab.packing import Packer, PackingUnsupported, pack_batch, pack_plan
 from reinitlab.reinit import install_head_masks
-from tests.test_length_split import padded_batch, tiny_model
+from tests.helpers import padded_batch, tiny_model
 
 
 def test_plan_by_hand():
@@ -107,7 +106,7 @@ def test_pack_batch_refuses_what_it_cannot_move():
 )
 def test_packed_logits_loss_and_gradient_equal_the_padded_batch(family, num_labels, attention):
     lengths = [9, 64, 12, 3, 40, 7, 64, 11, 5, 33]
-    model = tiny_model(num_labels, family)
+    model = tiny_model(family, num_labels=num_labels)
     model.config._attn_implementation = attention
     batch = padded_batch(
         lengths,
@@ -136,7 +135,7 @@ def test_packed_logits_loss_and_gradient_equal_the_padded_batch(family, num_labe
 
 
 def test_head_masks_still_apply_when_packed():
-    model = tiny_model(2).eval()
+    model = tiny_model("bert").eval()
     batch = padded_batch([6, 2, 3, 5], 2)
     unmasked = model(**batch).logits
     install_head_masks(model, [(0, 1), (1, 3)])
@@ -145,15 +144,14 @@ def test_head_masks_still_apply_when_packed():
     torch.testing.assert_close(Packer.for_model(model)(batch).logits, masked)  # ... packed too
 
 
-def tiny_gpt2():
-    config = GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50, pad_token_id=0)
-    return GPT2ForSequenceClassification(config)
+# GPT-2: a family packing does not know (its own dropout, the RNG unseeded)
+GPT2 = dict(layers=1, heads=2, vocab_size=50, pad_token_id=0, dropout=None, seed=None)
 
 
 def test_models_that_cannot_be_packed_are_refused_with_the_reason():
     with pytest.raises(PackingUnsupported, match="model type 'gpt2' \\(packing knows bert, elec"):
-        Packer.for_model(tiny_gpt2())
-    model = tiny_model(2)
+        Packer.for_model(tiny_model("gpt2", **GPT2))
+    model = tiny_model("bert")
     model.config._attn_implementation = "flex_attention"
     with pytest.raises(PackingUnsupported, match="attention implementation 'flex_attention'"):
         Packer.for_model(model)
@@ -161,7 +159,7 @@ def test_models_that_cannot_be_packed_are_refused_with_the_reason():
 
 @pytest.mark.parametrize("broken", ["positions", "mask"])
 def test_the_check_catches_packing_that_the_model_does_not_honour(broken):
-    model = tiny_model(2, "roberta")
+    model = tiny_model("roberta")
     packer = Packer.for_model(model)
     if broken == "positions":
         packer.position_offset = 0  # BERT's numbering on RoBERTa
@@ -181,7 +179,7 @@ def test_the_check_catches_packing_that_the_model_does_not_honour(broken):
 
 
 def test_the_check_leaves_modes_and_random_state_alone():
-    model = tiny_model(2).train()
+    model = tiny_model("bert").train()
     model.base_model.embeddings.eval()
     rng = torch.get_rng_state()
     Packer.for_model(model)
@@ -192,21 +190,21 @@ def test_the_check_leaves_modes_and_random_state_alone():
 
 
 def glue_classifier(model, **kwargs):
-    from reinitlab.module import GlueClassifier
-    from reinitlab.tasks import load_task
+    from reinitlab.data.tasks import load_task
+    from reinitlab.training.module import GlueClassifier
 
     return GlueClassifier(model, load_task("cola"), **kwargs)
 
 
 def test_a_bad_remove_padding_value_names_the_option_and_the_choices():
     with pytest.raises(ReinitlabError, match="optim.remove_padding: got 'packed'; allowed: pack"):
-        glue_classifier(tiny_model(2), remove_padding="packed")
+        glue_classifier(tiny_model("bert"), remove_padding="packed")
 
 
 def test_training_falls_back_to_split_with_a_warning(caplog):
-    module = glue_classifier(tiny_gpt2())
+    module = glue_classifier(tiny_model("gpt2", **GPT2))
     with caplog.at_level(logging.WARNING, logger="reinitlab"):
         assert module.padding_removal == "split"
     assert "optim.remove_padding=pack can't be used (model type 'gpt2'" in caplog.text
-    assert glue_classifier(tiny_model(2)).padding_removal == "pack"
-    assert glue_classifier(tiny_model(2), remove_padding="off").padding_removal == "off"
+    assert glue_classifier(tiny_model("bert")).padding_removal == "pack"
+    assert glue_classifier(tiny_model("bert"), remove_padding="off").padding_removal == "off"

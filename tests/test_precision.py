@@ -8,11 +8,10 @@ import math
 import pytest
 import torch
 
+from reinitlab.data.packing import Packer
 from reinitlab.errors import ReinitlabError
-from reinitlab.module import validate_trainer_config
-from reinitlab.packing import Packer
-from tests.test_length_split import padded_batch, tiny_model
-from tests.test_train import FAST, compose_cfg, needs_glue
+from reinitlab.training.module import validate_trainer_config
+from tests.helpers import FAST, compose_cfg, needs_glue, padded_batch, tiny_model
 
 
 def cfg_with(tmp_path, *overrides: str):
@@ -82,7 +81,7 @@ def test_bf16_mixed_is_refused_on_a_gpu_without_native_bf16(tmp_path, monkeypatc
 def test_the_packing_check_passes_under_autocast(family, attention):
     """Packer.check compares in fp32 with autocast off, so building the packer inside a bf16
     autocast region (as Lightning's bf16-mixed training_step is) still accepts the model."""
-    model = tiny_model(2, family)
+    model = tiny_model(family)
     model.config._attn_implementation = attention
     seen = []
 
@@ -97,7 +96,7 @@ def test_the_packing_check_passes_under_autocast(family, attention):
 
 
 def test_packed_batch_matches_padded_under_bf16_autocast():
-    model = tiny_model(1)
+    model = tiny_model("bert", num_labels=1)
     batch = padded_batch([9, 64, 12, 3, 40, 7], 1)
     packer = Packer.for_model(model)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -137,8 +136,8 @@ def fit_a_few_steps(
     total gradient norm each optimizer step used (after any clipping) and the optimizer."""
     import lightning as L
 
-    from reinitlab.module import GlueClassifier
-    from reinitlab.tasks import load_task
+    from reinitlab.data.tasks import load_task
+    from reinitlab.training.module import GlueClassifier
 
     batches = [padded_batch([9, 30, 12, 3], 2) for _ in range(steps)]
     norms: list[float] = []
@@ -151,7 +150,7 @@ def fit_a_few_steps(
 
             trainer.optimizers[0].register_step_post_hook(record)
 
-    module = GlueClassifier(tiny_model(2), load_task("cola"), lr=1e-3, fused=fused)
+    module = GlueClassifier(tiny_model("bert"), load_task("cola"), lr=1e-3, fused=fused)
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=1,

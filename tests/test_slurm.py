@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 from reinitlab.report.collect import collect
-from reinitlab.resume import PREEMPT_AT_STEP_ENV
-from reinitlab.status import sweep_status
+from reinitlab.sweep.status import sweep_status
+from reinitlab.training.resume import PREEMPT_AT_STEP_ENV
+from tests.helpers import REPO, needs_glue
 from tests.test_resume import JOB
 from tests.test_sweeps import QUICK, multirun, records
-from tests.test_train import REPO, needs_glue
 
 pytestmark = [pytest.mark.slurm, needs_glue]
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from reinitlab.jobkey import job_key
-from reinitlab.ledger import (
+from reinitlab.sweep.jobkey import job_key
+from reinitlab.sweep.ledger import (
     FAILED_FILENAME,
     JOB_FILENAME,
     RESULT_FILENAME,
     RUNNING_FILENAME,
     slurm_job_id,
 )
-from reinitlab.status import sweep_status
-from tests.test_train import GLUE, REPO, compose_cfg, needs_glue
+from reinitlab.sweep.status import sweep_status
+from tests.helpers import GLUE, REPO, compose_cfg, needs_glue
 
 QUICK = (
     "model=tiny",

@@ -11,18 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from reinitlab.data.tasks import available_tasks
 from reinitlab.errors import ReinitlabError
-from reinitlab.results import RESULT_FILENAME
-from reinitlab.tasks import available_tasks
+from reinitlab.training.record import RESULT_FILENAME
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from helpers.compose import GLUE, compose_cfg  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-needs_glue = pytest.mark.skipif(not GLUE.is_dir(), reason=f"GLUE data not found at {GLUE}")
-
-
-FAST = ("model=tiny", "logger=none", "data.max_train_samples=64", "trainer.max_epochs=1")
+from tests.helpers import FAST, GLUE, REPO, compose_cfg, needs_glue  # noqa: E402
 
 
 @pytest.mark.parametrize("task", available_tasks())
@@ -52,10 +46,10 @@ def test_sweep_dirs_cannot_collide(tmp_path):
 
 @needs_glue
 def test_tiny_run_writes_a_valid_result_record(tmp_path):
-    from reinitlab.models import load_model
+    from reinitlab.data.tasks import load_task
     from reinitlab.reinit import progressive_targets
-    from reinitlab.tasks import load_task
     from reinitlab.train import train
+    from reinitlab.training.models import load_model
 
     cfg = compose_cfg(tmp_path, *FAST, "task=cola", "reinit.k=2", "seed=3")
     record = train(cfg)
@@ -89,8 +83,8 @@ def test_tiny_run_writes_a_valid_result_record(tmp_path):
 
 @needs_glue
 def test_reinit_none_and_pinned_seeds_are_recorded(tmp_path):
-    from reinitlab.seeding import derive_seed
     from reinitlab.train import train
+    from reinitlab.training.seeding import derive_seed
 
     cfg = compose_cfg(tmp_path, *FAST, "task=wnli", "reinit=none", "seed=7", "seeds.reinit=11")
     record = train(cfg)
@@ -149,13 +143,13 @@ def test_plateau_trainer_stops_and_reports_the_best_epoch(tmp_path):
 
 @needs_glue
 def test_k_out_of_range_fails_before_loading_weights(tmp_path, monkeypatch):
-    import reinitlab.models
+    import reinitlab.training.models
     from reinitlab.train import train
 
     def must_not_load(*a, **k):
         raise AssertionError("weights were loaded before the scheme was validated")
 
-    monkeypatch.setattr(reinitlab.models, "load_model", must_not_load)
+    monkeypatch.setattr(reinitlab.training.models, "load_model", must_not_load)
     for k in (0, 5):
         cfg = compose_cfg(tmp_path, *FAST, f"reinit.k={k}")
         with pytest.raises(ReinitlabError, match=r"has 3 encoder layers.*1\.\.4"):
@@ -203,7 +197,7 @@ def test_cli_bad_input_fails_fast_with_a_clear_message(tmp_path):
 
 @needs_glue
 def test_multirun_sweep_writes_one_record_and_one_wandb_run_per_job(tmp_path):
-    from helpers.wandb_reader import find_run_files, read_run
+    from tests.helpers.wandb_reader import find_run_files, read_run
 
     sweep = tmp_path / "sweep"
     out = run_cli(
@@ -251,7 +245,7 @@ def test_multirun_sweep_writes_one_record_and_one_wandb_run_per_job(tmp_path):
 
 
 def test_hub_model_offline_points_to_the_offline_model(monkeypatch):
-    from reinitlab.models import load_config
+    from reinitlab.training.models import load_config
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = {"name": "bert-base-cased", "source": "hub", "name_or_path": "bert-base-cased"}

@@ -13,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 
-from tests.test_train import GLUE, compose_cfg, needs_glue
+from tests.helpers import GLUE, compose_cfg, needs_glue, tiny_model
 
 LR, BATCH = 1e-3, 32  # a large lr so that every tensor moves far beyond float noise
 
@@ -45,8 +45,8 @@ def hf_trainer_final_weights(tmp_path, cfg, task, init: dict[str, torch.Tensor])
     from torch.utils.data import SequentialSampler
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from reinitlab.glue_io import load_split
-    from reinitlab.models import load_model, load_tokenizer
+    from reinitlab.data.glue_io import load_split
+    from reinitlab.training.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model)
     ex = load_split(task, "train", GLUE)
@@ -86,10 +86,10 @@ def hf_trainer_final_weights(tmp_path, cfg, task, init: dict[str, torch.Tensor])
 
 @needs_glue
 def test_reinitlab_loop_ends_where_the_hf_trainer_ends(tmp_path, monkeypatch):
-    from reinitlab.models import load_model
-    from reinitlab.resume import EpochSampler
-    from reinitlab.tasks import load_task
+    from reinitlab.data.tasks import load_task
     from reinitlab.train import train
+    from reinitlab.training.models import load_model
+    from reinitlab.training.resume import EpochSampler
 
     task = load_task("wnli")
     cfg = compose_cfg(
@@ -123,10 +123,15 @@ def test_reinitlab_loop_ends_where_the_hf_trainer_ends(tmp_path, monkeypatch):
 
 
 def test_no_dropout_really_turns_every_dropout_off():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    model = BertForSequenceClassification(
-        BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    model = tiny_model(  # BERT's own vocabulary and dropout
+        "bert",
+        layers=1,
+        hidden=32,
+        heads=2,
+        intermediate=64,
+        vocab_size=30522,
+        dropout=None,
+        seed=None,
     )
     no_dropout(model)
     model.train()

@@ -80,10 +80,12 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
+    """Atomically write `data` to `path`; returns `path`."""
     return _atomic_write(path, lambda f: f.write(data))
 
 
 def write_text(path: Path, text: str) -> Path:
+    """Atomically write `text` to `path` as UTF-8; returns `path`."""
     return write_bytes(path, text.encode("utf-8"))
 
 
@@ -117,10 +119,12 @@ def dumps_strict(obj: Any, **kwargs: Any) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> Path:
+    """Atomically write `obj` as strict indented JSON (NaN/inf become null); returns `path`."""
     return write_bytes(path, dumps_strict(obj, indent=2, sort_keys=False).encode())
 
 
 def torch_save_atomic(path: Path, obj: Any) -> Path:
+    """Atomically `torch.save` `obj` to `path` (checkpoints, tensor caches); returns `path`."""
     import torch
 
     return _atomic_write(path, lambda f: torch.save(obj, f))

@@ -15,12 +15,17 @@ from reinitlab.errors import ReinitlabError
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("reinitlab.probing.command", "linear probe + variability score for every layer"),
-    "status": ("reinitlab.status", "done / failed / missing / running jobs of a sweep directory"),
+    "status": (
+        "reinitlab.sweep.status",
+        "done / failed / missing / running jobs of a sweep directory",
+    ),
     "report": ("reinitlab.report.cli", "tables, figures and report.html from finished sweeps"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `reinitlab` parser: one subcommand per COMMANDS entry, each module adding its own
+    arguments (so every command module is imported to build it)."""
     parser = argparse.ArgumentParser(prog="reinitlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
@@ -31,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `reinitlab` command; returns the exit code (2 for a ReinitlabError, reported as a
+    one-line message, not a traceback)."""
     args = build_parser().parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)

@@ -21,6 +21,8 @@ from omegaconf import OmegaConf
 
 
 def register() -> None:
+    """Register every reinitlab resolver (`reinitlab_uid` cached per config, so one value per
+    sweep); safe to call again."""
     OmegaConf.register_new_resolver(
         "reinitlab_uid",
         lambda: f"{os.getpid():x}{secrets.token_hex(2)}",
@@ -37,6 +39,8 @@ def _sweep(what: str, *, _root_):
 
 
 def register_sweeps() -> None:
+    """Register `reinitlab_sweep` and `reinitlab_hash` (8 hex digits of sha256): the resolvers
+    that need no per-config cache."""
     OmegaConf.register_new_resolver("reinitlab_sweep", _sweep, replace=True)
     OmegaConf.register_new_resolver(
         "reinitlab_hash",

@@ -26,9 +26,9 @@ def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]
     """Run one job; write `<output_dir>/result.json` and return the record.
 
     `extra_callbacks` (Lightning callbacks) are added to the job's own, e.g. by benchmarks."""
-    from reinitlab.builder import build_job
     from reinitlab.chain import run_chain
-    from reinitlab.results import build_record, summary_line, write_result
+    from reinitlab.training.builder import build_job
+    from reinitlab.training.record import build_record, summary_line, write_result
 
     started = time.time()
     job = build_job(cfg, extra_callbacks)  # validates everything before the weights load
@@ -46,7 +46,7 @@ def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]
     return record
 
 
-def _route_lightning_logs_to_hydra() -> None:
+def route_lightning_logs_to_hydra() -> None:
     """Lightning adds its own console handler; under Hydra (which logs to console and the job's
     log file) that prints every line twice. Drop it and let records propagate to Hydra's."""
     import lightning  # noqa: F401  (installs the handlers we remove)
@@ -75,9 +75,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from reinitlab.jobstate import run_tracked
+    from reinitlab.sweep.job import run_tracked
 
-    _route_lightning_logs_to_hydra()
+    route_lightning_logs_to_hydra()
     _quiet_known_warnings()
     try:
         record = run_tracked(cfg, train)
@@ -91,6 +91,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    """Entry point of `reinitlab-train`: the Hydra app; Ctrl-C exits 130 without a traceback."""
     try:
         _hydra_main()
     except KeyboardInterrupt:

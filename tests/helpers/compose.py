@@ -9,8 +9,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
 from reinitlab.paths import config_dir
+from tests.helpers.paths import GLUE
 
-GLUE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue"
+TINY = ("model=tiny", "logger=none")  # the test-sized model, no W&B
+FAST = (*TINY, "data.max_train_samples=64", "trainer.max_epochs=1")  # a job in seconds
 
 
 def compose_cfg(tmp_path: Path, *overrides: str):

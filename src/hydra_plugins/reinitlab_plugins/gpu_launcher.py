@@ -2,7 +2,7 @@
 
 `n = len(gpus) * jobs_per_gpu` jobs run at once, each in a fresh process (spawned, so no CUDA
 state is inherited) that first takes a free slot from the machine-wide lock pool
-(`reinitlab.gpu_slots`) and pins CUDA_VISIBLE_DEVICES to it, then runs the Hydra job. Jobs
+(`reinitlab.sweep.gpu_slots`) and pins CUDA_VISIBLE_DEVICES to it, then runs the Hydra job. Jobs
 that finish out of order free their slot when their process exits, crashes included, and the
 next job takes it. A process that dies without a result (kill -9, OOM) is reported as a failed
 job; the others go on. Each job directory gets `gpu_slot.json` (slot, pid, start and end).
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.reinitlab_plugins.local_launcher import ConfiguredLauncher
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _job_process(
     from hydra.core.utils import run_job
 
     from reinitlab.atomic import write_json_atomic
-    from reinitlab.gpu_slots import acquire_slot, pin_to
+    from reinitlab.sweep.gpu_slots import acquire_slot, pin_to
 
     die_with_parent(parent)
     hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
@@ -91,27 +91,20 @@ def _picklable(obj: Any) -> bool:
     return True
 
 
-class GpuPoolLauncher(Launcher):
+class GpuPoolLauncher(ConfiguredLauncher):
+    """`len(gpus) * jobs_per_gpu` jobs at once, each in its own process on its own GPU slot."""
+
     def __init__(
         self, gpus: Sequence[int | str] | None = None, jobs_per_gpu: int = 1, lock_dir=None
     ) -> None:
+        super().__init__()
         self.gpus = gpus
         self.jobs_per_gpu = int(jobs_per_gpu)
         self.lock_dir = lock_dir
-        self.config: DictConfig | None = None
-        self.task_function: TaskFunction | None = None
-        self.hydra_context: HydraContext | None = None
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.config = config
-        self.hydra_context = hydra_context
-        self.task_function = task_function
 
     def _gpus(self) -> list[str]:
         from reinitlab.errors import ReinitlabError
-        from reinitlab.gpu_slots import visible_gpus
+        from reinitlab.sweep.gpu_slots import visible_gpus
 
         gpus = [str(g) for g in self.gpus] if self.gpus else visible_gpus()
         if not gpus:
@@ -122,9 +115,11 @@ class GpuPoolLauncher(Launcher):
         return gpus
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
+        """Keep up to `len(gpus) * jobs_per_gpu` job processes running until every job has ended;
+        returns the JobReturns in job order; a full disk in one job leaves the rest unstarted."""
         import cloudpickle
 
-        from reinitlab.ledger import disk_full
+        from reinitlab.sweep.ledger import disk_full
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
@@ -144,13 +139,7 @@ class GpuPoolLauncher(Launcher):
         while pending or running:
             while pending and len(running) < width:
                 idx, overrides = pending.pop(0)
-                log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-                config = self.hydra_context.config_loader.load_sweep_config(
-                    self.config, list(overrides)
-                )
-                with open_dict(config):
-                    config.hydra.job.id = idx
-                    config.hydra.job.num = idx
+                config = self.job_config(idx, overrides)
                 payload = cloudpickle.dumps(
                     (self.hydra_context, config, self.task_function, Singleton.get_state())
                 )

@@ -20,7 +20,9 @@ from omegaconf import DictConfig, open_dict
 log = logging.getLogger(__name__)
 
 
-class LocalLauncher(Launcher):
+class ConfiguredLauncher(Launcher):
+    """A launcher that keeps what Hydra's `setup` hands it (shared by reinitlab's launchers)."""
+
     def __init__(self) -> None:
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
@@ -29,13 +31,30 @@ class LocalLauncher(Launcher):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        """Keep the config, context and task function; jobs are built from them in `launch`."""
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
 
+    def job_config(self, idx: int, overrides: Sequence[str]) -> DictConfig:
+        """Job `idx`'s config: the sweep's, with its overrides, numbered `idx`."""
+        assert self.config is not None and self.hydra_context is not None
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = idx
+            config.hydra.job.num = idx
+        return config
+
+
+class LocalLauncher(ConfiguredLauncher):
+    """Jobs one after another in this process."""
+
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
+        """Run each job in turn in this process; `initial_job_idx` numbers the first job (Hydra's
+        job id/num), so a sweeper launching one job at a time keeps the numbering going."""
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
         assert self.task_function is not None
@@ -44,13 +63,7 @@ class LocalLauncher(Launcher):
         log.info(f"Launching {len(job_overrides)} jobs locally")
         runs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-            config = self.hydra_context.config_loader.load_sweep_config(
-                self.config, list(overrides)
-            )
-            with open_dict(config):
-                config.hydra.job.id = idx
-                config.hydra.job.num = idx
+            config = self.job_config(idx, overrides)
             runs.append(
                 run_job(
                     hydra_context=self.hydra_context,

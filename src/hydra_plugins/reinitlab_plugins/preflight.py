@@ -17,9 +17,13 @@ from omegaconf import DictConfig
 
 
 class PreflightCallback(Callback):
+    """Fail a single run before Hydra or the model touch the disk when its run dir or cache is
+    unwritable (registered in conf/hydra/default.yaml's `hydra.callbacks`)."""
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Check the run dir and data cache are writable; if not, exit 2 naming path and option."""
         from reinitlab.errors import ReinitlabError
-        from reinitlab.ledger import check_writable
+        from reinitlab.sweep.ledger import check_writable
 
         checks = [(config.hydra.run.dir, "hydra.run.dir")]
         cache_dir = config.get("data", {}).get("cache_dir")

@@ -5,7 +5,7 @@
 * Jobs import reinitlab from the same place as the submitting process (a checkout's `src/` is
   put on PYTHONPATH by the job's setup lines), so `python train.py -m ...` works uninstalled.
 Preemption/time-out requeueing is submitit's (`checkpoint` below); the job side (checkpoint on
-the signal, resume) is `reinitlab.resume`.
+the signal, resume) is `reinitlab.training.resume`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ def _source_root() -> str:
 
 
 class ReinitlabSlurmLauncher(SlurmLauncher):
+    """Submitit's SLURM launcher that waits for the whole array and imports this reinitlab in
+    the jobs (its source root is prepended to PYTHONPATH in the job's setup lines)."""
+
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         setup = list(self.params.get("setup") or [])

@@ -1,5 +1,5 @@
 """`hydra/sweeper=reinitlab` (the default): Hydra's basic sweeper, plus the study's baselines
-and the sweep ledger (`reinitlab.ledger`).
+and the sweep ledger (`reinitlab.sweep.ledger`).
 
 A reinit study is meaningless without its baseline, and `reinit.k=range(1,13)` on a 12-layer
 model leaves it out. For every group of jobs whose configs are identical except for `reinit`
@@ -13,7 +13,7 @@ The plan (every job's key, overrides, label and directory) is merged into the le
 same on every re-run and requeue, so a sweep dir never holds two attempts of one job as two
 runs. With `skip_completed` (default), jobs the ledger has as completed -- or running in
 another live process -- are not launched at all; re-running a finished sweep says so and exits
-0. Each job also claims its key for itself (`reinitlab.jobstate`), which is what keeps two
+0. Each job also claims its key for itself (`reinitlab.sweep.job`), which is what keeps two
 sweeps started together from training a job twice.
 
 Jobs run one at a time on Hydra's basic launcher (so a progress line precedes each, and a full
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def is_reinit_override(override: str) -> bool:
+    """Whether an override chooses or sets the reinit scheme (`reinit=...`, `reinit.k=...`)."""
     key = override.split("=", 1)[0].lstrip("+~")
     return key == "reinit" or key.startswith("reinit.") or key.startswith("reinit@")
 
@@ -64,7 +65,7 @@ class _LayerCounts:
                 if model_cfg.get("source") == "random":
                     self.cache[name] = int(model_cfg.config.num_hidden_layers)
                 else:
-                    from reinitlab.models import load_config
+                    from reinitlab.training.models import load_config
 
                     self.cache[name] = int(load_config(model_cfg).num_hidden_layers)
             except Exception as e:  # noqa: BLE001 -- unknown layer count only narrows the check
@@ -113,11 +114,15 @@ def expand(overrides: list[Override]) -> list[list[str]]:
 
 
 def chunks(jobs: list[list[str]], size: int | None) -> list[list[list[str]]]:
+    """Launch batches of `size` jobs (all at once when `size` is unset)."""
     size = size if size and size > 0 else max(len(jobs), 1)
     return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
 class ReinitlabSweeper(Sweeper):
+    """Hydra's basic sweep (cartesian product of the swept values) with the study's baselines
+    added, every job pinned to its ledger directory, and the ledger's skip and error rules."""
+
     def __init__(
         self,
         max_batch_size: int | None = None,
@@ -138,6 +143,7 @@ class ReinitlabSweeper(Sweeper):
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
+        """Keep Hydra's context and instantiate the launcher the jobs go to."""
         from hydra.core.plugins import Plugins
 
         self.hydra_context = hydra_context
@@ -147,7 +153,7 @@ class ReinitlabSweeper(Sweeper):
         )
 
     def _describe(self, overrides: list[str]) -> dict[str, Any]:
-        from reinitlab.jobkey import config_hash, identity_config
+        from reinitlab.sweep.jobkey import config_hash, identity_config
 
         assert self.hydra_context is not None and self.config is not None
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
@@ -184,7 +190,7 @@ class ReinitlabSweeper(Sweeper):
 
     def batches(self, overrides: list[Override]) -> list[list[list[str]]]:
         """The jobs left to run, each pinned to its ledger directory, in launch batches."""
-        from reinitlab.ledger import Ledger, check_writable, write_plan
+        from reinitlab.sweep.ledger import Ledger, check_writable, write_plan
 
         assert self.config is not None
         planned = self.plan(expand(overrides))
@@ -233,7 +239,7 @@ class ReinitlabSweeper(Sweeper):
             raise SystemExit(2) from None
 
     def _sweep(self, arguments: list[str]) -> Any:
-        from reinitlab.ledger import DiskFullError, disk_full, writable_error
+        from reinitlab.sweep.ledger import DiskFullError, disk_full, writable_error
 
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None

@@ -66,10 +66,14 @@ def _sha256_bytes(data: bytes) -> str:
 
 
 class StageCache:
+    """The cache directory of fine-tuned stages, one set of files per stage key (see the module
+    docstring); safe to share between concurrent jobs through each stage's lock."""
+
     def __init__(self, root: Path):
         self.root = Path(root).expanduser()
 
     def paths(self, key: str) -> dict[str, Path]:
+        """The stage's files: `pt`, `json`, `lock` and `events.jsonl`."""
         return {ext: self.root / f"{key}.{ext}" for ext in ("pt", "json", "lock", "events.jsonl")}
 
     @contextlib.contextmanager
@@ -137,6 +141,7 @@ class StageCache:
         return meta
 
     def log_event(self, key: str, event: str, **info: Any) -> None:
+        """Append one event line (trained, reused, corrupt, ...) to the stage's log, fsynced."""
         line = {"event": event, "time": time.time(), "pid": os.getpid(), **info}
         with open(self.paths(key)["events.jsonl"], "a") as f:
             f.write(json.dumps(line, default=str) + "\n")
@@ -144,6 +149,7 @@ class StageCache:
             os.fsync(f.fileno())
 
     def events(self, key: str) -> list[dict[str, Any]]:
+        """The stage's event log, oldest first; empty when it has none."""
         path = self.paths(key)["events.jsonl"]
         if not path.exists():
             return []

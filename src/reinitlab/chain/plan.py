@@ -21,8 +21,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from reinitlab.data.tasks import TaskSpec, available_tasks, load_task
 from reinitlab.errors import ReinitlabError
-from reinitlab.tasks import TaskSpec, available_tasks, load_task
 
 REINIT_WHEN = ("start", "final")
 OVERRIDE_KEYS = ("optim", "trainer", "data", "early_stopping")
@@ -72,6 +72,8 @@ class StageRecipe:
     max_train_samples: int | None
 
     def identity(self) -> dict[str, Any]:
+        """The recipe as it enters the stage's cache identity: trainer keys that do not change the
+        weights (progress bar, logging, checkpointing, ...) are left out."""
         trainer = {k: v for k, v in self.trainer.items() if k not in NON_IDENTITY_TRAINER_KEYS}
         return {
             "optim": self.optim,
@@ -84,6 +86,8 @@ class StageRecipe:
 
 @dataclass(frozen=True)
 class StagePlan:
+    """One intermediate stage: its 1-based position in the chain, task and recipe."""
+
     index: int  # 1-based
     task: TaskSpec
     recipe: StageRecipe
@@ -96,6 +100,9 @@ class StagePlan:
 
 @dataclass(frozen=True)
 class ChainPlan:
+    """A job's validated chain of intermediate tasks, in training order, and where their fine-tuned
+    weights are cached; no stages = direct fine-tuning."""
+
     tasks: tuple[str, ...]
     stages: tuple[StagePlan, ...]
     reinit_when: str
@@ -104,6 +111,7 @@ class ChainPlan:
 
     @property
     def empty(self) -> bool:
+        """No intermediate stage: the job fine-tunes directly."""
         return not self.stages
 
 
@@ -154,6 +162,8 @@ def _check_overrides(overrides: Mapping[str, Any]) -> None:
 
 
 def stage_recipe(cfg: DictConfig, override: Mapping[str, Any] | None) -> StageRecipe:
+    """The final task's optim, trainer, early stopping and data sizes with one stage's
+    `chain.stage_overrides` entry merged over them (dicts deeply, others replaced)."""
     ov = dict(override or {})
     data_ov = dict(ov.get("data") or {})
     return StageRecipe(

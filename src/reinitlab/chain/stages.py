@@ -37,7 +37,7 @@ def base_targets(model: nn.Module, targets: list[ResetTarget]) -> list[ResetTarg
 
 def _data_source(task, glue_dir: str | None) -> str:
     """The training data in a stage's identity: local TSV name and size, or the hub."""
-    from reinitlab.glue_io import resolve_glue_dir, task_dir
+    from reinitlab.data.glue_io import resolve_glue_dir, task_dir
 
     root = resolve_glue_dir(glue_dir)
     if root is None:
@@ -92,9 +92,9 @@ def fit_stage(
     `init_state` None = the pretrained model; `reinit` = (targets, std, seed) to reset before
     training (the `chain.reinit_when=start` case, on stage 1).
     """
-    from reinitlab.builder import build_data, build_model, build_trainer
-    from reinitlab.module import GlueClassifier
-    from reinitlab.results import best_and_final
+    from reinitlab.training.builder import build_data, build_model, build_trainer
+    from reinitlab.training.module import GlueClassifier
+    from reinitlab.training.record import best_and_final
 
     started = time.time()
     task, recipe = stage.task, stage.recipe
@@ -170,10 +170,13 @@ def run_chain(
     at the final stage's fit start as in a direct run. Returns one summary per stage for the
     result record. Re-seeds the global RNG at the end, so the final stage trains identically
     whether its stages were trained here or reused.
+
+    Long because each stage is one reuse-or-train step under its cache lock whose weights feed
+    the next stage, and its summary is written out in full as the record's schema.
     """
     if plan.empty:
         return []
-    from reinitlab.models import load_tokenizer
+    from reinitlab.training.models import load_tokenizer
 
     model_spec = OmegaConf.to_container(cfg.model, resolve=True)
     tokenizer = load_tokenizer(cfg.model)

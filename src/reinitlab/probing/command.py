@@ -19,6 +19,7 @@ PROBE_FILENAME = "probe.json"
 
 
 def add_arguments(parser) -> None:
+    """Hydra overrides (positional) and `--output-dir` of `reinitlab probe`."""
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -61,8 +62,6 @@ def probe_from_config(cfg) -> dict[str, Any]:
     import torch
 
     from reinitlab.atomic import write_json_atomic
-    from reinitlab.builder import build_data, build_model, check_job, job_config
-    from reinitlab.models import load_tokenizer
     from reinitlab.probing.run import (
         check_probe_config,
         format_table,
@@ -71,7 +70,9 @@ def probe_from_config(cfg) -> dict[str, Any]:
         probe_model_state,
     )
     from reinitlab.reinit import apply_reset, plan_reinit
-    from reinitlab.results import package_versions
+    from reinitlab.training.builder import build_data, build_model, check_job, job_config
+    from reinitlab.training.models import load_tokenizer
+    from reinitlab.training.record import package_versions
 
     started = time.time()
     check_probe_config(cfg.probe)
@@ -119,6 +120,7 @@ def probe_from_config(cfg) -> dict[str, Any]:
 
 
 def run(args) -> int:
+    """`reinitlab probe`: compose the config, probe every layer, write probe.json; returns 0."""
     cfg = compose(args.overrides, args.output_dir)
     probe_from_config(cfg)
     return 0

@@ -74,6 +74,8 @@ def data_fingerprint(dataset: Iterable[Mapping[str, Any]]) -> str:
 
 
 def feature_cache_key(**parts: Any) -> str:
+    """The cache file key (24 hex digits) of one feature tensor: a hash of `parts` and the cache
+    format, so a change of format never reads old files."""
     blob = json.dumps({"format": FEATURE_CACHE_FORMAT, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

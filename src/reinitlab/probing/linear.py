@@ -9,7 +9,7 @@ Budget (fixed, the same for every layer, task and model state):
   stratified for classification, drawn with the given seed) by the task's primary metric;
   ties go to the stronger regularisation; the probe is then refit on the whole training
   subset with that value and scored once on dev.
-Scores come from the project's torchmetrics (`reinitlab.metrics`), so a probe's MCC is the
+Scores come from the project's torchmetrics (`reinitlab.training.metrics`), so a probe's MCC is the
 same number fine-tuning would report for the same predictions.
 """
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from reinitlab.data.tasks import TaskSpec
 from reinitlab.errors import ReinitlabError
-from reinitlab.metrics import glue_metrics, predictions
-from reinitlab.tasks import TaskSpec
+from reinitlab.training.metrics import glue_metrics, predictions
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 ALPHA_GRID = (1.0, 10.0, 100.0, 1000.0)
@@ -73,6 +73,8 @@ def _outputs(task: TaskSpec, est, x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ProbeResult:
+    """One layer's probe: its dev metrics and the regulariser picked on held-out training data."""
+
     metrics: dict[str, float]  # the task's GLUE metrics on dev
     primary: float
     regularisation: float  # the chosen C (classification) or alpha (regression)

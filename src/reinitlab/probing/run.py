@@ -24,12 +24,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from reinitlab.data.glue_io import subset_indices
+from reinitlab.data.tasks import TaskSpec
 from reinitlab.errors import ReinitlabError
-from reinitlab.glue_io import subset_indices
 from reinitlab.probing.features import cached_features, model_fingerprint
 from reinitlab.probing.linear import probe_layers
 from reinitlab.probing.variability import layer_variability
-from reinitlab.tasks import TaskSpec
 
 
 def subset(dataset: Dataset, n: int | None, seed: int, stratify: bool) -> Dataset:
@@ -99,6 +99,8 @@ def probe_model_state(
 
 
 def format_table(result: Mapping[str, Any]) -> str:
+    """The per-layer probe table printed to the terminal: metric, NC score (n/a when undefined)
+    and the chosen regulariser, one row per layer."""
     lines = [f"{'layer':<12} {result['primary_metric']:>9} {'NC':>11} {result['regulariser']:>8}"]
     for name, m, v, r in zip(
         result["layer_names"],
@@ -130,6 +132,7 @@ def probe_key_parts(cfg, seed: int) -> dict[str, Any]:
 
 
 def check_probe_config(cfg_probe: Mapping[str, Any]) -> None:
+    """Reject a bad `probe` config (unknown pooling, subset size under 10) before anything loads."""
     from reinitlab.probing.features import POOLINGS
 
     if cfg_probe.get("pooling", "mean") not in POOLINGS:
@@ -192,6 +195,7 @@ class ProbeCallback(L.Callback):
 
     @classmethod
     def from_config(cls, cfg, data, seed: int) -> ProbeCallback | None:
+        """The callback, or None when the config asks for no `before` and no `after` probe."""
         probe = cfg.get("probe")
         if not probe or not (probe.get("before") or probe.get("after")):
             return None
@@ -217,9 +221,12 @@ class ProbeCallback(L.Callback):
         log_probe(trainer.loggers, stage, result, step=trainer.global_step)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Probe the fit's starting weights (post-reinit: the reinit callback runs first), once per
+        callback: a `before` result already taken is not probed again."""
         if self.cfg.probe.get("before") and "before" not in self.results:
             self._probe(trainer, pl_module, "before")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Probe the final weights of the fit."""
         if self.cfg.probe.get("after"):
             self._probe(trainer, pl_module, "after")

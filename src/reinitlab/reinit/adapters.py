@@ -30,44 +30,37 @@ class Layout:
     parts: dict[str, tuple[str, ...]]  # sub-module groups of one layer (they cover the layer)
 
 
+# query, key, value, attention output projection: also the whole attention part of a layer
+BERT_QKVO = (
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+)
 BERT_LAYOUT = Layout(
     family="bert",
     model_types=("bert", "roberta", "electra"),
     layers="encoder.layer",
     embeddings=("embeddings", "embeddings_project"),  # ELECTRA projects E -> H when they differ
     pooler="pooler",
-    qkvo=(
-        "attention.self.query",
-        "attention.self.key",
-        "attention.self.value",
-        "attention.output.dense",
-    ),
+    qkvo=BERT_QKVO,
     parts={
-        "attention": (
-            "attention.self.query",
-            "attention.self.key",
-            "attention.self.value",
-            "attention.output.dense",
-        ),
+        "attention": BERT_QKVO,
         "ffn": ("intermediate.dense", "output.dense"),
         "layernorm": ("attention.output.LayerNorm", "output.LayerNorm"),
     },
 )
 
+DISTILBERT_QKVO = ("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin")
 DISTILBERT_LAYOUT = Layout(
     family="distilbert",
     model_types=("distilbert",),
     layers="transformer.layer",
     embeddings=("embeddings",),
     pooler=None,
-    qkvo=("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin"),
+    qkvo=DISTILBERT_QKVO,
     parts={
-        "attention": (
-            "attention.q_lin",
-            "attention.k_lin",
-            "attention.v_lin",
-            "attention.out_lin",
-        ),
+        "attention": DISTILBERT_QKVO,
         "ffn": ("ffn.lin1", "ffn.lin2"),
         "layernorm": ("sa_layer_norm", "output_layer_norm"),
     },
@@ -119,15 +112,18 @@ class EncoderAdapter:
 
     # -- layers ---------------------------------------------------------------------------
     def layers_container(self) -> nn.ModuleList | None:
+        """The layer ModuleList at the layout's path, or None when the model has none there."""
         layers = _get(self.base, self.layout.layers)
         return layers if isinstance(layers, nn.ModuleList) else None
 
     @property
     def layers(self) -> nn.ModuleList:
+        """The encoder's layer stack, in its current order."""
         return self.layers_container()
 
     @property
     def num_layers(self) -> int:
+        """L, the number of encoder layers."""
         return len(self.layers)
 
     def set_layers(self, layers: Iterable[nn.Module]) -> None:
@@ -137,6 +133,7 @@ class EncoderAdapter:
         setattr(parent, attr, nn.ModuleList(list(layers)))
 
     def layer(self, index: int) -> nn.Module:
+        """Layer `index` (0-based) of the current stack."""
         return self.layers[index]
 
     def _sub(self, index: int, path: str) -> nn.Module:
@@ -165,8 +162,10 @@ class EncoderAdapter:
 
     # -- the rest of the encoder ----------------------------------------------------------
     def embedding_modules(self) -> list[nn.Module]:
+        """What the `embeddings` scheme resets: the layout's modules this model has."""
         found = [_get(self.base, path) for path in self.layout.embeddings]
         return [m for m in found if m is not None]
 
     def pooler(self) -> nn.Module | None:
+        """The pooler, or None for a family or model without one."""
         return _get(self.base, self.layout.pooler) if self.layout.pooler else None

@@ -51,6 +51,7 @@ def install_head_masks(model: nn.Module, heads: Iterable[tuple[int, int]]) -> di
 
 
 def remove_head_mask(module: nn.Module) -> None:
+    """Remove the head-mask hook from an output projection, if it has one."""
     current = getattr(module, _HANDLE, None)
     if current is not None:
         current[0].remove()

@@ -40,6 +40,7 @@ def encoder_layers(model: nn.Module) -> nn.ModuleList:
 
 
 def pooler_targets(model: nn.Module) -> list[ResetTarget]:
+    """Every tensor of the pooler; an error for a model without one (`reinit.pooler=true`)."""
     pool = EncoderAdapter(model).pooler()
     if pool is None:
         raise ReinitlabError(f"reinit.pooler=true but {type(model).__name__} has no pooler")
@@ -77,6 +78,8 @@ def head_targets(model: nn.Module, layer: int, head: int) -> list[ResetTarget]:
 
 
 def selection_targets(model: nn.Module, sel: Selection) -> list[ResetTarget]:
+    """The tensors a selection resets: embeddings, layers (whole or by part), heads' slices (not
+    in mask mode: those are hooks), then the pooler; all zero targets in mode=zero."""
     adapter = EncoderAdapter(model)
     targets: list[ResetTarget] = []
     if sel.embeddings:

@@ -37,6 +37,7 @@ class Selection:
 
     @property
     def is_baseline(self) -> bool:
+        """Nothing is reset, masked or moved (an identity order counts as unchanged)."""
         return not (self.layers or self.heads or self.embeddings or self.pooler) and (
             self.order is None or list(self.order) == sorted(self.order)
         )
@@ -236,6 +237,7 @@ def register(cls: type[Scheme]) -> type[Scheme]:
 
 
 def get_scheme(name: Any) -> Scheme:
+    """The registered scheme called `name`; the error lists the known ones."""
     if name not in SCHEMES:
         raise ReinitlabError(f"reinit={name!r} is not a known scheme; known: {list(SCHEMES)}")
     return SCHEMES[name]
@@ -256,9 +258,11 @@ class NoneScheme(Scheme):
     name = "none"
 
     def select(self, p, num_layers, num_heads, model, common):
+        """Nothing but the common options (the pooler, at most)."""
         return Selection(**common)
 
     def is_baseline(self, p, num_layers=None):
+        """Always the baseline unless it resets the pooler."""
         return not p.get("pooler")
 
 
@@ -273,14 +277,17 @@ class Progressive(Scheme):
     preset = "progressive"
 
     def select(self, p, num_layers, num_heads, model, common):
+        """Layers k..L (0-based k-1..L-1); k is checked against 1..L+1."""
         k = check_progressive_k(p.get("k"), num_layers, model)
         return Selection(**common, layers=tuple(range(k - 1, num_layers)))
 
     def label(self, p, num_layers):
+        """`k=<k>`; None for k = L+1 or unset (nothing reset)."""
         k = p.get("k") or num_layers + 1
         return None if k == num_layers + 1 else f"k={k}"
 
     def sweep(self, num_layers, num_heads, width=3):
+        """Every k from 1 to L+1 (the baseline, last)."""
         return ",".join(str(k) for k in range(1, num_layers + 2))  # L+1 = nothing
 
 
@@ -293,6 +300,7 @@ class Layers(Scheme):
     position = ("layers",)
 
     def select(self, p, num_layers, num_heads, model, common):
+        """The listed layers (1-based, as given), checked and made 0-based."""
         value = p.get("layers")
         if value is None:
             return Selection(**common)
@@ -301,6 +309,7 @@ class Layers(Scheme):
         return Selection(**common, layers=tuple(sorted({v - 1 for v in layers})))
 
     def label(self, p, num_layers):
+        """`layers 1,4,7`; None when no layers are given."""
         if p.get("layers") is None:
             return None
         return f"layers {_join(_as_list(p['layers']))}"
@@ -316,6 +325,7 @@ class Block(Scheme):
     preset = "blocks"
 
     def select(self, p, num_layers, num_heads, model, common):
+        """Layers start..start+width-1 (1-based), within 1..L; nothing when start is unset."""
         L = num_layers
         start, width = p.get("start"), p.get("width", 3)
         if not _is_int(width) or width < 1:
@@ -333,12 +343,14 @@ class Block(Scheme):
         return Selection(**common, layers=tuple(range(start - 1, start - 1 + width)))
 
     def label(self, p, num_layers):
+        """`block <first>-<last>` (1-based, inclusive); None when start is unset."""
         if p.get("start") is None:
             return None
         start, width = p["start"], p.get("width", 3)
         return f"block {start}-{start + width - 1}"
 
     def sweep(self, num_layers, num_heads, width=3):
+        """null (baseline), then every start whose block of `width` layers fits."""
         return ",".join(["null", *(str(s) for s in range(1, num_layers - width + 2))])
 
 
@@ -352,9 +364,11 @@ class Heads(Scheme):
     preset = "edge_heads"
 
     def select(self, p, num_layers, num_heads, model, common):
+        """The (layer, head) pairs, from `heads` or `layer` x `head`, 0-based."""
         return Selection(**common, heads=_heads(p, num_layers, num_heads, model))
 
     def label(self, p, num_layers):
+        """`L12H6+L11H3,4` (1-based, by layer); None when no head is given."""
         pairs = p.get("heads")
         if pairs is None and p.get("layer") is not None and p.get("head") is not None:
             pairs = [(a, b) for a in _as_list(p["layer"]) for b in _as_list(p["head"])]
@@ -381,9 +395,11 @@ class Permute(Scheme):
     position = ("order", "permutation_seed")
 
     def select(self, p, num_layers, num_heads, model, common):
+        """The new layer order, explicit or drawn from `permutation_seed`."""
         return Selection(**common, order=_order(p, num_layers, model))
 
     def label(self, p, num_layers):
+        """`perm seed <s>` or `perm <order>`; None when neither is set."""
         if p.get("permutation_seed") is not None:
             return f"perm seed {p['permutation_seed']}"
         if p.get("order") is not None:
@@ -398,12 +414,15 @@ class Embeddings(Scheme):
     name = "embeddings"
 
     def select(self, p, num_layers, num_heads, model, common):
+        """The embedding layer; there is no position parameter."""
         return Selection(**common, embeddings=True)
 
     def label(self, p, num_layers):
+        """Always `embeddings`: the scheme has one setting."""
         return "embeddings"
 
     def is_baseline(self, p, num_layers=None):
+        """Never: the scheme always resets the embeddings."""
         return False
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 def model_sizes(model_spec: Any) -> tuple[int, int]:
     """(layers, heads per layer) from a `model/` config, without loading weights."""
-    from reinitlab.models import load_config
+    from reinitlab.training.models import load_config
 
     config = load_config(model_spec)
     return int(config.num_hidden_layers), int(config.num_attention_heads)

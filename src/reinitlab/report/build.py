@@ -26,6 +26,9 @@ def _via(chain: str) -> str:
 
 @dataclass
 class Report:
+    """Everything a report holds: the runs and statistics tables, figures (title, caption, png,
+    svg), notes for the reader, and the files written into `out_dir`."""
+
     out_dir: Path
     collection: Collection
     runs: pd.DataFrame
@@ -59,6 +62,12 @@ def _baseline_summary(
 
 
 def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, seed: int) -> None:
+    """Draw every figure into `report.figures`: per group, each scheme's figure, probing and
+    weight movement (a note when bad records make those skip); then data-size and transfer.
+
+    Long because it is one loop over the (task, model, size, factors, chain) groups choosing
+    each scheme's figure kind and caption; the branches share the group's title, name and cells.
+    """
     runs, agg, dcells = report.runs, report.aggregates, report.delta_cells
     fig_dir = report.out_dir / "figures"
 
@@ -69,7 +78,7 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
 
     for key, g_runs in runs.groupby(GROUP, sort=True, dropna=False):
         task, model, size, factors, chain = key
-        title = fg._title(task, model, size, factors, chain)
+        title = fg.figure_title(task, model, size, factors, chain)
         metric = str(g_runs["primary_metric"].iloc[0])
         g_agg = agg.merge(pd.DataFrame([dict(zip(GROUP, key, strict=True))]), on=GROUP)
         g_dc = (
@@ -281,6 +290,8 @@ def build_report(
     n_resamples: int = 10_000,
     seed: int = 0,
 ) -> Report:
+    """Collect the runs under `dirs`, compute aggregates and paired deltas, draw the figures, and
+    write the tables and report.html into `out_dir`; `metric` as in `runs_frame`."""
     from reinitlab.report.html import write_html
 
     out = Path(out_dir)

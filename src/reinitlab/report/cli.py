@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Sweep dirs, output dir, compared metric, bootstrap size and seed, and the W&B options."""
     parser.add_argument(
         "dirs",
         nargs="+",
@@ -47,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`reinitlab report`: build the report, print every unusable job and note to stderr and a
+    one-line summary; returns 0 (a report with failed jobs is still a report)."""
     from reinitlab.errors import ReinitlabError
     from reinitlab.report.build import build_report
 

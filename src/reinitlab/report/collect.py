@@ -1,4 +1,4 @@
-"""Read a study's runs through the sweep ledger (`reinitlab.ledger`).
+"""Read a study's runs through the sweep ledger (`reinitlab.sweep.ledger`).
 
 A report must never drop a run silently, nor count one twice: every job is one job key,
 whatever the number of its attempts or directories, so its counts of completed, failed,
@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.ledger import PLAN_FILENAME, RESULT_FILENAME, Job, Ledger
+from reinitlab.sweep.ledger import PLAN_FILENAME, RESULT_FILENAME, Job, Ledger
 
 # Config keys that describe a run's identity elsewhere (scheme, task, model, seeds) or that do
 # not change what is measured (paths, logging); the rest, when it varies, splits aggregates.
@@ -54,6 +54,9 @@ class Problem:
 
 @dataclass
 class Collection:
+    """Everything read from the given dirs: completed records (with their paths and overrides),
+    the jobs that could not be used, and one summary per input dir."""
+
     records: list[dict[str, Any]]
     problems: list[Problem]
     sweeps: list[dict[str, Any]]  # per input dir: path, swept params, planned job count
@@ -111,6 +114,8 @@ def _problem(job: Job, root: Path) -> Problem:
 
 
 def collect(dirs: list[str | Path]) -> Collection:
+    """Read every job under `dirs` through the ledger, one per job key across all dirs; planned
+    jobs never started (ledger plan or a basic sweeper's multirun.yaml) become `missing`."""
     records: list[dict[str, Any]] = []
     problems: list[Problem] = []
     sweeps: list[dict[str, Any]] = []
@@ -249,6 +254,9 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
     `metric` picks the value compared everywhere (`primary`): `final` (last validation, the
     fixed-epoch recipe), `best` (best validation), or `auto` = best for runs that trained with
     early stopping (trainer=plateau reports its best epoch), else final.
+
+    Long because a row is one flat dict literal of every report column; splitting it would
+    scatter the column list.
     """
     if metric not in ("auto", "final", "best"):
         raise ReinitlabError(f"report: --metric={metric!r}; allowed: auto, final, best")

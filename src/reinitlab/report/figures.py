@@ -22,11 +22,14 @@ SIGNIFICANT = 0.05
 
 
 def slug(*parts) -> str:
+    """A file-name-safe name from the non-empty `parts`, joined by `_`."""
     text = "_".join(str(p) for p in parts if str(p))
     return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
 
 
 def save(fig, out_dir: Path, name: str) -> list[Path]:
+    """Write `fig` as `<name>.png` and `<name>.svg` in `out_dir` (atomically) and close it;
+    returns [png, svg]."""
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
     try:
         for path in paths:
@@ -50,7 +53,8 @@ def pretty(figure: str) -> str:
     return f"{name} (" + ", ".join(shown) + ")"
 
 
-def _title(task, model, size, factors, chain="none") -> str:
+def figure_title(task, model, size, factors, chain="none") -> str:
+    """A figure's title: task · model · train size, plus other varied config and the chain."""
     size_txt = "full train set" if size == "all" else f"{size} train examples"
     title = f"{task} · {model} · {size_txt}" + (f" · {factors}" if factors else "")
     return title + (f" · after {chain}" if chain != "none" else "")
@@ -239,6 +243,7 @@ def head_movement_figure(head: list[list[float]], title: str):
 def head_movement_heatmap(
     label: str, head: list[list[float]], title: str, out_dir: Path, name: str
 ) -> list[Path]:
+    """Save one variant's per-head movement heatmap (layers x heads, 1-based)."""
     fig = head_movement_figure(head, f"{title}\n{label}: per-head relative movement")
     return save(fig, out_dir, name)
 
@@ -262,7 +267,11 @@ def transfer_heatmaps(
 ) -> list[list[Path]]:
     """Two figures: the mean metric per (final task, chain), coloured per row (tasks have
     different metrics) with ▲ where better than direct fine-tuning; and the paired delta vs
-    direct fine-tuning, diverging colours centred at 0, * = Holm p < 0.05."""
+    direct fine-tuning, diverging colours centred at 0, * = Holm p < 0.05.
+
+    Long because both figures are drawn on one (task, chain) grid with the same axes and
+    labels; split, each half would rebuild the grid.
+    """
     tasks = sorted(cells["task"].unique())
     chains = chain_order(cells["chain"])
     cell = cells.set_index(["task", "chain"])

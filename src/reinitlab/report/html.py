@@ -24,13 +24,9 @@ img{max-width:100%} .note{background:#fff6d5;padding:0.5em 1em;border-left:4px s
 .bad{color:#a00} code{background:#f4f4f4;padding:0 3px}
 """
 
+CELL_COLS = ["task", "model", "size", "factors", "label", "variant"]  # what a table row is
 AGG_COLS = [
-    "task",
-    "model",
-    "size",
-    "factors",
-    "label",
-    "variant",
+    *CELL_COLS,
     "n",
     "mean",
     "std",
@@ -39,12 +35,7 @@ AGG_COLS = [
     "seeds",
 ]
 DELTA_COLS = [
-    "task",
-    "model",
-    "size",
-    "factors",
-    "label",
-    "variant",
+    *CELL_COLS,
     "n_pairs",
     "n_unpaired",
     "mean_delta",
@@ -131,6 +122,12 @@ def _statistics_text(report) -> str:
 
 
 def write_html(report) -> Path:
+    """Write `report.html` into the report dir, one self-contained page (PNGs inlined): run
+    counts and problems, notes, statistics, figures, then the tables; returns its path.
+
+    Long because it is one straight sequence of page sections; splitting it would scatter the
+    page order.
+    """
     col = report.collection
     kinds = Counter(p.kind for p in col.problems)
     parts = [

@@ -1,4 +1,4 @@
-"""Probing beside the reinit curve (issue 8): per-layer probe metric and hidden-state
+"""Probing beside the reinit curve: per-layer probe metric and hidden-state
 variability of the baseline runs (records' `probe` results, `before` = the pretrained model at
 fit start, `after` = fine-tuned), on the same layer axis as the progressive curve, and
 Spearman's ρ between "probe metric of layer ℓ" and "drop when re-initializing from ℓ"."""

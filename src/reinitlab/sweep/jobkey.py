@@ -46,6 +46,7 @@ def identity_config(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict[str, An
 
 
 def config_hash(container: dict[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of a canonical (sorted-key) JSON dump."""
     data = json.dumps(container, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 

@@ -44,17 +44,21 @@ def slot_names(gpus: list[str], jobs_per_gpu: int) -> list[tuple[str, int]]:
 
 
 def default_lock_dir() -> Path:
+    """The machine-wide pool directory: $REINITLAB_GPU_LOCK_DIR, else /tmp/reinitlab-gpu-locks."""
     return Path(os.environ.get(LOCK_DIR_ENV) or "/tmp/reinitlab-gpu-locks")
 
 
 @dataclass
 class Slot:
+    """A held slot: its GPU, its packing index and the open (flock'ed) lock file."""
+
     gpu: str
     index: int
     fd: int
 
     @property
     def name(self) -> str:
+        """`gpu:index`, as written to gpu_slot.json."""
         return f"{self.gpu}:{self.index}"
 
 
@@ -86,6 +90,7 @@ def acquire_slot(
 
 
 def release(slot: Slot) -> None:
+    """Free the slot before the process ends (a test or a long-lived worker)."""
     fcntl.flock(slot.fd, fcntl.LOCK_UN)
     os.close(slot.fd)
 

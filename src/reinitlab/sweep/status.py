@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from reinitlab.ledger import STATES, Job, Ledger
+from reinitlab.sweep.ledger import STATES, Job, Ledger
 
 
 def sweep_status(sweep_dir: Path) -> Ledger:
@@ -27,6 +27,8 @@ def _job_line(job: Job) -> str:
 
 
 def format_status(sweep_dir: Path, ledger: Ledger) -> str:
+    """The text `reinitlab status` prints: counts, then each failed, corrupt, running and
+    missing job with its reason."""
     c = ledger.counts()
     planned = "" if ledger.planned is None else f" | planned {ledger.planned}"
     lines = [f"sweep {sweep_dir}", " | ".join(f"{s} {c[s]}" for s in STATES) + planned]
@@ -56,6 +58,7 @@ def format_status(sweep_dir: Path, ledger: Ledger) -> str:
 
 
 def as_json(ledger: Ledger) -> dict:
+    """Everything `format_status` shows, as JSON (`reinitlab status --json`)."""
     return {
         "counts": ledger.counts(),
         "planned": ledger.planned,
@@ -77,11 +80,13 @@ def as_json(ledger: Ledger) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `reinitlab status` command line."""
     parser.add_argument("sweep_dir", type=Path, help="a sweep directory (hydra.sweep.dir)")
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    """`reinitlab status SWEEP_DIR [--json]`."""
     ledger = sweep_status(args.sweep_dir)
     if args.json:
         print(json.dumps(as_json(ledger), indent=2))

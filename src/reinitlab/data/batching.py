@@ -78,6 +78,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Jump to epoch `epoch` (0-based): the next iteration yields its batches."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:

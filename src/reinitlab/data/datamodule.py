@@ -9,10 +9,14 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from reinitlab.batching import LengthGroupedBatchSampler, example_lengths, length_sorted_indices
-from reinitlab.glue_io import load_split, resolve_glue_dir, subset_indices, task_dir
-from reinitlab.tasks import TaskSpec
-from reinitlab.tokenized import (
+from reinitlab.data.batching import (
+    LengthGroupedBatchSampler,
+    example_lengths,
+    length_sorted_indices,
+)
+from reinitlab.data.glue_io import load_split, resolve_glue_dir, subset_indices, task_dir
+from reinitlab.data.tasks import TaskSpec
+from reinitlab.data.tokenized import (
     PadCollator,
     TokenizedDataset,
     cache_key,
@@ -23,6 +27,9 @@ from reinitlab.tokenized import (
 
 
 class GlueDataModule(L.LightningDataModule):
+    """One GLUE task's train split (optionally a fixed subset) and dev sets, tokenized once and
+    cached, batched with dynamic padding; the training order depends on the seeds only."""
+
     def __init__(
         self,
         task: TaskSpec,
@@ -116,6 +123,7 @@ class GlueDataModule(L.LightningDataModule):
         return TokenizedDataset(data)
 
     def setup(self, stage: str | None = None) -> None:
+        """Load (or tokenize) every split once; later calls, for any stage, reuse them."""
         if self.train_set is not None:
             return
         self.train_set = self._load("train", self.max_train_samples)
@@ -131,9 +139,12 @@ class GlueDataModule(L.LightningDataModule):
 
     @property
     def num_train_examples(self) -> int:
+        """Examples in the (subset) training split; 0 before `setup`."""
         return 0 if self.train_set is None else len(self.train_set)
 
     def train_dataloader(self) -> DataLoader:
+        """Length-grouped batches when asked for, else a shuffled loader resumable mid-epoch, its
+        order a function of the training seed and the epoch."""
         if self.group_by_length:
             return DataLoader(
                 self.train_set,
@@ -143,7 +154,7 @@ class GlueDataModule(L.LightningDataModule):
                 collate_fn=self.collate,
                 num_workers=self.num_workers,
             )
-        from reinitlab.resume import ResumableDataLoader
+        from reinitlab.training.resume import ResumableDataLoader
 
         # The shuffle is a function of (training seed, epoch) only, so a job resumed from a
         # mid-epoch checkpoint replays the same order (seed_everything set initial_seed()).
@@ -156,6 +167,8 @@ class GlueDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> list[DataLoader]:
+        """One loader per dev set, in the task's order (primary first); longest first when grouping
+        by length, to pad less."""
         return [
             DataLoader(
                 d,

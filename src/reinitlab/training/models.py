@@ -22,9 +22,9 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from reinitlab.data.tasks import TaskSpec
 from reinitlab.errors import ReinitlabError
 from reinitlab.reinit import apply_reset, module_targets
-from reinitlab.tasks import TaskSpec
 
 
 def _package_path(package: str) -> str:
@@ -69,6 +69,7 @@ def load_config(spec: Mapping[str, Any], task: TaskSpec | None = None) -> Pretra
 
 
 def load_tokenizer(spec: Mapping[str, Any]):
+    """The model's tokenizer (from `tokenizer` in the spec when it names a different source)."""
     tok_spec = spec.get("tokenizer") or spec
     try:
         return AutoTokenizer.from_pretrained(_source_path(tok_spec))
@@ -77,6 +78,7 @@ def load_tokenizer(spec: Mapping[str, Any]):
 
 
 def classifier_head(model: nn.Module) -> nn.Module:
+    """The model's task head (`.classifier`); an error for a model without one."""
     head = getattr(model, "classifier", None)
     if head is None:
         raise ReinitlabError(f"{type(model).__name__} has no `classifier` head")

@@ -102,7 +102,10 @@ def pack_batch(
     padding index + 1 for RoBERTa); unused slots get `pad_position` and token `pad_id`. `mask_style`
     "bool" gives True where attention is allowed; "additive" gives 0 / dtype's minimum. An
     unused slot attends only to itself, so no mask row is empty (an all-masked row would give
-    NaN in sdpa, and NaN times a zero attention weight still poisons the real tokens)."""
+    NaN in sdpa, and NaN times a zero attention weight still poisons the real tokens).
+
+    Long because the checks, the slot layout and the scatter of every input share the layout's
+    index lists and tensors; split, the pieces would pass half a dozen of them around."""
     mask = batch["attention_mask"]
     rows, width = mask.shape
     for key, value in batch.items():
@@ -240,6 +243,8 @@ class Packer:
         return packer
 
     def pack(self, batch: dict[str, torch.Tensor], lengths=None) -> PackedBatch:
+        """Pack a right-padded batch with this model's position, padding and mask conventions (mask
+        values in the embeddings' dtype); `lengths` saves recounting the mask."""
         dtype = self.model.get_input_embeddings().weight.dtype
         return pack_batch(
             batch,

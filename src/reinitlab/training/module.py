@@ -10,21 +10,21 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
+from reinitlab.data.length_split import DEFAULT_OVERHEAD_TOKENS, split_loss
+from reinitlab.data.packing import Packer, PackingUnsupported
+from reinitlab.data.tasks import TaskSpec
 from reinitlab.errors import ReinitlabError
-from reinitlab.length_split import DEFAULT_OVERHEAD_TOKENS, split_loss
-from reinitlab.metrics import glue_metrics, predictions
-from reinitlab.packing import Packer, PackingUnsupported
-from reinitlab.tasks import TaskSpec
+from reinitlab.training.metrics import glue_metrics, predictions
 
 log = logging.getLogger("reinitlab")
 
 # Devices with a fused AdamW kernel in torch >= 2.4; elsewhere torch's default is used.
 FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")
-# optim.remove_padding: how a batch avoids computing its padding (issue 9). All three give the
+# optim.remove_padding: how a batch avoids computing its padding. All three give the
 # same logits, loss and gradient to float rounding.
 REMOVE_PADDING = {
-    "pack": "sequences end to end in rows, block-diagonal attention (reinitlab.packing)",
-    "split": "length-sorted pieces, each padded to its own longest (reinitlab.length_split)",
+    "pack": "sequences end to end in rows, block-diagonal attention (reinitlab.data.packing)",
+    "split": "length-sorted pieces, each padded to its own longest (reinitlab.data.length_split)",
     "off": "the padded batch as collated",
 }
 
@@ -59,10 +59,10 @@ class GlueClassifier(L.LightningModule):
         self.warmup_ratio = warmup_ratio
         self.adam_eps = adam_eps
         # One fused AdamW kernel over all parameters instead of ~10 tensor ops per parameter:
-        # the same update (to float rounding), a third of the step time on CPU (issue 9).
+        # the same update (to float rounding), a third of the step time on CPU.
         self.fused = fused
         # Batches are computed without most of their padding: the same batch, loss and
-        # gradient, ~1.7x faster on CoLA (issue 9). "pack" falls back to "split" for models
+        # gradient, ~1.7x faster on CoLA. "pack" falls back to "split" for models
         # it can't verify (Packer.for_model says why).
         if remove_padding not in REMOVE_PADDING:
             raise ReinitlabError(
@@ -76,6 +76,7 @@ class GlueClassifier(L.LightningModule):
         self.history: list[dict] = []
 
     def forward(self, **batch):
+        """The wrapped model on the batch's keyword tensors (padded, no padding removal)."""
         return self.model(**batch)
 
     @property
@@ -90,6 +91,8 @@ class GlueClassifier(L.LightningModule):
         return self.remove_padding
 
     def training_step(self, batch, batch_idx):
+        """The batch's loss, computed without its padding as `padding_removal` says (a batch without
+        an attention mask is used as collated); logs `train/loss`."""
         method = self.padding_removal if "attention_mask" in batch else "off"
         if method == "pack":
             loss = self._packer(batch).loss
@@ -101,11 +104,14 @@ class GlueClassifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        """Update dev set `dataloader_idx`'s metrics with the batch (packed when training packs)."""
         packed = "attention_mask" in batch and self.padding_removal == "pack"
         out = self._packer(batch) if packed else self.model(**batch)
         self.val_metrics[dataloader_idx].update(predictions(self.task, out.logits), batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
+        """Compute and log every dev set's metrics and `val/primary`, and append them to `history`
+        (not for the sanity check); a non-finite `val/primary` stops the job, naming the cause."""
         record: dict[str, float] = {}
         for i, metrics in enumerate(self.val_metrics):
             prefix = self.task.metric_prefix(i)
@@ -165,6 +171,9 @@ class GlueClassifier(L.LightningModule):
         self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
+        """AdamW without weight decay on biases and LayerNorm weights, fused where every parameter's
+        device allows it, with linear warmup (`warmup_ratio` of all steps) then linear decay to 0,
+        stepped per optimizer step."""
         no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         groups = [

@@ -68,12 +68,12 @@ class JobSpec:
 def check_job(cfg: DictConfig) -> JobSpec:
     """Fail fast: task, seeds, scheme vs model, head and chain options, before anything loads."""
     from reinitlab.chain import plan_chain
-    from reinitlab.models import load_config
-    from reinitlab.module import validate_trainer_config
+    from reinitlab.data.tasks import TaskSpec
     from reinitlab.probing.head_layer import check_head_config
     from reinitlab.reinit import scheme_label
-    from reinitlab.seeding import resolve_seeds
-    from reinitlab.tasks import TaskSpec
+    from reinitlab.training.models import load_config
+    from reinitlab.training.module import validate_trainer_config
+    from reinitlab.training.seeding import resolve_seeds
 
     validate_trainer_config(cfg)
     task = TaskSpec.from_config(cfg.task)
@@ -90,7 +90,7 @@ def check_job(cfg: DictConfig) -> JobSpec:
 
 def build_data(task, tokenizer, data_cfg, seeds: dict[str, int], **overrides):
     """The data module of a run (tokenized splits, from the cache when there), set up."""
-    from reinitlab.datamodule import GlueDataModule
+    from reinitlab.data.datamodule import GlueDataModule
 
     if not OmegaConf.is_config(data_cfg):
         data_cfg = OmegaConf.create(dict(data_cfg))
@@ -104,8 +104,8 @@ def build_model(model_spec, task, seeds: dict[str, int], head: Any = None):
     everything the run draws next), and the frozen-head-on-layer surgery when asked for."""
     import lightning as L
 
-    from reinitlab.models import load_model
     from reinitlab.probing.head_layer import attach_head_to_layer
+    from reinitlab.training.models import load_model
 
     L.seed_everything(seeds["train"], workers=True, verbose=False)
     model = load_model(model_spec, task, head_seed=seeds["train"])
@@ -175,6 +175,7 @@ class Job:
     callbacks: list = field(default_factory=list)
 
     def log_hyperparams(self) -> None:
+        """Log the resolved config, seeds, scheme label and layer count to the logger, if any."""
         if self.logger is not None:
             self.logger.log_hyperparams(
                 {
@@ -202,13 +203,13 @@ def build_job(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> Job:
     """Everything `train()` needs, in the order that matters: checks first, data, model, plan;
     then the resume plan, logger and callbacks (delta tracking after the reinit, so its
     fit-start snapshot is post-reinit; probing after the reinit too)."""
-    from reinitlab.callbacks import ReinitCallback
-    from reinitlab.delta_callback import DeltaTracker
-    from reinitlab.models import load_tokenizer
-    from reinitlab.module import GlueClassifier
+    from reinitlab.deltas.callback import DeltaTracker
     from reinitlab.probing.run import ProbeCallback
     from reinitlab.reinit import plan_scheme
-    from reinitlab.resume import plan_resume
+    from reinitlab.training.models import load_tokenizer
+    from reinitlab.training.module import GlueClassifier
+    from reinitlab.training.reinit_callback import ReinitCallback
+    from reinitlab.training.resume import plan_resume
 
     spec = check_job(cfg)
     data = build_data(spec.task, load_tokenizer(cfg.model), cfg.data, spec.seeds)

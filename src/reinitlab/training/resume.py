@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from reinitlab.ledger import Ledger, PreemptedError
+from reinitlab.sweep.ledger import Ledger, PreemptedError
 
 CHECKPOINT_RELPATH = Path("checkpoints") / "preempt.ckpt"
 WANDB_ID_FILENAME = "wandb_id.txt"
@@ -51,9 +51,11 @@ class EpochSampler(Sampler[int]):
         self.skip = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (0-based) whose permutation `__iter__` yields next."""
         self.epoch = int(epoch)
 
     def permutation(self) -> list[int]:
+        """This epoch's order of all `num_samples` indices, a pure function of (seed, epoch)."""
         # (mod 2**63: an unseeded torch.initial_seed() is a 64-bit number and would overflow)
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
         return torch.randperm(self.num_samples, generator=g).tolist()
@@ -83,15 +85,18 @@ class ResumableDataLoader(DataLoader):
         self.batches_trained = 0
 
     def state_dict(self) -> dict[str, int]:
+        """The position to resume from: epoch and batches already trained in it."""
         return {"epoch": self.sampler.epoch, "batches_trained": self.batches_trained}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume at that position: the sampler skips the already-trained batches' examples once."""
         self.sampler.set_epoch(state["epoch"])
         self.sampler.skip = int(state["batches_trained"]) * int(self.batch_size)
         self.batches_trained = int(state["batches_trained"])
 
 
 def rng_states() -> dict[str, Any]:
+    """Every RNG state training draws from (torch CPU and CUDA, numpy, python), for a checkpoint."""
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
@@ -101,6 +106,7 @@ def rng_states() -> dict[str, Any]:
 
 
 def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what `rng_states()` saved (CUDA only when it was saved and CUDA is here)."""
     torch.set_rng_state(states["torch"])
     if states.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -109,6 +115,7 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def signal_number(name: str | int) -> signal.Signals:
+    """A signal from its number or name, with or without `SIG` (`usr2`, `SIGUSR2`, 12)."""
     if isinstance(name, int):
         return signal.Signals(name)
     name = str(name).upper()
@@ -136,25 +143,31 @@ class PreemptionCheckpoint(L.Callback):
         self.requested = True
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Install the signal handler (keeping the previous one to hand the signal on to)."""
         self._module, self._trainer = pl_module, trainer
         self._previous_handler = signal.signal(self.signum, self._on_signal)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Put the previous signal handler back."""
         if self._previous_handler is not None:
             signal.signal(self.signum, self._previous_handler)
             self._previous_handler = None
 
     # -- checkpoint state -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """RNG states, the module's validation history and the training loader's position."""
         history = list(getattr(self._module, "history", []))
         loader = getattr(self._trainer, "train_dataloader", None)
         position = loader.state_dict() if isinstance(loader, ResumableDataLoader) else None
         return {"rng": rng_states(), "history": history, "loader": position}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep the restored state; it is applied at train start and at the first batch."""
         self._restored = state_dict
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """On a resume, restore the validation history and move the training loader to where the
+        interrupted epoch stopped."""
         if self._restored is None:
             return
         if hasattr(pl_module, "history"):
@@ -170,10 +183,13 @@ class PreemptionCheckpoint(L.Callback):
             iter(trainer.fit_loop._data_fetcher)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        """On a resume, restore the RNG states once, just before the first batch trains."""
         if self._restored is not None and "rng" in self._restored:
             set_rng_states(self._restored.pop("rng"))  # right where the checkpoint left off
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """Track the loader's position; after a signal, checkpoint (never on an epoch's last batch),
+        then hand the signal to the previous handler or raise PreemptedError."""
         self.steps_run += 1
         if isinstance(loader := trainer.train_dataloader, ResumableDataLoader):
             loader.batches_trained = batch_idx + 1
@@ -234,15 +250,18 @@ class ResumePlan:
         return {"ckpt_path": str(self.ckpt_path), "weights_only": False}
 
     def logger_kwargs(self) -> dict[str, Any]:
+        """W&B logger arguments that continue the job's run (same id) after a resume."""
         return {"id": self.wandb_id, "resume": "allow"}
 
     @staticmethod
     def plugins() -> list:
+        """Under SLURM, Lightning's environment without its own requeue (submitit requeues)."""
         from lightning.pytorch.plugins.environments import SLURMEnvironment
 
         return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
     def record_fields(self) -> dict[str, Any]:
+        """What the result record says about resuming: the checkpoint, steps run here, W&B id."""
         return {
             "resumed_from": None if self.ckpt_path is None else str(self.ckpt_path),
             "steps_this_process": self.callback.steps_run,
@@ -264,7 +283,7 @@ def plan_resume(cfg, output_dir: Path) -> ResumePlan:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from reinitlab.jobkey import job_key
+    from reinitlab.sweep.jobkey import job_key
 
     opts = cfg.get("resume") or {}
     output_dir = Path(output_dir)

@@ -1,4 +1,4 @@
-"""Lightning glue for `reinitlab.deltas`: track weight movement and CKA while a job fine-tunes.
+"""Lightning glue for `reinitlab.deltas.movement`: track weight movement and CKA while a job fine-tunes.
 
 `DeltaTracker` keeps two references: the pretrained encoder (taken when the tracker is built,
 before fit and so before the reinit) and the encoder at fit start (taken in `on_fit_start`; the
@@ -25,7 +25,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from reinitlab.deltas import (
+from reinitlab.deltas.movement import (
     MOVEMENT_PARTS,
     Snapshot,
     head_movement,
@@ -40,6 +40,9 @@ def _layer_name(i: int) -> str:
 
 
 class DeltaTracker(L.Callback):
+    """Measures how far each layer and head moves while a job fine-tunes (from fit start and from
+    pretrained) and how its dev-batch representations drift (CKA); see the module docstring."""
+
     def __init__(self, model: torch.nn.Module, cka_loader: DataLoader | None = None):
         self.pretrained: Snapshot = snapshot_encoder(model)
         self.start: Snapshot | None = None
@@ -77,6 +80,7 @@ class DeltaTracker(L.Callback):
 
     # -- hooks ----------------------------------------------------------------------------
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Take the fit-start snapshot and features (post-reinit); a restored start is kept."""
         if self.start is not None:  # restored from a checkpoint: keep the original start
             return
         model = self._model(pl_module)
@@ -84,11 +88,13 @@ class DeltaTracker(L.Callback):
         self.start_features = self._features(model)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Measure and log after each real validation (not the sanity check), into `history`."""
         if trainer.sanity_checking or self.start is None:
             return
         self._measure(trainer, pl_module, keep_history=True)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Measure the final weights into `result`, the matrices the job's record keeps."""
         if self.start is None:
             return
         self.result = self._measure(trainer, pl_module, keep_history=False)
@@ -154,6 +160,8 @@ class DeltaTracker(L.Callback):
 
     # -- checkpoint state (resume) --------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The fit-start snapshot, features and history, so a resumed job measures from the same
+        start (the pretrained snapshot is retaken from the reloaded pretrained weights)."""
         return {
             "start": self.start,
             "start_features": self.start_features,
@@ -161,6 +169,7 @@ class DeltaTracker(L.Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the fit-start reference and history; `on_fit_start` then keeps them."""
         self.start = state_dict.get("start")
         self.start_features = state_dict.get("start_features")
         self.history = list(state_dict.get("history", []))

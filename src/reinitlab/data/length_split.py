@@ -1,10 +1,10 @@
 """Compute a training batch in length-sorted pieces, each padded only to its own longest example.
 
-`optim.remove_padding=split`, and the fallback for models that `reinitlab.packing` (the
+`optim.remove_padding=split`, and the fallback for models that `reinitlab.data.packing` (the
 default, faster: no per-piece overhead, less padding) can't verify.
 
 Dynamic padding makes a random batch as wide as its longest example, so on CoLA half of
-every batch is padding. Sorting *batches* by length (`reinitlab.batching`) removes it but
+every batch is padding. Sorting *batches* by length (`reinitlab.data.batching`) removes it but
 changes which examples share a batch, and that changed 1-epoch dev metrics. Splitting keeps
 the batch exactly as the random sampler drew it: the rows are sorted by length, cut into
 contiguous pieces, each piece is trimmed to its own width, and the batch loss is the

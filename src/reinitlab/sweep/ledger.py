@@ -16,9 +16,9 @@ and needs no server:
   (or, seen from another host, whose heartbeat is stale) is taken over.
 * `<job dir>/failed.json`  -- how the last attempt failed: kind (error, killed, preempted,
   interrupted) and the reason.
-* `<job dir>/result.json`  -- the record of a completed job (`reinitlab.results`).
+* `<job dir>/result.json`  -- the record of a completed job (`reinitlab.training.record`).
 
-A job is its key (`reinitlab.jobkey`), never its job number or directory: every directory
+A job is its key (`reinitlab.sweep.jobkey`), never its job number or directory: every directory
 holding one key is one job, whatever the number of attempts. reinitlab's sweeper gives each
 key one directory (`<plan index>_<key>`), reused by re-runs and requeues; directories from
 other sweepers are grouped by key, so a duplicate is never a second sample.
@@ -279,10 +279,12 @@ def check_writable(directory: Path, option: str) -> None:
 
 
 def lock_path(root: Path, key: str) -> Path:
+    """The lock file a live attempt of job `key` holds (flock) for its whole life."""
     return Path(root) / LOCK_DIRNAME / f"{key}.lock"
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (signal 0 probes, sends nothing)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -513,19 +515,24 @@ class Ledger:
         return ordered + sorted(jobs.values(), key=lambda j: str(j.dir))
 
     def job(self, key: str) -> Job | None:
+        """The job with this key, or None when the ledger has never seen it."""
         return next((j for j in self.jobs if j.key == key), None)
 
     def by_state(self, state: str) -> list[Job]:
+        """The jobs in one of STATES, in plan order."""
         return [j for j in self.jobs if j.state == state]
 
     def counts(self) -> dict[str, int]:
+        """How many jobs are in each state: the numbers status, the sweeper and the report share."""
         return {s: len(self.by_state(s)) for s in STATES}
 
     @property
     def planned(self) -> int | None:
+        """How many jobs the plan has, None without a (readable) plan."""
         return None if self.plan is None else len(self.plan)
 
     def records(self) -> Iterator[tuple[Job, dict[str, Any]]]:
+        """(job, record) of every completed job: one record per job, never a duplicate."""
         for j in self.jobs:
             if j.record is not None:
                 yield j, j.record
@@ -540,6 +547,7 @@ INTERRUPTED = threading.Event()
 
 
 def failure_kind(exc: BaseException) -> str:
+    """How an attempt ended, from its exception: preempted, interrupted, killed or error."""
     if isinstance(exc, PreemptedError) or os.environ.get("REINITLAB_PREEMPTED") == "1":
         return "preempted"
     if isinstance(exc, KeyboardInterrupt) or INTERRUPTED.is_set():
@@ -550,6 +558,7 @@ def failure_kind(exc: BaseException) -> str:
 
 
 def error_line(exc: BaseException) -> str:
+    """The exception's last line (`Type: message`), as shown in status and the report."""
     if isinstance(exc, KeyboardInterrupt) or INTERRUPTED.is_set():
         return "interrupted (Ctrl-C)"
     lines = traceback.format_exception_only(type(exc), exc)
@@ -671,6 +680,7 @@ class Attempt:
         return problem
 
     def release(self) -> None:
+        """Drop the job's lock (the OS does it too when the process dies) and stop beating."""
         self._stop.set()
         if self._fd is not None:
             os.close(self._fd)  # drops the flock

@@ -12,7 +12,7 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
 
-from reinitlab.tasks import TaskSpec
+from reinitlab.data.tasks import TaskSpec
 
 
 def matthews_from_confmat(confmat: torch.Tensor) -> torch.Tensor:
@@ -36,12 +36,18 @@ def matthews_from_confmat(confmat: torch.Tensor) -> torch.Tensor:
 
 
 class GlueBinaryMatthews(BinaryMatthewsCorrCoef):
+    """Binary MCC that is 0 where it is undefined, as GLUE reports it (`matthews_from_confmat`)."""
+
     def compute(self) -> torch.Tensor:
+        """MCC from the accumulated confusion matrix, 0 when undefined."""
         return matthews_from_confmat(self.confmat)
 
 
 class GlueMulticlassMatthews(MulticlassMatthewsCorrCoef):
+    """Multiclass MCC that is 0 where it is undefined, as GLUE reports it."""
+
     def compute(self) -> torch.Tensor:
+        """MCC from the accumulated confusion matrix, 0 when undefined."""
         return matthews_from_confmat(self.confmat)
 
 
@@ -61,6 +67,7 @@ def _make(name: str, num_labels: int):
 
 
 def glue_metrics(task: TaskSpec) -> MetricCollection:
+    """A fresh collection of the task's GLUE metrics, keyed by the names task configs use."""
     return MetricCollection({m: _make(m, task.num_labels) for m in task.metrics})
 
 

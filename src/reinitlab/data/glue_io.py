@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reinitlab.data.tasks import SourceFields, TaskSpec
 from reinitlab.errors import ReinitlabError
-from reinitlab.tasks import SourceFields, TaskSpec
 
 # GLUE rows can exceed csv's default 128 KiB field limit (long MNLI parses).
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -25,6 +25,9 @@ csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 @dataclass
 class Examples:
+    """One split's examples as parallel lists; `text_b` is None for single-sentence tasks, labels
+    are class indices or floats (regression)."""
+
     text_a: list[str]
     text_b: list[str] | None
     labels: list[float] | list[int]
@@ -33,6 +36,7 @@ class Examples:
         return len(self.text_a)
 
     def select(self, indices: list[int] | np.ndarray) -> Examples:
+        """The examples at `indices`, in that order."""
         idx = [int(i) for i in indices]
         return Examples(
             text_a=[self.text_a[i] for i in idx],
@@ -56,6 +60,8 @@ def resolve_glue_dir(glue_dir: str | os.PathLike | None) -> Path | None:
 
 
 def task_dir(task: TaskSpec, glue_root: Path) -> Path:
+    """The task's folder under the GLUE root (its GLUE name, task name or upper-case name);
+    the error lists the folders that are there."""
     for name in (task.glue_dir_name, task.name, task.name.upper()):
         if (glue_root / name).is_dir():
             return glue_root / name
@@ -176,6 +182,7 @@ def examples_from_hub_rows(task: TaskSpec, rows, source: str = "hub rows") -> Ex
 
 
 def load_hub_split(task: TaskSpec, split: str) -> Examples:
+    """One split from the Hugging Face hub; any failure becomes an error suggesting local TSVs."""
     try:
         import datasets
 

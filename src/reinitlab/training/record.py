@@ -1,7 +1,7 @@
 """The per-job result record: one JSON file, written atomically, that reports rely on.
 
 It is defined here and only here (`build_record`), with one NaN-safe rule for the best and
-final validation; it is read back only through the sweep ledger (`reinitlab.ledger`)."""
+final validation; it is read back only through the sweep ledger (`reinitlab.sweep.ledger`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reinitlab.atomic import write_json_atomic
-from reinitlab.ledger import RESULT_FILENAME, Ledger
+from reinitlab.sweep.ledger import RESULT_FILENAME, Ledger
 
 RECORD_VERSION = 1
 _PACKAGES = (
@@ -29,6 +29,7 @@ _PACKAGES = (
 
 
 def package_versions() -> dict[str, str | None]:
+    """Python's and the key packages' versions (None when not installed), for the record."""
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
@@ -52,6 +53,7 @@ def best_and_final(history: list[dict]) -> tuple[dict | None, dict | None]:
 
 
 def write_result(output_dir: Path, record: dict[str, Any]) -> Path:
+    """Atomically write the job's result record (with its `record_version`) into `output_dir`."""
     return write_json_atomic(
         Path(output_dir) / RESULT_FILENAME, {"record_version": RECORD_VERSION, **record}
     )
@@ -64,11 +66,11 @@ def read_results(root: Path) -> list[dict[str, Any]]:
 
 
 def build_record(job, stages: list[dict[str, Any]], started: float) -> dict[str, Any]:
-    """The record of a finished `reinitlab.builder.Job` (its trainer has fitted)."""
+    """The record of a finished `reinitlab.training.builder.Job` (its trainer has fitted)."""
     import torch
 
-    from reinitlab.builder import job_config
-    from reinitlab.jobkey import job_key
+    from reinitlab.sweep.jobkey import job_key
+    from reinitlab.training.builder import job_config
 
     cfg, spec, trainer = job.cfg, job.spec, job.trainer
     best, final = best_and_final(job.module.history)

@@ -32,10 +32,13 @@ class ReinitCallback(L.Callback):
         return getattr(pl_module, "model", pl_module)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Re-install head masks: they are forward hooks, not weights, so every stage needs them."""
         if self.plan.masked_heads:
             install_head_masks(self._model(pl_module), self.plan.masked_heads)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Apply the plan once, now that the model is on its device; skipped when a checkpoint says
+        it was already applied."""
         if self.applied:
             return
         self.reset_counts = apply_plan(
@@ -44,8 +47,10 @@ class ReinitCallback(L.Callback):
         self.applied = True
 
     def state_dict(self) -> dict[str, Any]:
+        """Whether the plan was applied (plus seed, reset counts), so a resume does not redo it."""
         return {"applied": self.applied, "seed": self.seed, "reset_counts": self.reset_counts}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the `applied` flag and the reset counts the resumed job's record reports."""
         self.applied = bool(state_dict.get("applied", False))
         self.reset_counts = dict(state_dict.get("reset_counts", {}))  # for a resumed job's record

@@ -1,6 +1,6 @@
 """How far each encoder layer and attention head moved, and how its representations changed.
 
-Pure PyTorch (the Lightning glue is `reinitlab.delta_callback`). Everything is relative:
+Pure PyTorch (the Lightning glue is `reinitlab.deltas.callback`). Everything is relative:
 ‖θ − θ_ref‖ / ‖θ_ref‖ over a group of parameters, so layers of different sizes compare.
 
 * `snapshot_encoder(model)`: a CPU copy of every encoder layer's parameters (the reference

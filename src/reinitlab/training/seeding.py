@@ -16,6 +16,8 @@ STREAMS = ("train", "reinit", "subset")
 
 
 def derive_seed(seed: int, stream: str) -> int:
+    """A 31-bit seed for `stream`, a fixed hash of (`seed`, `stream`): the same across runs and
+    machines, and different per stream."""
     digest = hashlib.sha256(f"reinitlab:{int(seed)}:{stream}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 

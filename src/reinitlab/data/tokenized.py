@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from reinitlab.atomic import torch_save_atomic
-from reinitlab.glue_io import Examples
+from reinitlab.data.glue_io import Examples
 
 # 2: the file stores its identity and an array checksum (format 1 stored the bare arrays).
 # The format is part of the key, so format-1 files are never looked up again.
@@ -84,6 +84,8 @@ def _identity(parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def cache_key(**parts) -> CacheKey:
+    """The cache key (24 hex digits) of one tokenized split, with the identity stored beside it
+    and compared on load; the cache format is part of the hash."""
     blob = json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True, default=str)
     return CacheKey(hashlib.sha256(blob.encode()).hexdigest()[:24], _identity(parts))
 

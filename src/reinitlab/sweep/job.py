@@ -1,4 +1,4 @@
-"""The job's side of the sweep ledger (`reinitlab.ledger`): claim, run, record.
+"""The job's side of the sweep ledger (`reinitlab.sweep.ledger`): claim, run, record.
 
 Every Hydra job -- a single run or one job of a sweep, on any launcher -- goes through
 `run_tracked`: it claims the job's key (skipping it when it is already completed, or running
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reinitlab.ledger import (
+from reinitlab.sweep.ledger import (
     INTERRUPTED,
     DiskFullError,
     Skip,
@@ -101,7 +101,7 @@ def signals_recorded():
 def run_tracked(cfg, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
     """Run `run(cfg)` as one attempt of its job; None when a live attempt elsewhere has it,
     the completed record when the job is already done."""
-    from reinitlab.jobkey import job_key
+    from reinitlab.sweep.jobkey import job_key
 
     job = current_hydra_job()
     if job is None:

@@ -31,6 +31,8 @@ class SourceFields:
 
 @dataclass(frozen=True)
 class ValidationSplit:
+    """A dev set: its name (used in metric keys), TSV file name and hub split name."""
+
     name: str
     tsv: str
     hub: str
@@ -38,6 +40,9 @@ class ValidationSplit:
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """One GLUE task as its `conf/task/<name>.yaml` describes it: labels, metrics, where its
+    splits are (TSV or hub) and which columns hold the text and label."""
+
     name: str
     glue_dir_name: str
     labels: tuple[str, ...] | None  # None: regression (STS-B)
@@ -56,10 +61,12 @@ class TaskSpec:
 
     @property
     def is_regression(self) -> bool:
+        """STS-B-like: a float label (`labels` null)."""
         return self.labels is None
 
     @property
     def num_labels(self) -> int:
+        """Classes, or 1 for regression (the head's outputs)."""
         return 1 if self.labels is None else len(self.labels)
 
     def metric_prefix(self, split_index: int) -> str:
@@ -68,6 +75,8 @@ class TaskSpec:
 
     @classmethod
     def from_config(cls, cfg: DictConfig | dict[str, Any]) -> TaskSpec:
+        """A validated spec from a task config (metrics known, primary among them, label_range only
+        for regression and finite)."""
         c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
         name = c.get("name", "?")
         metrics = tuple(c["metrics"])
@@ -125,6 +134,7 @@ class TaskSpec:
 
 
 def available_tasks() -> list[str]:
+    """Names of the tasks in `conf/task/`, sorted."""
     return sorted(p.stem for p in (config_dir() / "task").glob("*.yaml"))
 
 

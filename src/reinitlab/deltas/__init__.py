@@ -1,0 +1,1 @@
+"""Weight movement per layer and head, and CKA, during fine-tuning (pure PyTorch + a callback)."""
