@@ -284,7 +284,7 @@ def same_counts(sweep: Path) -> dict[str, int]:
 
 
 @needs_glue
-@pytest.mark.parametrize("stagger_s", [0.0, 4.0])
+@pytest.mark.parametrize("stagger_s", [0.0, pytest.param(4.0, marks=pytest.mark.slow)])
 def test_two_sweeps_into_one_dir_train_each_job_exactly_once(tmp_path, stagger_s):
     sweep = tmp_path / "sweep"
     first = start_sweep(sweep, *SWEEP)
@@ -299,6 +299,7 @@ def test_two_sweeps_into_one_dir_train_each_job_exactly_once(tmp_path, stagger_s
     assert all(j.attempts == 1 for j in Ledger(sweep).jobs)
 
 
+@pytest.mark.slow
 @needs_glue
 def test_kill_9_mid_sweep_then_rerun_status_and_report_agree(tmp_path):
     sweep = tmp_path / "sweep"
@@ -406,6 +407,7 @@ def test_a_full_disk_shows_the_job_error_and_stops_the_sweep(tmp_path):
     assert "job 2/4" not in text and len(list(sweep.glob("*/.hydra"))) == 1
 
 
+@pytest.mark.slow
 @needs_glue
 def test_ctrl_c_is_recorded_as_interrupted(tmp_path):
     run_dir = tmp_path / "run"
@@ -443,6 +445,7 @@ def _log(run_dir: Path) -> str:
     return logs[0].read_text() if logs else ""
 
 
+@pytest.mark.slow
 @needs_glue
 def test_a_preempted_single_run_prints_the_command_that_resumes_it(tmp_path):
     job = (
