@@ -73,6 +73,11 @@ def test_job_key_is_the_config_not_paths_or_logger(tmp_path):
     assert job_key(compose_cfg(tmp_path, "model=tiny", "reinit.k=3")) != base
     assert job_key(compose_cfg(tmp_path, "model=tiny", "reinit.k=2", "seed=1")) != base
     assert job_key(compose_cfg(tmp_path, "model=tiny", "reinit.k=2", "optim.lr=1e-4")) != base
+    # trainer.max_steps at its "no limit" default is no part of the identity (keys of jobs run
+    # before the option existed stay the same); a real limit is
+    assert job_key(compose_cfg(tmp_path, "model=tiny", "reinit.k=2", "trainer.max_steps=5")) != base
+    unset = compose_cfg(tmp_path, "model=tiny", "reinit.k=2", "~trainer.max_steps")
+    assert job_key(unset) == base
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,9 @@ EXCLUDED_KEYS = (
     "trainer.default_root_dir",
     "trainer.enable_progress_bar",
 )
+# Options whose value here means "not set": dropped so that adding them to the config (with
+# that default) keeps the keys of jobs run before, and their sweeps are not re-run.
+UNSET_DEFAULTS = {"trainer.max_steps": -1}
 
 
 def identity_config(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -41,6 +44,11 @@ def identity_config(cfg: DictConfig, drop: tuple[str, ...] = ()) -> dict[str, An
             *parents, leaf = dotted.split(".")
             node = OmegaConf.select(cfg, ".".join(parents)) if parents else cfg
             if isinstance(node, DictConfig) and leaf in node:
+                del node[leaf]
+        for dotted, unset in UNSET_DEFAULTS.items():
+            *parents, leaf = dotted.split(".")
+            node = OmegaConf.select(cfg, ".".join(parents))
+            if isinstance(node, DictConfig) and node.get(leaf) == unset:
                 del node[leaf]
     return OmegaConf.to_container(cfg, resolve=True)
 
