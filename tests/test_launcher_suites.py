@@ -8,9 +8,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import REPO
 
 
+@pytest.mark.slow  # ~35 s: 20 Hydra tests, each job in its own spawned process
 def test_hydra_launcher_suites_pass_against_the_gpus_launcher():
     out = subprocess.run(
         [

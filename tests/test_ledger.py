@@ -331,6 +331,7 @@ def test_kill_9_mid_sweep_then_rerun_status_and_report_agree(tmp_path):
     )  # no leftover directory of the killed attempt
 
 
+@pytest.mark.slow
 @needs_glue
 def test_malformed_files_are_corrupt_and_the_rerun_completes_the_rest(tmp_path):
     sweep = tmp_path / "sweep"
@@ -382,6 +383,7 @@ main()
 """
 
 
+@pytest.mark.slow
 @needs_glue
 def test_a_full_disk_shows_the_job_error_and_stops_the_sweep(tmp_path):
     """ENOSPC while writing the record, and again while recording the failure (simulated:
