@@ -404,9 +404,10 @@ def _read_attempt(job_dir: Path) -> _Attempt:
     info = _read_dict(job_dir / JOB_FILENAME) or {}
     result_path = job_dir / RESULT_FILENAME
     record = corrupt = None
-    if result_path.exists():
-        record, corrupt = read_record(result_path)
-    raw, _ = read_json(result_path)
+    raw, why = read_json(result_path)  # read once: it decides both the state and the key
+    if why != "missing":
+        corrupt = why or check_record(raw)
+        record = raw if corrupt is None else None
     overrides = info.get("overrides")
     if not isinstance(overrides, list):
         overrides = _hydra_overrides(job_dir)
