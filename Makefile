@@ -14,7 +14,19 @@ export WANDB_SILENT ?= true
 
 .PHONY: install demo test test-slow test-all test-slurm lint format clean bench report
 
-install: $(STAMP)
+SITE := conf/site/local.yaml
+
+install: $(STAMP) $(SITE)
+
+# Record where this machine keeps GLUE, so `python train.py ...` finds it without exports.
+$(SITE):
+	@if [ -n "$(GLUE_DIR)" ]; then \
+	  printf '%s\n' '# @package _global_' \
+	    '# Written by `make install` (git-ignored): where this machine keeps the GLUE TSVs.' \
+	    '# $$GLUE_DIR still wins when set.' 'data:' \
+	    '  glue_dir: $${oc.env:GLUE_DIR,$(GLUE_DIR)}' > $@; \
+	  echo "recorded data.glue_dir=$(GLUE_DIR) in $@"; \
+	fi
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

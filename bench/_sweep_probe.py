@@ -22,7 +22,8 @@ import lightning as L  # noqa: E402
 import reinitlab.data.datamodule  # noqa: E402
 import reinitlab.training.models  # noqa: E402
 from reinitlab.paths import config_dir  # noqa: E402
-from reinitlab.train import route_lightning_logs_to_hydra, train  # noqa: E402
+from reinitlab.train import train  # noqa: E402
+from reinitlab.training.console import route_lightning_logs_to_hydra  # noqa: E402
 
 IMPORTED = time.time()
 timings: dict = {}

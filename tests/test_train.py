@@ -247,7 +247,13 @@ def test_multirun_sweep_writes_one_record_and_one_wandb_run_per_job(tmp_path):
 def test_hub_model_offline_points_to_the_offline_model(monkeypatch):
     from reinitlab.training.models import load_config
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = {"name": "bert-base-cased", "source": "hub", "name_or_path": "bert-base-cased"}
-    with pytest.raises(ReinitlabError, match=r"hub is unreachable.*model=minilm-l6"):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ReinitlabError, match=r"hub is switched off.*model=minilm-l6"):
+        load_config(spec)
+    # without the switch, an unreachable hub is found out in one quick request, not retries
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
+    with pytest.raises(ReinitlabError, match=r"hub is unreachable \(http://127.0.0.1:9.*minilm"):
         load_config(spec)

@@ -3,3 +3,8 @@
 
 class ReinitlabError(ValueError):
     """Bad input from the user (an option, a path, a file): the message says which and what to do."""
+
+
+class ModelSourceError(ReinitlabError):
+    """The model's files cannot be found or loaded. Every job of a sweep that uses the model
+    fails the same way, so a sweep reports it once rather than once per job."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,30 +45,6 @@ def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]
     return record
 
 
-def route_lightning_logs_to_hydra() -> None:
-    """Lightning adds its own console handler; under Hydra (which logs to console and the job's
-    log file) that prints every line twice. Drop it and let records propagate to Hydra's."""
-    import lightning  # noqa: F401  (installs the handlers we remove)
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        lg = logging.getLogger(name)
-        for handler in list(lg.handlers):
-            lg.removeHandler(handler)
-        lg.propagate = True
-
-
-def _quiet_known_warnings() -> None:
-    """Warnings that are expected here and say nothing to the user: data is tokenized in memory
-    (no loader workers needed), Spearman keeps the dev predictions (a dev set is small), and a
-    deprecation inside Lightning itself."""
-    for pattern in (
-        ".*does not have many workers.*",
-        ".*will save all targets and predictions in the buffer.*",
-        ".*isinstance\\(treespec, LeafSpec\\).*",
-    ):
-        warnings.filterwarnings("ignore", message=pattern)
-
-
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
@@ -77,12 +52,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     from reinitlab.sweep.job import run_tracked
 
-    route_lightning_logs_to_hydra()
-    _quiet_known_warnings()
+    from reinitlab.training.console import quiet_console
+
+    quiet_console(verbose=bool(cfg.get("verbose")))
     try:
         record = run_tracked(cfg, train)
-    except ReinitlabError as e:
-        log.error("%s", e)
+    except ReinitlabError as e:  # logged once by run_tracked (console: multirun only)
         if HydraConfig.get().mode == RunMode.RUN:
             print(f"reinitlab: error: {e}", file=sys.stderr)
             raise SystemExit(2) from None

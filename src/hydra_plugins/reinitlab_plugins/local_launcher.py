@@ -39,7 +39,7 @@ class ConfiguredLauncher(Launcher):
     def job_config(self, idx: int, overrides: Sequence[str]) -> DictConfig:
         """Job `idx`'s config: the sweep's, with its overrides, numbered `idx`."""
         assert self.config is not None and self.hydra_context is not None
-        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        log.debug(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = idx
@@ -60,7 +60,7 @@ class LocalLauncher(ConfiguredLauncher):
         assert self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info(f"Launching {len(job_overrides)} jobs locally")
+        log.debug(f"Launching {len(job_overrides)} jobs locally")  # the sweeper says "job i/N"
         runs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             config = self.job_config(idx, overrides)

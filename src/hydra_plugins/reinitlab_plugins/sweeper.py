@@ -68,8 +68,8 @@ class _LayerCounts:
                     from reinitlab.training.models import load_config
 
                     self.cache[name] = int(load_config(model_cfg).num_hidden_layers)
-            except Exception as e:  # noqa: BLE001 -- unknown layer count only narrows the check
-                log.warning("layer count of model %s unknown (%s)", name, e)
+            except Exception as e:  # noqa: BLE001 -- the job checks (validate) say why
+                log.debug("layer count of model %s unknown (%s)", name, e)
                 self.cache[name] = None
         return self.cache[name]
 
@@ -119,6 +119,58 @@ def chunks(jobs: list[list[str]], size: int | None) -> list[list[list[str]]]:
     return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
 
+def job_problem(cfg: DictConfig) -> str | None:
+    """What is wrong with one composed job (the checks the job itself runs before loading
+    weights), None when nothing is."""
+    from reinitlab.errors import ReinitlabError
+    from reinitlab.training.builder import check_job
+
+    try:
+        check_job(cfg)
+    except ReinitlabError as e:
+        return str(e)
+    return None
+
+
+def refuse_invalid(jobs: list[dict[str, Any]], total: int) -> None:
+    """Refuse the whole sweep when any job is invalid, listing each with its reason; a reason
+    shared by several jobs (a model that cannot be loaded, a missing data folder) once."""
+    from reinitlab.errors import ReinitlabError
+
+    by_reason: dict[str, list[str]] = {}
+    for job in jobs:
+        problem = job_problem(job["cfg"])
+        if problem is not None:
+            by_reason.setdefault(problem, []).append(job["label"])
+    if not by_reason:
+        return
+    invalid = sum(len(v) for v in by_reason.values())
+    lines = [
+        f"the sweep is refused: {invalid} of {total} jobs are invalid, so none was launched. "
+        "Fix the options below and run the same command again:"
+    ]
+    for reason, labels in by_reason.items():
+        if len(labels) == 1:
+            lines.append(f"  {labels[0]}: {reason}")
+        else:
+            shown = "; ".join(labels[:3]) + ("; ..." if len(labels) > 3 else "")
+            lines.append(f"  {len(labels)} jobs ({shown}): {reason}")
+    raise ReinitlabError("\n".join(lines))
+
+
+def format_dry_run(planned: list[dict[str, Any]], to_run: list[dict[str, Any]],
+                   dirs: dict[str, str], state: dict[str, str]) -> str:  # fmt: skip
+    """The dry run's listing: every job with its directory, state and label, in plan order."""
+    run = {j["job_key"] for j in to_run}
+    lines = [f"[reinitlab] dry run: {len(run)} of {len(planned)} jobs would run"]
+    for i, job in enumerate(planned, 1):
+        key = job["job_key"]
+        what = "run" if key in run else state.get(key, "skip")
+        added = "  (baseline added)" if job["baseline_added"] else ""
+        lines.append(f"  {i:>3}  {dirs[key]:<12} {what:<9} {job['label']}{added}")
+    return "\n".join(lines)
+
+
 class ReinitlabSweeper(Sweeper):
     """Hydra's basic sweep (cartesian product of the swept values) with the study's baselines
     added, every job pinned to its ledger directory, and the ledger's skip and error rules."""
@@ -129,13 +181,18 @@ class ReinitlabSweeper(Sweeper):
         params: dict[str, str] | None = None,
         add_baselines: bool = True,
         skip_completed: bool = True,
+        dry_run: bool = False,
+        validate: bool = True,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.params = dict(params or {})
         self.add_baselines = add_baselines
         self.skip_completed = skip_completed
+        self.dry_run = dry_run
+        self.validate = validate
         self._layers = _LayerCounts()
         self.labels: list[str] = []  # of the jobs to run, in launch order
+        self.keys: list[str] = []  # every job of this command, in plan order
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -165,6 +222,7 @@ class ReinitlabSweeper(Sweeper):
             "baseline": is_baseline(cfg.reinit, num_layers),
             "label": _label(cfg, num_layers),
             "cache_dir": cfg.data.get("cache_dir") if "data" in cfg else None,
+            "cfg": cfg,
         }
 
     def plan(self, jobs: list[list[str]]) -> list[dict[str, Any]]:
@@ -189,23 +247,21 @@ class ReinitlabSweeper(Sweeper):
         return planned
 
     def batches(self, overrides: list[Override]) -> list[list[list[str]]]:
-        """The jobs left to run, each pinned to its ledger directory, in launch batches."""
-        from reinitlab.sweep.ledger import Ledger, check_writable, write_plan
+        """The jobs left to run, each pinned to its ledger directory, in launch batches;
+        nothing at all when a job is invalid (the sweep is refused) or on a dry run."""
+        from reinitlab.sweep.ledger import Ledger, check_writable, merged_plan, read_plan, write_plan
 
         assert self.config is not None
         planned = self.plan(expand(overrides))
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        cache_dirs = {j["cache_dir"] for j in planned if j["cache_dir"]}
-        for cache_dir in sorted(cache_dirs):
-            check_writable(Path(cache_dir), "data.cache_dir (or $REINITLAB_CACHE_DIR)")
-        plan = {p.job_key: p for p in write_plan(sweep_dir, planned)}
-        ledger = Ledger(sweep_dir)
-        state = {j.key: j.state for j in ledger.jobs}
+        state = {j.key: j.state for j in Ledger(sweep_dir).jobs} if sweep_dir.is_dir() else {}
         done = [j for j in planned if state.get(j["job_key"]) == "completed"]
         running = [j for j in planned if state.get(j["job_key"]) == "running"]
         to_run = [j for j in planned if j not in done and j not in running]
         if not self.skip_completed:
             to_run = planned
+        if self.validate:
+            refuse_invalid(to_run, len(planned))
         added = sum(j["baseline_added"] for j in planned)
         print(
             f"[reinitlab] sweep {sweep_dir}: {len(planned)} jobs ({added} baselines added); "
@@ -213,6 +269,16 @@ class ReinitlabSweeper(Sweeper):
             f"{len(to_run)} to run",
             flush=True,
         )
+        self.keys = [j["job_key"] for j in planned]
+        if self.dry_run:
+            previous = read_plan(sweep_dir) if sweep_dir.is_dir() else None
+            dirs = {p.job_key: p.dirname for p in merged_plan(previous or [], planned)}
+            print(format_dry_run(planned, to_run, dirs, state), flush=True)
+            return []
+        cache_dirs = {j["cache_dir"] for j in planned if j["cache_dir"]}
+        for cache_dir in sorted(cache_dirs):
+            check_writable(Path(cache_dir), "data.cache_dir (or $REINITLAB_CACHE_DIR)")
+        plan = {p.job_key: p for p in write_plan(sweep_dir, planned)}
         if not to_run and len(done) == len(planned):
             print(f"[reinitlab] all {len(planned)} jobs are complete; nothing to run", flush=True)
         self.labels = [j["label"] for j in to_run]
@@ -247,6 +313,9 @@ class ReinitlabSweeper(Sweeper):
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         batches = self.batches(parser.parse_overrides(params_conf))
         sweep_dir = Path(self.config.hydra.sweep.dir)
+        if self.dry_run:
+            print("[reinitlab] dry run: nothing was launched or written", flush=True)
+            return []
         try:
             OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         except OSError as e:
@@ -275,6 +344,7 @@ class ReinitlabSweeper(Sweeper):
                         raise DiskFullError(
                             f"{r._return_value}. The sweep stopped after job {idx}/{total}"
                         )
+        self.print_summary(sweep_dir)
         if failed:
             print(
                 f"[reinitlab] {len(failed)} of {total} jobs failed; `reinitlab status "
@@ -286,18 +356,31 @@ class ReinitlabSweeper(Sweeper):
             raise SystemExit(1)
         return returns
 
+    def print_summary(self, sweep_dir: Path) -> None:
+        """The sweep's results table (every job of this command, from the ledger), where they
+        are and the command that turns them into the report."""
+        from reinitlab.sweep.ledger import Ledger
+        from reinitlab.sweep.status import results_table
+
+        print(f"\n[reinitlab] results ({sweep_dir}):", flush=True)
+        print(results_table(Ledger(sweep_dir), self.keys), flush=True)
+        print(
+            f"[reinitlab] report: reinitlab report {sweep_dir}   "
+            f"(or: make report SWEEP={sweep_dir})",
+            flush=True,
+        )
+
 
 def _label(cfg: DictConfig, num_layers: int | None) -> str:
-    """`rte k=3 seed 0`: the task, the scheme's label (its raw name when the model's layer
-    count is unknown) and the seed."""
+    """`rte k=3 seed 0`: the task, the scheme's label and the seed. When the model's layer
+    count is unknown (it cannot be loaded; the sweep is then refused, naming these labels) the
+    label is taken as for a model deeper than any value given, so `k=9` still reads `k=9`."""
     from reinitlab.reinit import scheme_label
 
     params = OmegaConf.to_container(cfg.reinit, resolve=True)
     name = params.pop("name", None)
-    label = str(name)
-    if num_layers is not None:
-        try:
-            label = scheme_label(name, params, num_layers)
-        except Exception:  # noqa: BLE001 -- an invalid scheme fails in its job, with the reason
-            label = f"{name} {params}"
+    try:
+        label = scheme_label(name, params, num_layers if num_layers is not None else 10**6)
+    except Exception:  # noqa: BLE001 -- an invalid scheme is refused by the job checks
+        label = f"{name} " + " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
     return f"{cfg.task.name} {label} seed {cfg.seed}"

@@ -68,6 +68,11 @@ class GlueDataModule(L.LightningDataModule):
         self.val_sets: list[TokenizedDataset] = []
         self.cache_hits: dict[str, bool] = {}
 
+    # the `data` config group's options (read by from_config; any other key is refused)
+    CONFIG_KEYS = ("glue_dir", "max_length", "batch_size", "eval_batch_size",
+                   "max_train_samples", "cache_dir", "pad_to_max_length", "num_workers",
+                   "group_by_length")  # fmt: skip
+
     @classmethod
     def from_config(cls, task: TaskSpec, tokenizer, data_cfg, seeds: dict, **overrides):
         """From the `data` config group and the job's seeds (subset draw, shuffle order)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reinitlab.data.tasks import SourceFields, TaskSpec
+from reinitlab import hub
 from reinitlab.errors import ReinitlabError
 
 # GLUE rows can exceed csv's default 128 KiB field limit (long MNLI parses).
@@ -70,6 +71,26 @@ def task_dir(task: TaskSpec, glue_root: Path) -> Path:
         f"task {task.name}: no folder {task.glue_dir_name!r} under data.glue_dir={str(glue_root)!r} "
         f"(folders there: {found or 'none'})"
     )
+
+
+def check_source(task: TaskSpec, glue_dir: str | os.PathLike | None) -> None:
+    """Before anything loads: the task's TSV files are where `data.glue_dir` says, or (unset)
+    the hub can answer. Reading and parsing them is left to the job (it caches the result)."""
+    root = resolve_glue_dir(glue_dir)
+    if root is None:
+        reason = hub.unreachable_reason()
+        if reason is not None:
+            raise ReinitlabError(
+                f"task {task.name}: data.glue_dir is not set (nor $GLUE_DIR), so the data would "
+                f"come from the Hugging Face hub ({task.hub_path}), but the hub is {reason}. "
+                "Set GLUE_DIR=<folder of GLUE TSVs> or data.glue_dir=... (make install records "
+                "../shared/data/glue when it exists)."
+            )
+        return
+    folder = task_dir(task, root)
+    for tsv in (task.train_tsv, *(v.tsv for v in task.validation)):
+        if not (folder / tsv).is_file():
+            read_tsv(task, folder / tsv)  # raises: not found, with the files that are there
 
 
 def read_tsv(task: TaskSpec, path: Path) -> Examples:

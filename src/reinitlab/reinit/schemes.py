@@ -56,6 +56,12 @@ def _int_list(option: str, value: Any, allowed: str) -> list[int]:
         )
     if not all(_is_int(v) for v in values):
         raise ReinitlabError(f"{option}={value!r}: every entry must be an integer in {allowed}")
+    twice = sorted({v for v in values if list(values).count(v) > 1})
+    if twice:
+        raise ReinitlabError(
+            f"{option}={list(values)!r} lists {_join(twice)} more than once: list each value "
+            f"once (in {allowed}), so that the run's label and job identity are its selection"
+        )
     return list(values)
 
 
@@ -136,6 +142,12 @@ def _heads(
                 f"1-based integers, e.g. [[12,6],[11,3]]"
             )
         selected = [(int(a), int(b)) for a, b in pairs]
+        twice = sorted({p for p in selected if selected.count(p) > 1})
+        if twice:
+            raise ReinitlabError(
+                f"reinit.heads={pairs!r} lists {', '.join(f'[{a},{b}]' for a, b in twice)} more "
+                "than once: list each [layer, head] pair once"
+            )
     elif layer is None and head is None:
         return ()
     elif layer is None or head is None:
@@ -203,6 +215,13 @@ class Scheme:
     position: tuple[str, ...] = ()  # parameters placing a run on its figure's axis
     figure = "bars"  # the report's figure: layer_curve | head_heatmap | bars
     preset: str | None = None  # the `${reinitlab_sweep:...}` name of its preset sweep
+    extra_params: tuple[str, ...] = ()  # options beyond `position` and the common ones
+
+    def options(self) -> tuple[str, ...]:
+        """Every `reinit.*` key this scheme reads; any other key is refused, so a typo such
+        as `+reinit.kk=3` cannot silently run the baseline."""
+        common = ("mode", "pooler", *(("parts",) if self.layer_scheme else ()))
+        return ("name", *self.position, *self.extra_params, *common)
 
     def select(self, p: Mapping[str, Any], num_layers: int, num_heads: int | None,
                model: str, common: dict[str, Any]) -> Selection:  # fmt: skip
@@ -322,6 +341,7 @@ class Block(Scheme):
     name = "block"
     layer_scheme = True
     position = ("start",)
+    extra_params = ("width",)
     preset = "blocks"
 
     def select(self, p, num_layers, num_heads, model, common):
@@ -440,6 +460,12 @@ def resolve_scheme(
     impl = get_scheme(name)
     mode = _mode(scheme, name)
     parts = _parts(scheme, impl)
+    unknown = sorted(set(scheme) - set(impl.options()))
+    if unknown:
+        raise ReinitlabError(
+            f"reinit.{unknown[0]} is not an option of reinit={name}; its options: "
+            f"{', '.join(o for o in impl.options() if o != 'name')}"
+        )
     common = {"name": name, "mode": mode, "parts": parts, "pooler": bool(scheme.get("pooler"))}
     return impl.select(scheme, num_layers, num_heads, model_name, common)
 

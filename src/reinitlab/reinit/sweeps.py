@@ -35,7 +35,11 @@ def sweep_values(what: str, num_layers: int, num_heads: int, width: int = 3) -> 
 
 
 def resolve_sweep(what: str, *, _root_: Any) -> str:
-    """The `reinitlab_sweep` resolver: the sweep for the model chosen in this config."""
+    """The `reinitlab_sweep` resolver: the sweep for the model chosen in this config. Outside
+    a job's config (`--cfg hydra` prints the hydra node alone) there is no model to read: a
+    placeholder says so instead of failing."""
+    if "model" not in _root_:
+        return f"<the {what} sweep of the chosen model: see --cfg job>"
     num_layers, num_heads = model_sizes(_root_.model)
     width = int(_root_.reinit.get("width", 3) or 3) if what == "blocks" else 3
     return sweep_values(what, num_layers, num_heads, width)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reinitlab.errors import ReinitlabError
 from reinitlab.sweep.ledger import (
     INTERRUPTED,
     DiskFullError,
@@ -98,6 +99,14 @@ def signals_recorded():
                 signal.signal(sig, handler)
 
 
+def log_to_file(message: str, level: int = logging.ERROR) -> None:
+    """Write one line to the job's log file(s) only, not to the console."""
+    record = log.makeRecord(log.name, level, __file__, 0, message, (), None)
+    for handler in logging.getLogger().handlers + log.handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
+
+
 def run_tracked(cfg, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
     """Run `run(cfg)` as one attempt of its job; None when a live attempt elsewhere has it,
     the completed record when the job is already done."""
@@ -126,7 +135,12 @@ def run_tracked(cfg, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | N
     except BaseException as e:
         problem = attempt.fail(e)
         kind = failure_kind(e)
-        log.error("job %s %s: %s", key, "failed" if kind == "error" else kind, error_line(e))
+        message = str(e) if isinstance(e, ReinitlabError) else error_line(e)
+        line = f"job {key} {'failed' if kind == 'error' else kind}: {message}"
+        if job.multirun:
+            log.error("%s", line)  # once, on the console and in the job's log
+        else:
+            log_to_file(line)  # the entry point shows a single run's error itself, once
         if problem:
             print(f"[reinitlab] {problem}", file=sys.stderr, flush=True)
         if kind == "preempted" and not job.multirun:

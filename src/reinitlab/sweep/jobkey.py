@@ -29,6 +29,8 @@ EXCLUDED_KEYS = (
     "data.num_workers",
     "trainer.default_root_dir",
     "trainer.enable_progress_bar",
+    "verbose",
+    "sweep",
 )
 # Options whose value here means "not set": dropped so that adding them to the config (with
 # that default) keeps the keys of jobs run before, and their sweeps are not re-run.

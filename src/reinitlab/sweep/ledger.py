@@ -31,6 +31,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -208,16 +209,9 @@ def _plan_lock(sweep_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _merge_plan(sweep_dir: Path, jobs: list[dict[str, Any]]) -> list[PlannedJob]:
-    try:
-        previous = read_plan(sweep_dir) or []
-    except LedgerError as e:
-        # The command being run knows its jobs: keep the damaged plan aside, write a new one.
-        damaged = sweep_dir / PLAN_FILENAME
-        aside = damaged.with_name(f"{PLAN_FILENAME}.damaged.{int(time.time())}")
-        damaged.rename(aside)
-        print(f"[reinitlab] warning: {e}; moved it to {aside.name}", flush=True)
-        previous = []
+def merged_plan(previous: list[PlannedJob], jobs: list[dict[str, Any]]) -> list[PlannedJob]:
+    """The plan after adding `jobs` (nothing written): planned jobs keep their position and
+    directory, new ones are appended. A dry run shows this; `write_plan` writes it."""
     planned = {j.job_key: j for j in previous}
     for j in jobs:
         if j["job_key"] in planned:
@@ -229,7 +223,20 @@ def _merge_plan(sweep_dir: Path, jobs: list[dict[str, Any]]) -> list[PlannedJob]
             j.get("label"),
             bool(j.get("baseline_added")),
         )
-    out = list(planned.values())
+    return list(planned.values())
+
+
+def _merge_plan(sweep_dir: Path, jobs: list[dict[str, Any]]) -> list[PlannedJob]:
+    try:
+        previous = read_plan(sweep_dir) or []
+    except LedgerError as e:
+        # The command being run knows its jobs: keep the damaged plan aside, write a new one.
+        damaged = sweep_dir / PLAN_FILENAME
+        aside = damaged.with_name(f"{PLAN_FILENAME}.damaged.{int(time.time())}")
+        damaged.rename(aside)
+        print(f"[reinitlab] warning: {e}; moved it to {aside.name}", flush=True)
+        previous = []
+    out = merged_plan(previous, jobs)
     body = {
         "version": PLAN_VERSION,
         "jobs": [
@@ -374,13 +381,26 @@ def _hydra_overrides(job_dir: Path) -> list[str]:
         return []
 
 
+def natural_key(path: Path | None) -> tuple:
+    """Sort key that orders job dirs as numbers (`2_ab`, `10_cd`; Hydra's `2`, `10`), not
+    as text (`10` before `2`)."""
+    if path is None:
+        return ((1, ""),)
+    return tuple(
+        (0, int(tok), "") if tok.isdigit() else (1, 0, tok)
+        for part in Path(path).parts
+        for tok in re.split(r"(\d+)", part)
+        if tok
+    )
+
+
 def _job_dirs(root: Path) -> list[Path]:
     """Directories under (and including) `root` that hold a job: a Hydra job dir or any of
     the ledger's per-job files."""
     names = (JOB_FILENAME, RESULT_FILENAME, RUNNING_FILENAME, FAILED_FILENAME)
     found = {p.parent for name in names for p in root.rglob(name)}
     found |= {p.parent for p in root.rglob(".hydra") if p.is_dir()}
-    return sorted(d for d in found if LOCK_DIRNAME not in d.parts)
+    return sorted((d for d in found if LOCK_DIRNAME not in d.parts), key=natural_key)
 
 
 def _fallback_key(job_dir: Path, record: dict[str, Any] | None, overrides: list[str]) -> str:
@@ -513,7 +533,7 @@ class Ledger:
             job.planned, job.label = True, p.label
             job.overrides = p.overrides
             ordered.append(job)
-        return ordered + sorted(jobs.values(), key=lambda j: str(j.dir))
+        return ordered + sorted(jobs.values(), key=lambda j: natural_key(j.dir))
 
     def job(self, key: str) -> Job | None:
         """The job with this key, or None when the ledger has never seen it."""

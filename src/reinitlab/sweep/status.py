@@ -57,6 +57,41 @@ def format_status(sweep_dir: Path, ledger: Ledger) -> str:
     return "\n".join(lines)
 
 
+def job_row(job: Job) -> dict[str, str]:
+    """One job as the results table shows it: task, label, seed, primary metric, time, state
+    (numbers from its record, the same ones the report reads; a job without a record shows
+    its planned label)."""
+    rec = job.record or {}
+    scheme = rec.get("scheme") or {}
+    label = scheme.get("label") or job.label or " ".join(job.overrides)
+    task, seed = rec.get("task", ""), rec.get("seed", "")
+    metric = value = time_s = ""
+    if rec:
+        metric = rec.get("primary_metric", "")
+        value = f"{rec['final']['metrics']['val/primary']:.4f}"
+        time_s = f"{rec.get('wall_time_s', 0):.0f}s"
+    state = job.state if job.state != "failed" else f"failed ({job.kind})"
+    return {"task": str(task), "label": str(label), "seed": str(seed), "metric": metric,
+            "value": value, "time": time_s, "state": state}  # fmt: skip
+
+
+def results_table(ledger: Ledger, keys: list[str] | None = None) -> str:
+    """The sweep's results as a fixed-width table, one row per job in plan order (only the
+    jobs in `keys` when given): what a sweep prints when it ends."""
+    jobs = [j for j in ledger.jobs if keys is None or j.key in set(keys)]
+    rows = [job_row(j) for j in jobs]
+    header = {"task": "task", "label": "label", "seed": "seed", "metric": "metric",
+              "value": "final", "time": "time", "state": "state"}  # fmt: skip
+    widths = {k: max(len(r[k]) for r in [header, *rows]) for k in header}
+    right = {"seed", "value", "time"}
+
+    def line(r: dict[str, str]) -> str:
+        cells = [r[k].rjust(widths[k]) if k in right else r[k].ljust(widths[k]) for k in header]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([line(header), *(line(r) for r in rows)])
+
+
 def as_json(ledger: Ledger) -> dict:
     """Everything `format_status` shows, as JSON (`reinitlab status --json`)."""
     return {

@@ -66,19 +66,26 @@ class JobSpec:
 
 
 def check_job(cfg: DictConfig) -> JobSpec:
-    """Fail fast: task, seeds, scheme vs model, head and chain options, before anything loads."""
+    """Fail fast: the recipe's values and keys, task, seeds, data files, model source, scheme
+    vs model, head and chain options -- before anything loads. The sweeper runs it for every
+    job before launching any."""
     from reinitlab.chain import plan_chain
+    from reinitlab.data.glue_io import check_source
     from reinitlab.data.tasks import TaskSpec
     from reinitlab.probing.head_layer import check_head_config
     from reinitlab.reinit import scheme_label
     from reinitlab.training.models import load_config
     from reinitlab.training.module import validate_trainer_config
+    from reinitlab.training.options import check_max_length, check_recipe
     from reinitlab.training.seeding import resolve_seeds
 
     validate_trainer_config(cfg)
+    check_recipe(cfg)
     task = TaskSpec.from_config(cfg.task)
     seeds = resolve_seeds(cfg.seed, cfg.get("seeds"))
+    check_source(task, cfg.data.get("glue_dir"))
     model_config = load_config(cfg.model, task)
+    check_max_length(cfg.data.get("max_length"), model_config)
     num_layers = model_config.num_hidden_layers
     validate_scheme(cfg.reinit, num_layers, cfg.model.name, model_config)
     check_head_config(cfg.get("head"), num_layers, cfg.model.name, cfg.reinit.get("k"))
@@ -97,6 +104,20 @@ def build_data(task, tokenizer, data_cfg, seeds: dict[str, int], **overrides):
     data = GlueDataModule.from_config(task, tokenizer, data_cfg, seeds, **overrides)
     data.setup("fit")
     return data
+
+
+def steps_per_epoch(cfg: DictConfig, data) -> int:
+    """Optimizer steps in one training epoch, as Lightning will count them
+    (`limit_train_batches`, gradient accumulation)."""
+    import math
+
+    batches = math.ceil(len(data.train_set) / data.batch_size)  # no drop_last
+    limit = cfg.trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        batches = min(batches, limit)
+    elif isinstance(limit, float):
+        batches = int(batches * limit)
+    return max(1, math.ceil(batches / int(cfg.trainer.get("accumulate_grad_batches") or 1)))
 
 
 def build_model(model_spec, task, seeds: dict[str, int], head: Any = None):
@@ -120,7 +141,11 @@ def build_trainer(
     """A Lightning trainer from the `trainer` config; early stopping on `val/primary`."""
     from lightning.pytorch.callbacks import EarlyStopping
 
+    from reinitlab.training.console import epoch_progress_bar
+
     callbacks = list(callbacks)
+    if trainer_cfg.get("enable_progress_bar", True):
+        callbacks.append(epoch_progress_bar())
     if early_stopping:
         callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **early_stopping))
     return hydra.utils.instantiate(
@@ -153,7 +178,13 @@ def build_logger(cfg: DictConfig, run_name: str, job_type: str, wandb_extra: dic
         kwargs = {"name": run_name, "job_type": job_type, "group": sweep_group()}
         kwargs.update(wandb_extra or {})
         Path(cfg.logger.save_dir).mkdir(parents=True, exist_ok=True)
-    return hydra.utils.instantiate(cfg.logger, **kwargs)
+    logger = hydra.utils.instantiate(cfg.logger, **kwargs)
+    init = getattr(logger, "_wandb_init", None)
+    if isinstance(init, dict) and init.get("anonymous") is None:
+        # Lightning passes anonymous=None, which recent wandb versions answer with a
+        # deprecation warning on every run although the setting is unset: leave it out.
+        init.pop("anonymous", None)
+    return logger
 
 
 @dataclass
@@ -208,11 +239,13 @@ def build_job(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> Job:
     from reinitlab.reinit import plan_scheme
     from reinitlab.training.models import load_tokenizer
     from reinitlab.training.module import GlueClassifier
+    from reinitlab.training.options import check_steps_reach_validation
     from reinitlab.training.reinit_callback import ReinitCallback
     from reinitlab.training.resume import plan_resume
 
     spec = check_job(cfg)
     data = build_data(spec.task, load_tokenizer(cfg.model), cfg.data, spec.seeds)
+    check_steps_reach_validation(cfg.trainer.get("max_steps", -1), steps_per_epoch(cfg, data))
     model = build_model(cfg.model, spec.task, spec.seeds, cfg.get("head"))
     plan = plan_scheme(model, {"name": cfg.reinit.name, **spec.params})
     reinit_cb = ReinitCallback(plan, std=model.config.initializer_range, seed=spec.seeds["reinit"])
@@ -242,5 +275,6 @@ __all__ = [
     "check_job",
     "job_config",
     "scheme_params",
+    "steps_per_epoch",
     "validate_scheme",
 ]

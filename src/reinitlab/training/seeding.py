@@ -12,6 +12,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from reinitlab.errors import ReinitlabError
+
 STREAMS = ("train", "reinit", "subset")
 
 
@@ -27,7 +29,12 @@ def resolve_seeds(seed: int, pinned: Mapping[str, Any] | None) -> dict[str, int]
     pinned = dict(pinned or {})
     unknown = sorted(set(pinned) - set(STREAMS))
     if unknown:
-        raise ValueError(f"seeds.{unknown[0]} is not a seed stream; streams: {list(STREAMS)}")
+        raise ReinitlabError(f"seeds.{unknown[0]} is not a seed stream; streams: {list(STREAMS)}")
+    for stream, value in pinned.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ReinitlabError(
+                f"seeds.{stream}={value!r}: allowed: null (derived from `seed`) or an integer >= 0"
+            )
     return {
         s: int(pinned[s]) if pinned.get(s) is not None else derive_seed(seed, s) for s in STREAMS
     }

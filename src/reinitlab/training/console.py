@@ -1,0 +1,85 @@
+"""What a job prints: its own lines, its progress bar and its errors -- not the libraries' chatter.
+
+A 300-job sweep's console is read by a person looking for the one line that matters. Lightning
+prints GPU/TPU availability and a product tip per job, transformers a weight-loading bar, W&B
+~30 lines of run summary, and the progress bar shows `v_num` and counts epochs from 0 while
+reinitlab's summary line counts from 1. `verbose=true` brings all of it back (nothing is
+removed from the logs W&B and Hydra keep in the job directory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any
+
+# Library loggers whose INFO lines say nothing a researcher acts on.
+CHATTY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "matplotlib")
+# Warnings that are expected here: data is tokenized in memory (no loader workers needed),
+# Spearman keeps the dev predictions (a dev set is small), a deprecation inside Lightning,
+# and Lightning's logging interval, which a short epoch undercuts.
+EXPECTED_WARNINGS = (
+    ".*does not have many workers.*",
+    ".*will save all targets and predictions in the buffer.*",
+    ".*isinstance\\(treespec, LeafSpec\\).*",
+    ".*is smaller than the logging interval.*",
+)
+
+
+def route_lightning_logs_to_hydra() -> None:
+    """Lightning adds its own console handler; under Hydra (which logs to console and the job's
+    log file) that prints every line twice. Drop it and let records propagate to Hydra's."""
+    import lightning  # noqa: F401  (installs the handlers we remove)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        for handler in list(lg.handlers):
+            lg.removeHandler(handler)
+        lg.propagate = True
+
+
+def quiet_console(verbose: bool = False) -> None:
+    """Keep the console to reinitlab's lines and real warnings, unless `verbose`."""
+    route_lightning_logs_to_hydra()
+    for pattern in EXPECTED_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    if verbose:
+        return
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+
+
+def epoch_progress_bar() -> Any:
+    """Lightning's progress bar (rich when installed), counting epochs from 1 as every other
+    reinitlab line does, and without the logger's version number."""
+    import importlib.util
+
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
+    base = RichProgressBar if importlib.util.find_spec("rich") else TQDMProgressBar
+
+    class EpochProgressBar(base):
+        def get_metrics(self, trainer, pl_module):
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)
+            return metrics
+
+        def on_train_epoch_start(self, trainer, *args):
+            super().on_train_epoch_start(trainer, *args)
+            description = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            if isinstance(self, TQDMProgressBar):
+                self.train_progress_bar.set_description(description)
+            elif self.progress is not None and self.train_progress_bar_id is not None:
+                self.progress.update(self.train_progress_bar_id, description=description)
+
+    return EpochProgressBar()
+
+
+__all__ = ["epoch_progress_bar", "quiet_console", "route_lightning_logs_to_hydra"]
