@@ -241,3 +241,39 @@ def test_latex_tables_compile_with_pdflatex(paper, tmp_path):
         )
         assert done.returncode == 0, (tex.name, done.stdout[-2000:])
         assert (tmp_path / f"doc_{tex.stem}.pdf").stat().st_size > 1000
+
+
+def test_report_wandb_logs_head_grid_layer_curve_and_tables(tmp_path, monkeypatch):
+    import json
+
+    from reinitlab.cli import main as cli_main
+    from tests.helpers.wandb_reader import find_run_files, read_run
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    heads = make_heads_sweep(tmp_path, seeds=range(3))
+    prog = make_progressive_sweep(tmp_path)
+    out = tmp_path / "rep"
+    args = ["report", str(heads), str(prog), "--out", str(out), "--bootstrap", "200", "--wandb"]
+    assert cli_main(args) == 0
+    (run_file,) = find_run_files(out)
+    run = read_run(run_file)
+    assert run["group"] == "heads" and run["config"]["study"] == "heads"  # the first study
+    logged = run["history"][0]
+    files = run_file.parent / "files"
+    for name in ("head_grid_cola_tiny_all_heads", "layer_curve_rte_tiny_all_progressive"):
+        entry = logged[f"report/{name}"]
+        assert entry["_type"] == "table-file"
+        table = json.loads((files / entry["path"]).read_text())
+        csv = pd.read_csv(out / f"{name}.csv")
+        assert table["columns"] == list(csv.columns)
+        for got, want in zip(table["data"], csv.itertuples(index=False), strict=True):
+            for g, w in zip(got, want, strict=True):
+                if isinstance(w, float):
+                    assert g == pytest.approx(w, nan_ok=True)
+                else:
+                    assert g == (w if isinstance(w, int) else str(w))
+    assert logged["curves/layer_curve_rte_tiny_all_progressive_table"]["_type"] == "table-file"
+    assert logged["report/summary_per_layer"]["_type"] == "table-file"
+    assert logged["report/recipe"]["_type"] == "table-file"
+    assert any(k.startswith("figures/heads_") for k in logged)

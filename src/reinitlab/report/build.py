@@ -189,6 +189,7 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 paths = fg.layer_curve(
                     cells, baseline, fdc, metric, f"{title}\n{figure}", fig_dir, f"layers_{name}"
                 )
+                report.tables[f"layer_curve_{name}"] = _curve_table(cells, baseline)
                 cis = (
                     pd.concat([cells, pd.DataFrame([baseline])]) if baseline is not None else cells
                 )
@@ -250,6 +251,17 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
     _draw_all_task_curves(report, curves, add)
     _draw_data_size(report, add)
     _draw_transfer(report, add)
+
+
+def _curve_table(cells: pd.DataFrame, baseline: pd.Series | None) -> pd.DataFrame:
+    """The layer curve's points as a table: one row per k, the baseline as k = L+1."""
+    cols = ["k", "label", "n", "mean", "ci_low", "ci_high", "ci_method"]
+    table = cells.assign(k=cells["scheme.k"].astype(int)).sort_values("k")[cols]
+    num_layers = cells["num_layers"].dropna()
+    if baseline is not None and len(num_layers):
+        row = {"k": int(num_layers.iloc[0]) + 1, "label": "baseline", **baseline.to_dict()}
+        table = pd.concat([table, pd.DataFrame([row])[cols]], ignore_index=True)
+    return table.reset_index(drop=True)
 
 
 def _marks_phrase(dcells: pd.DataFrame) -> str:
