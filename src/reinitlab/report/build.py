@@ -152,6 +152,11 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
     runs, agg, dcells = report.runs, report.aggregates, report.delta_cells
     fig_dir = report.out_dir / "figures"
     curves: dict[tuple, list] = {}  # (model, size, factors, chain, figure) -> each task's curve
+    # every head grid of the report on one zero-centred colour scale, so grids compare by colour
+    head_cells = (
+        dcells[dcells["scheme"].map(figure_kind) == "head_heatmap"] if not dcells.empty else dcells
+    )
+    head_half = fg.shared_halfrange(head_cells["mean_delta"]) if not head_cells.empty else None
 
     def add(paths, title, caption, kind="other"):
         report.figures.append(
@@ -204,7 +209,9 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                     "layer_curve",
                 )
             elif kind == "head_heatmap" and not fdc.empty and fdc["head_layer"].notna().all():
-                paths = fg.head_heatmap(fdc, metric, f"{title}\n{figure}", fig_dir, f"heads_{name}")
+                paths = fg.head_heatmap(
+                    fdc, metric, f"{title}\n{figure}", fig_dir, f"heads_{name}", head_half
+                )
                 grid = fg.head_grid(fdc)
                 report.tables[f"head_grid_{name}"] = grid.rename_axis("layer").reset_index()
                 add(
@@ -212,7 +219,8 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                     f"Head grid: {title} ({figure})",
                     "Mean paired delta of the dev metric vs the baseline (same seed and "
                     "training subset) per layer and head; diverging colours centred at 0 "
-                    "(red = worse, blue = better than the baseline)."
+                    "(red = worse, blue = better than the baseline), on one scale shared by "
+                    "every head grid of this report."
                     + _marks_phrase(fdc)
                     + f" Table: head_grid_{name}.csv/.tex."
                     + context,

@@ -180,19 +180,32 @@ def head_grid(cells: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def shared_halfrange(values) -> float:
+    """The largest |value| (1.0 when there is none): one zero-centred scale for many grids."""
+    v = np.asarray(values, dtype=float)
+    v = np.abs(v[np.isfinite(v)])
+    return float(v.max()) if v.size and v.max() > 0 else 1.0
+
+
 def head_heatmap(
-    cells: pd.DataFrame, metric: str, title: str, out_dir: Path, name: str
+    cells: pd.DataFrame,
+    metric: str,
+    title: str,
+    out_dir: Path,
+    name: str,
+    halfrange: float | None = None,
 ) -> list[Path]:
-    """Mean delta vs baseline per (layer, head); diverging colours centred at 0, values shown,
-    * on cells with Holm p < 0.05 (gid `significance` in the SVG)."""
+    """Mean delta vs baseline per (layer, head); diverging colours centred at 0 (`halfrange`:
+    the scale shared by the grids a report compares; default: this grid's largest |delta|),
+    values shown, * on cells with Holm p < 0.05 (gid `significance` in the SVG)."""
     table = cells.pivot_table(index="head_layer", columns="head_index", values="mean_delta")
     table = table.sort_index().sort_index(axis=1)
     values = table.to_numpy(dtype=float)
     fig, ax = plt.subplots(
         figsize=(max(4.0, 0.7 * values.shape[1] + 2), 0.6 * values.shape[0] + 1.8)
     )
-    finite = values[np.isfinite(values)]
-    halfrange = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+    if halfrange is None:
+        halfrange = shared_halfrange(values)
     im = ax.imshow(values, cmap="RdBu", norm=CenteredNorm(0.0, halfrange), aspect="auto")
     sig = cells.set_index(["head_layer", "head_index"])["p_holm"] if "p_holm" in cells else None
     for i, layer in enumerate(table.index):
