@@ -211,7 +211,7 @@ def test_report_of_the_real_sweep_has_labels_and_no_marks_at_two_seeds(wandb_swe
     (curve,) = [f for f in report.figures if f.get("kind") == "layer_curve"]
     assert not svg_ids(Path(curve["svg"])) & set(FIGURE_MARKS)
     assert "model tiny" in curve["caption"] and "32 train examples" in curve["caption"]
-    assert "lr 2e-05, 1 epochs, batch 32" in curve["caption"]
+    assert "lr 2e-05, epochs 1, batch 32" in curve["caption"]
     points = report.tables["layer_curve_wnli_tiny_32_progressive"]
     assert list(points["k"]) == [1, 4] and list(points["label"]) == ["k=1", "baseline"]
     assert points["ci_low"].isna().all()  # 2 seeds: no interval, also for the baseline point

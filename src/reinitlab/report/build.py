@@ -99,10 +99,10 @@ def recipe(runs: pd.DataFrame) -> dict[str, str]:
 
 
 def recipe_text(runs: pd.DataFrame) -> str:
-    """`lr 2e-05, 3 epochs, batch 32, 8551 train examples, max length 128`."""
+    """`lr 2e-05, epochs 3, batch 32, 8551 train examples, max length 128`."""
     r = recipe(runs)
     text = (
-        f"lr {r['lr']}, {r['epochs']} epochs, batch {r['batch size']}, "
+        f"lr {r['lr']}, epochs {r['epochs']}, batch {r['batch size']}, "
         f"{r['train examples']} train examples, max length {r['max length']}"
     )
     return text + (f", max {r['max steps']} steps" if "max steps" in r else "")

@@ -121,9 +121,9 @@ def _statistics_text(report) -> str:
         "t test with one degree of freedom is not evidence); the paired t test "
         f"(scipy.stats.ttest_rel) from {stats.MIN_N} to {stats.WILCOXON_MIN_N - 1} pairs; the "
         f"Wilcoxon signed-rank test from {stats.WILCOXON_MIN_N} pairs (below that it cannot "
-        "reach p < 0.05).",
+        "reach p &lt; 0.05).",
         "Multiple comparisons: Holm–Bonferroni across the cells of one figure (column "
-        "<code>family_size</code> = number of tests in that family); * in figures = Holm p < 0.05.",
+        "<code>family_size</code> = number of tests in that family); * in figures = Holm p &lt; 0.05.",
     ]
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
