@@ -4,6 +4,7 @@ the CSVs' numbers and compile."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import shutil
@@ -277,3 +278,41 @@ def test_report_wandb_logs_head_grid_layer_curve_and_tables(tmp_path, monkeypatc
     assert logged["report/summary_per_layer"]["_type"] == "table-file"
     assert logged["report/recipe"]["_type"] == "table-file"
     assert any(k.startswith("figures/heads_") for k in logged)
+
+
+def test_head_grids_of_a_report_share_one_zero_centred_scale(tmp_path):
+    """Two tasks' head grids, one with small and one with large deltas: the small grid's
+    colour bar spans the large one's range."""
+    sweep = tmp_path / "heads2"
+    size = {"cola": 0.01, "rte": 0.1}  # the largest |delta| of each task's grid
+    num = 0
+    for task, scale in size.items():
+        for seed in range(3):
+            base = record(task, {"name": "none", "label": "baseline"}, seed, 0.5 + 0.01 * seed)
+            write_job(sweep, num, [f"task={task}", "reinit=none", f"seed={seed}"], base)
+            num += 1
+            for head in (1, 2):
+                scheme = {"name": "heads", "layer": 1, "head": head, "label": f"L1H{head}"}
+                value = 0.5 + 0.01 * seed - scale * head / 2
+                write_job(sweep, num, [f"task={task}", f"h={head}", f"seed={seed}"],
+                          record(task, scheme, seed, value))  # fmt: skip
+                num += 1
+    report = build_report([sweep], tmp_path / "out", n_resamples=200)
+
+    def numbers(svg: Path) -> list[float]:
+        """Numbers drawn as text (matplotlib keeps each text as an SVG comment): the cell
+        values and the colour bar's tick labels."""
+        found = []
+        for text in re.findall(r"<!-- (.*?) -->", svg.read_text()):
+            with contextlib.suppress(ValueError):
+                found.append(float(text.replace("−", "-")))
+        return found
+
+    figures = tmp_path / "out" / "figures"
+    cola = numbers(figures / "heads_cola_tiny_all_heads.svg")
+    rte = numbers(figures / "heads_rte_tiny_all_heads.svg")
+    assert -0.01 in cola and -0.1 in rte  # the cells' values (mean delta)
+    # cola's colour bar reaches far past its own deltas: to rte's, the shared scale
+    assert max(abs(v) for v in cola) >= 0.075 and max(abs(v) for v in rte) >= 0.075
+    grids = [f for f in report.figures if f.get("kind") == "head_grid"]
+    assert len(grids) == 2 and all("shared by every head grid" in f["caption"] for f in grids)
