@@ -175,8 +175,14 @@ def build_workspace(study: StudyRuns, entity: str, project: str):
     Long because it is the workspace's one list of sections and panels, each naming only
     metrics the runs logged; split, each part would recheck what exists.
     """
-    import wandb_workspaces.reports.v2 as wr
-    import wandb_workspaces.workspaces as ws
+    try:
+        import wandb_workspaces.reports.v2 as wr
+        import wandb_workspaces.workspaces as ws
+    except ImportError as e:
+        raise ReinitlabError(
+            "dashboard: the wandb-workspaces package is not installed; "
+            "pip install 'reinitlab[dashboard]' (or pip install wandb-workspaces)"
+        ) from e
 
     plan = plan_dashboard(study)
     hist, summ = set(plan.history_metrics), set(plan.summary_metrics)
