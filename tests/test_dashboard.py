@@ -215,3 +215,18 @@ def test_report_of_the_real_sweep_has_labels_and_no_marks_at_two_seeds(wandb_swe
     points = report.tables["layer_curve_wnli_tiny_32_progressive"]
     assert list(points["k"]) == [1, 4] and list(points["label"]) == ["k=1", "baseline"]
     assert points["ci_low"].isna().all()  # 2 seeds: no interval, also for the baseline point
+
+
+def test_a_sweep_without_wandb_runs_is_a_clear_error(tmp_path, capsys):
+    from tests.test_report import progressive_scheme, record, write_job
+
+    sweep = tmp_path / "csv_sweep"
+    for num, k in enumerate((1, 4)):
+        write_job(sweep, num, [f"reinit.k={k}"], record("rte", progressive_scheme(k), 0, 0.5))
+    args = ["dashboard", str(sweep), "--entity", "e", "--project", "p"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "no W&B run files" in err and "2 completed jobs" in err and "logger=wandb" in err
+    assert not (sweep / "wandb_workspace.json").exists()  # nothing half-written
+    assert cli_main(["dashboard", str(tmp_path / "nowhere"), *args[2:]]) == 2
+    assert "not a directory" in capsys.readouterr().err
