@@ -107,6 +107,7 @@ def _curve(ax, cells, baseline, num_layers, color, label, delta_cells=None) -> N
                     xytext=(0, 6),
                     ha="center",
                     fontsize=14,
+                    color=color,
                     gid="significance",
                 )
 
