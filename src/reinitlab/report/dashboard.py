@@ -302,7 +302,10 @@ def build_workspace(study: StudyRuns, entity: str, project: str):
 
 def workspace_json(workspace, plan: DashboardPlan) -> dict[str, Any]:
     """The spec `--push` sends (wandb-workspaces' own serialisation), with what it was built
-    from: the study, its groups and metrics, its baseline runs."""
+    from: the study, its groups and metrics, its baseline runs.
+
+    wandb-workspaces has no public serialiser; `Workspace._to_model()` is what its own `save`
+    sends, so the file equals the pushed spec (the push test checks this)."""
     spec = workspace._to_model().spec.model_dump_json(by_alias=True, exclude_none=True)
     return {
         "entity": workspace.entity,
