@@ -16,7 +16,6 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.report.stats import bootstrap_ci
 from reinitlab.training.record import RESULT_FILENAME
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -588,13 +587,17 @@ def test_matrix_statistics_match_a_hand_computation(n_seeds):
     assert sorted(table.index) == ["mnli", "mnli→mrpc", "none"]
     x, d = v["chained"], v["chained"] - v["direct"]
     row = table.loc["mnli"]
-    # the report's statistics (reinitlab.report.stats): seeded percentile bootstrap CIs
+    # the report's statistics (reinitlab.report.stats): Student's t intervals below 20 runs
     assert row["mean"] == pytest.approx(x.mean()) and row.n == n_seeds
     assert row.direct_mean == pytest.approx(v["direct"].mean())
-    assert (row.ci_low, row.ci_high) == pytest.approx(bootstrap_ci(x, seed=0))
+
+    def t_interval(a):
+        return stats.t.interval(0.95, len(a) - 1, a.mean(), stats.sem(a))
+
+    assert (row.ci_low, row.ci_high) == pytest.approx(t_interval(x)) and row.ci_method == "t"
     assert row.ci_low < x.mean() < row.ci_high
     assert row.n_pairs == n_seeds and row.mean_delta == pytest.approx(d.mean())
-    assert (row.delta_ci_low, row.delta_ci_high) == pytest.approx(bootstrap_ci(d, seed=0))
+    assert (row.delta_ci_low, row.delta_ci_high) == pytest.approx(t_interval(d))
     worse = table.loc["mnli→mrpc"]
     assert worse.mean_delta == pytest.approx(d.mean() - 0.2)
     test = stats.ttest_rel if n_seeds < 6 else stats.wilcoxon
@@ -648,17 +651,23 @@ def test_matrix_pairs_by_seed_and_handles_degenerate_deltas():
     row = cells.loc[("cola", "wnli")]
     assert row.n == 2 and row.n_pairs == 1 and row.mean_delta == pytest.approx(0.2)  # seed 1
     assert row["mean"] == pytest.approx(0.7) and row.direct_mean == pytest.approx(0.2)
-    assert row.test == "none (single seed)" and np.isnan(row.p) and np.isnan(row.p_holm)
-    assert np.isnan(row.delta_ci_low)  # one pair: no spread to resample
-    const = cells.loc[("mrpc", "wnli")]  # every delta +0.25: no variance, t is undefined
-    assert const.n_pairs == 2 and const.mean_delta == 0.25
-    assert (const.delta_ci_low, const.delta_ci_high) == (0.25, 0.25)
-    assert const.test == "paired t" and np.isnan(const.p) and np.isnan(const.p_holm)
-    assert bool(const.better_than_direct) is True
-    zero = cells.loc[("mrpc", "rte")]  # every delta 0: no difference, p = 1
-    assert zero.mean_delta == 0.0 and zero.test == "paired t" and zero.p == 1.0
-    assert zero.p_holm == 1.0  # the matrix's only finite p: Holm leaves it
-    assert bool(zero.better_than_direct) is False
+    assert row.test == "none (n=1 < 3)" and np.isnan(row.p) and np.isnan(row.p_holm)
+    assert np.isnan(row.delta_ci_low)  # one pair: no interval
+    # two pairs: no interval and no test either (one degree of freedom), whatever the deltas
+    for chain, delta in (("wnli", 0.25), ("rte", 0.0)):
+        two = cells.loc[("mrpc", chain)]
+        assert two.n_pairs == 2 and two.mean_delta == delta
+        assert np.isnan(two.delta_ci_low) and np.isnan(two.ci_low)
+        assert two.test == "none (n=2 < 3)" and np.isnan(two.p) and np.isnan(two.p_holm)
+    assert bool(cells.loc[("mrpc", "wnli")].better_than_direct) is True
+    # degenerate deltas at a testable n: constant (no variance, t undefined) and all zero
+    from reinitlab.report.stats import paired_test
+
+    base = np.array([0.25, 0.5, 0.75])
+    assert paired_test(base + 0.25, base)[0] == "paired t"
+    assert np.isnan(paired_test(base + 0.25, base)[2])
+    assert paired_test(base, base) == ("paired t", 0.0, 1.0)
+    assert bool(cells.loc[("mrpc", "rte")].better_than_direct) is False
 
 
 @pytest.mark.slow  # ~20 s; the list sweep itself is also exercised by the matrix sweep above

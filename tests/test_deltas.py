@@ -254,6 +254,16 @@ def assert_run_matches_record(run: dict, record: dict) -> None:
         )
     for name, value in zip(d["cka"]["layer_names"], d["cka"]["values"], strict=True):
         assert last[f"deltas/cka/{name}"] == pytest.approx(value)
+    # per-head movement as scalars, one per (layer, head), equal to the record's head matrix
+    logged = {k: v for k, v in last.items() if k.startswith("deltas/head/")}
+    expected = {
+        f"deltas/head/L{i + 1:02d}H{h + 1:02d}": value
+        for i, row in enumerate(d["head"])
+        for h, value in enumerate(row)
+    }
+    assert len(expected) == LAYERS * HEADS and logged.keys() == expected.keys()
+    for key, value in expected.items():
+        assert logged[key] == pytest.approx(value, rel=1e-6), key
     assert last["deltas/heads"]["_type"] == "image-file"
     table = last["deltas/table"]
     assert table["_type"] == "table-file" and table["nrows"] == len(d["layer_names"])
@@ -265,10 +275,30 @@ def test_wandb_offline_run_holds_the_records_final_deltas(tmp_path, monkeypatch)
     from tests.helpers.wandb_reader import find_run_files, read_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = job_cfg(tmp_path, "logger=wandb", "reinit.k=1")
+    cfg = job_cfg(tmp_path, "logger=wandb", "reinit.k=1", "study=my-study")
     record = train(cfg)
     (run_file,) = find_run_files(tmp_path / "out")
-    assert_run_matches_record(read_run(run_file), record)
+    run = read_run(run_file)
+    assert_run_matches_record(run, record)
+    # the study is the W&B group; flat keys a W&B filter or group-by can use
+    assert run["group"] == "my-study"
+    config = run["config"]
+    flat = {k: config[k] for k in ("study", "task_name", "model_name", "scheme", "label", "k")}
+    assert flat == {
+        "study": "my-study",
+        "task_name": record["task"],
+        "model_name": "tiny",
+        "scheme": "progressive",
+        "label": "k=1",
+        "k": 1,
+    }
+    assert config["layer"] is None and config["head"] is None and config["seed"] == 0
+    assert config["is_baseline"] is False
+    # define_metric: the summary holds the best and the final val/primary
+    assert run["summary"]["val/primary"] == {
+        "max": pytest.approx(record["best"]["metrics"]["val/primary"]),
+        "last": pytest.approx(record["final"]["metrics"]["val/primary"]),
+    }
 
 
 @needs_glue

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "done / failed / missing / running jobs of a sweep directory",
     ),
     "report": ("reinitlab.report.cli", "tables, figures and report.html from finished sweeps"),
+    "dashboard": ("reinitlab.report.dashboard", "a W&B workspace for a study, built from its runs"),
 }
 
 

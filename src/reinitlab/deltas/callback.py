@@ -9,6 +9,8 @@ At every validation (not the sanity check) and at fit end it logs, to every logg
     deltas/layer_07/from_pretrained       relative distance of the whole layer to pretrained
     deltas/cka/layer_07                   linear CKA with the fit-start representations of a
                                           fixed dev batch (also deltas/cka/embeddings)
+    deltas/head/L07H03                    per-head movement from fit start (layer 7, head 3;
+                                          scalars, so W&B panels can compare heads across runs)
 
 and with a W&B logger also a layers × heads heatmap image (`deltas/heads`) and a per-layer
 table (`deltas/table`). `result` holds the final matrices
@@ -37,6 +39,12 @@ from reinitlab.deltas.movement import (
 
 def _layer_name(i: int) -> str:
     return f"layer_{i + 1:02d}"
+
+
+def head_metric(layer: int, head: int) -> str:
+    """The logged name of one head's movement, 1-based: `deltas/head/L07H03` (zero-padded so
+    W&B sorts them; well inside W&B's metric-name limits)."""
+    return f"deltas/head/L{layer:02d}H{head:02d}"
 
 
 class DeltaTracker(L.Callback):
@@ -141,6 +149,9 @@ class DeltaTracker(L.Callback):
             for part in MOVEMENT_PARTS:
                 out[f"deltas/{name}/{part}"] = result["layer"][part][i]
             out[f"deltas/{name}/from_pretrained"] = result["layer_from_pretrained"]["all"][i]
+        for i, row in enumerate(result.get("head") or []):
+            for h, value in enumerate(row):
+                out[head_metric(i + 1, h + 1)] = value
         if "cka" in result:
             for name, value in zip(
                 result["cka"]["layer_names"], result["cka"]["values"], strict=True

@@ -39,6 +39,7 @@ from reinitlab.reinit.schemes import (
     Scheme,
     Selection,
     check_progressive_k,
+    figure_label,
     get_scheme,
     register,
     resolve_scheme,
@@ -74,6 +75,7 @@ __all__ = [
     "progressive_targets",
     "register",
     "resolve_scheme",
+    "figure_label",
     "scheme_label",
     "selection_targets",
 ]

@@ -470,6 +470,19 @@ def resolve_scheme(
     return impl.select(scheme, num_layers, num_heads, model_name, common)
 
 
+def _suffix(p: Mapping[str, Any]) -> str:
+    """` [attention]`, ` zero`/` mask`, ` +pooler`: the options any layer/head label carries."""
+    out = ""
+    if p.get("parts"):
+        parts = [p["parts"]] if isinstance(p["parts"], str) else p["parts"]
+        out += f" [{'+'.join(parts)}]"
+    if p.get("mode") not in (None, "reinit"):
+        out += f" {p['mode']}"
+    if p.get("pooler"):
+        out += " +pooler"
+    return out
+
+
 def scheme_label(name: str, params: Mapping[str, Any], num_layers: int) -> str:
     """A short readable label: `k=5`, `layers 1,4,7`, `block 4-6`, `L12H6`, `perm seed 3`,
     `embeddings`, with ` zero`/` mask`, ` [attention]` and ` +pooler` suffixes; an untouched
@@ -478,11 +491,19 @@ def scheme_label(name: str, params: Mapping[str, Any], num_layers: int) -> str:
     label = get_scheme(name).label(p, num_layers)
     if label is None:
         return "pooler" if p.get("pooler") else "baseline"
-    if p.get("parts"):
-        parts = [p["parts"]] if isinstance(p["parts"], str) else p["parts"]
-        label += f" [{'+'.join(parts)}]"
-    if p.get("mode") not in (None, "reinit"):
-        label += f" {p['mode']}"
-    if p.get("pooler"):
-        label += " +pooler"
-    return label
+    return label + _suffix(p)
+
+
+def figure_label(name: str, params: Mapping[str, Any]) -> str:
+    """The readable name of a figure's runs: the scheme without its position parameters, e.g.
+    `progressive`, `heads mask`, `block width 2`, `progressive [attention]` -- what a report
+    title says instead of the parameters' config."""
+    impl = SCHEMES.get(name)
+    position = impl.position if impl is not None else ()
+    p = {k: v for k, v in params.items() if k not in (*position, "name", "label")}
+    rest = "".join(
+        f" {k} {_join(_as_list(v))}"
+        for k, v in sorted(p.items())
+        if k not in ("parts", "mode", "pooler") and v is not None
+    )
+    return f"{name}{rest}{_suffix(p)}"

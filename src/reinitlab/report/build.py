@@ -12,7 +12,7 @@ import pandas as pd
 from reinitlab.report import figures as fg
 from reinitlab.report import stats
 from reinitlab.report.collect import Collection, collect, runs_frame, varying_config_columns
-from reinitlab.report.io import atomic_path
+from reinitlab.report.io import atomic_path, write_table
 from reinitlab.report.probes import probe_figure, probe_table, spearman_vs_reinit
 from reinitlab.report.transfer import transfer_cells
 
@@ -39,6 +39,7 @@ class Report:
     transfer: pd.DataFrame = field(default_factory=pd.DataFrame)
     probes: pd.DataFrame = field(default_factory=pd.DataFrame)
     figures: list[dict[str, Any]] = field(default_factory=list)  # title, caption, png, svg
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # head grids, recipes
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     parquet_written: bool = False
@@ -57,23 +58,109 @@ def _baseline_summary(
     base = base_runs["primary"].to_numpy(dtype=float)
     if len(base) == 0:
         return None
-    lo, hi = stats.bootstrap_ci(base, n_resamples=n_resamples, seed=seed)
-    return pd.Series({"mean": base.mean(), "ci_low": lo, "ci_high": hi, "n": len(base)})
+    lo, hi, method = stats.mean_ci(base, n_resamples=n_resamples, seed=seed)
+    return pd.Series(
+        {"mean": base.mean(), "ci_low": lo, "ci_high": hi, "n": len(base), "ci_method": method}
+    )
+
+
+def _unique(values) -> str:
+    shown = []
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        text = f"{v:g}" if isinstance(v, float) else str(v)
+        if text not in shown:
+            shown.append(text)
+    return "/".join(shown) if shown else "?"
+
+
+def recipe(runs: pd.DataFrame) -> dict[str, str]:
+    """The fine-tuning recipe of `runs` (lr, epochs, batch size, train-set size, max length),
+    each as text; several values in one group are joined by `/`."""
+
+    def col(name):
+        return runs[name] if name in runs else pd.Series([None] * len(runs), dtype=object)
+
+    epochs = _unique(col("config.trainer.max_epochs"))
+    if col("config.early_stopping.patience").notna().any():
+        epochs = f"up to {epochs} (early stopping)"
+    steps = col("config.trainer.max_steps")
+    out = {
+        "lr": _unique(col("config.optim.lr")),
+        "epochs": epochs,
+        "batch size": _unique(col("config.data.batch_size")),
+        "train examples": _unique(col("train_size")),
+        "max length": _unique(col("config.data.max_length")),
+    }
+    if steps.notna().any() and (steps.fillna(-1).astype(float) > 0).any():
+        out["max steps"] = _unique(steps)
+    return out
+
+
+def recipe_text(runs: pd.DataFrame) -> str:
+    """`lr 2e-05, epochs 3, batch 32, 8551 train examples, max length 128`."""
+    r = recipe(runs)
+    text = (
+        f"lr {r['lr']}, epochs {r['epochs']}, batch {r['batch size']}, "
+        f"{r['train examples']} train examples, max length {r['max length']}"
+    )
+    return text + (f", max {r['max steps']} steps" if "max steps" in r else "")
+
+
+def recipes_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (study, task, model, train size, factors, chain): the recipe, for the
+    report's header and `recipe.csv`."""
+    keys = ["study", "task", "model", "size", "factors", "chain"]
+    rows = [
+        {**dict(zip(keys, key, strict=True)), "runs": len(g), **recipe(g)}
+        for key, g in runs.groupby(keys, dropna=False, sort=True)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _context(g_runs: pd.DataFrame) -> str:
+    """The sentence every caption ends with: study, model and recipe of the drawn runs."""
+    studies = _unique(g_runs["study"]) if "study" in g_runs else "?"
+    return f" Study {studies}; model {_unique(g_runs['model'])}; recipe: {recipe_text(g_runs)}."
+
+
+def _interval_phrase(cells: pd.DataFrame) -> str:
+    """What the drawn intervals and marks are, from the cells' own `ci_method`/`test`."""
+    methods = set(cells.get("ci_method", pd.Series(dtype=str)).dropna())
+    drawn = sorted(m for m in methods if not m.startswith("none"))
+    names = {"t": "95% Student t interval", "bootstrap": "95% percentile bootstrap interval"}
+    if not drawn:
+        return (
+            f"No intervals or significance marks: fewer than {stats.MIN_N} seeds per cell, "
+            "too few for an honest interval or test."
+        )
+    text = "Band/bars = " + " or ".join(names[m] for m in drawn) + " of the mean over seeds"
+    if any(m.startswith("none") for m in methods):
+        text += f" (none for cells with fewer than {stats.MIN_N} seeds)"
+    return text + "."
 
 
 def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, seed: int) -> None:
     """Draw every figure into `report.figures`: per group, each scheme's figure, probing and
-    weight movement (a note when bad records make those skip); then data-size and transfer.
+    weight movement (a note when bad records make those skip); then the layer curves of all
+    tasks together, data-size and transfer.
 
     Long because it is one loop over the (task, model, size, factors, chain) groups choosing
     each scheme's figure kind and caption; the branches share the group's title, name and cells.
     """
     runs, agg, dcells = report.runs, report.aggregates, report.delta_cells
     fig_dir = report.out_dir / "figures"
+    curves: dict[tuple, list] = {}  # (model, size, factors, chain, figure) -> each task's curve
+    # every head grid of the report on one zero-centred colour scale, so grids compare by colour
+    head_cells = (
+        dcells[dcells["scheme"].map(figure_kind) == "head_heatmap"] if not dcells.empty else dcells
+    )
+    head_half = fg.shared_halfrange(head_cells["mean_delta"]) if not head_cells.empty else None
 
-    def add(paths, title, caption):
+    def add(paths, title, caption, kind="other"):
         report.figures.append(
-            {"title": title, "caption": caption, "png": paths[0], "svg": paths[1]}
+            {"title": title, "caption": caption, "png": paths[0], "svg": paths[1], "kind": kind}
         )
 
     for key, g_runs in runs.groupby(GROUP, sort=True, dropna=False):
@@ -92,6 +179,8 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 if not g_dc.empty
                 else g_dc
             )
+            f_runs = g_runs[(g_runs["figure"] == figure) | g_runs["is_baseline"]]
+            context = _context(f_runs)
             name = fg.slug(task, model, size, factors, _via(chain), figure)
             kind = figure_kind(scheme)
             if kind == "layer_curve" and cells["scheme.k"].notna().all():
@@ -99,44 +188,55 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                     report.deltas["run_dir"].isin(g_runs.loc[g_runs["figure"] == figure, "run_dir"])
                 ]
                 baseline = _baseline_summary(g_runs, used, n_resamples, seed)
+                curves.setdefault((model, size, factors, chain, figure), []).append(
+                    (task, metric, cells, baseline, fdc, f_runs)
+                )
                 paths = fg.layer_curve(
-                    cells,
-                    baseline,
-                    fdc,
-                    metric,
-                    f"{title}\n{fg.pretty(figure)}",
-                    fig_dir,
-                    f"layers_{name}",
+                    cells, baseline, fdc, metric, f"{title}\n{figure}", fig_dir, f"layers_{name}"
+                )
+                report.tables[f"layer_curve_{name}"] = _curve_table(cells, baseline)
+                cis = (
+                    pd.concat([cells, pd.DataFrame([baseline])]) if baseline is not None else cells
                 )
                 add(
                     paths,
-                    f"Layer curve: {title} ({fg.pretty(figure)})",
-                    "Dev metric vs k (layers k..L re-initialized): mean over seeds with 95% "
-                    "bootstrap CI band; dashed line = baseline (band = its CI). "
-                    "* = Holm-adjusted p < 0.05 vs baseline.",
+                    f"Layer curve: {title} ({figure})",
+                    "Dev metric vs k (layers k..L re-initialized), mean over seeds; the baseline "
+                    "(nothing re-initialized) is the point k=L+1 and the dashed line. "
+                    + _interval_phrase(cis)
+                    + _marks_phrase(fdc)
+                    + context,
+                    "layer_curve",
                 )
             elif kind == "head_heatmap" and not fdc.empty and fdc["head_layer"].notna().all():
                 paths = fg.head_heatmap(
-                    fdc, metric, f"{title}\n{fg.pretty(figure)}", fig_dir, f"heads_{name}"
+                    fdc, metric, f"{title}\n{figure}", fig_dir, f"heads_{name}", head_half
                 )
+                grid = fg.head_grid(fdc)
+                report.tables[f"head_grid_{name}"] = grid.rename_axis("layer").reset_index()
                 add(
                     paths,
-                    f"Head heatmap: {title} ({fg.pretty(figure)})",
-                    "Mean paired delta vs baseline per (layer, head); red = worse, blue = better "
-                    "than the baseline. * = Holm-adjusted p < 0.05.",
+                    f"Head grid: {title} ({figure})",
+                    "Mean paired delta of the dev metric vs the baseline (same seed and "
+                    "training subset) per layer and head; diverging colours centred at 0 "
+                    "(red = worse, blue = better than the baseline), on one scale shared by "
+                    "every head grid of this report."
+                    + _marks_phrase(fdc)
+                    + f" Table: head_grid_{name}.csv/.tex."
+                    + context,
+                    "head_grid",
                 )
             elif not fdc.empty and fdc["n_pairs"].gt(0).any():
-                paths = fg.delta_bars(
-                    fdc[fdc["n_pairs"] > 0],
-                    metric,
-                    f"{title}\n{fg.pretty(figure)}",
-                    fig_dir,
-                    f"bars_{name}",
-                )
+                shown = fdc[fdc["n_pairs"] > 0]
+                paths = fg.delta_bars(shown, metric, f"{title}\n{figure}", fig_dir, f"bars_{name}")
                 add(
                     paths,
-                    f"{scheme}: {title} ({fg.pretty(figure)})",
-                    "Mean paired delta vs baseline per variant, error bars = 95% bootstrap CI.",
+                    f"{scheme}: {title} ({figure})",
+                    "Mean paired delta vs baseline per variant. "
+                    + _interval_phrase(shown)
+                    + _marks_phrase(shown)
+                    + context,
+                    "bars",
                 )
         # probing beside the reinit curve, when baseline records carry probe results
         try:
@@ -156,7 +256,65 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 f"deltas matrices do not have the expected shape ({e!r})."
             )
 
-    # data-size curves: per task/model/factors when the sweep varies data.max_train_samples
+    _draw_all_task_curves(report, curves, add)
+    _draw_data_size(report, add)
+    _draw_transfer(report, add)
+
+
+def _curve_table(cells: pd.DataFrame, baseline: pd.Series | None) -> pd.DataFrame:
+    """The layer curve's points as a table: one row per k, the baseline as k = L+1."""
+    cols = ["k", "label", "n", "mean", "ci_low", "ci_high", "ci_method"]
+    table = cells.assign(k=cells["scheme.k"].astype(int)).sort_values("k")[cols]
+    num_layers = cells["num_layers"].dropna()
+    if baseline is not None and len(num_layers):
+        row = {"k": int(num_layers.iloc[0]) + 1, "label": "baseline", **baseline.to_dict()}
+        table = pd.concat([table, pd.DataFrame([row])[cols]], ignore_index=True)
+    return table.reset_index(drop=True)
+
+
+def _marks_phrase(dcells: pd.DataFrame) -> str:
+    """What * means in a figure, or why there is none."""
+    if dcells.empty or "p" not in dcells or dcells["p"].isna().all():
+        return (
+            f" No significance marks: no cell has {stats.MIN_N} or more paired seeds "
+            "(a test on fewer would not be valid)."
+        )
+    tests = sorted(set(dcells.loc[dcells["p"].notna(), "test"]))
+    return (
+        f" * = Holm-adjusted p < 0.05 across this figure's cells ({', '.join(tests)} test vs "
+        "the paired baseline)."
+    )
+
+
+def _draw_all_task_curves(report: Report, curves: dict, add) -> None:
+    """The study's overview: every task's layer curve in one figure, per model/size/figure."""
+    for (model, size, factors, chain, figure), items in sorted(curves.items()):
+        if len(items) < 2:
+            continue
+        size_txt = "full train sets" if size == "all" else f"{size} train examples"
+        title = f"All tasks · {model} · {size_txt}" + (f" · {factors}" if factors else "")
+        title += f" · after {chain}" if chain != "none" else ""
+        drawn = [(t, m, c, b, d) for t, m, c, b, d, _ in items]
+        name = fg.slug("all_tasks", model, size, factors, _via(chain), figure)
+        paths = fg.layer_curves_all_tasks(
+            drawn, f"{title}\n{figure}", report.out_dir / "figures", f"layers_{name}"
+        )
+        all_cells = pd.concat([c for _, _, c, _, _ in drawn])
+        all_runs = pd.concat([r for *_, r in items])
+        add(
+            paths,
+            f"Layer curves, all tasks: {title} ({figure})",
+            "Dev metric vs k for every task of the study (each task's primary metric), mean "
+            "over seeds; each task's baseline is its point at k=L+1 and its dashed line. "
+            + _interval_phrase(all_cells)
+            + _context(all_runs),
+            "layer_curves_all",
+        )
+
+
+def _draw_data_size(report: Report, add) -> None:
+    """Data-size curves: per task/model/factors when the sweep varies data.max_train_samples."""
+    agg, fig_dir = report.aggregates, report.out_dir / "figures"
     for (task, model, factors, chain), g in agg.groupby(
         ["task", "model", "factors", "chain"], dropna=False
     ):
@@ -175,12 +333,15 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
         paths = fg.data_size_curve(
             sized, metric, title, fig_dir, f"datasize_{fg.slug(task, model, factors, _via(chain))}"
         )
+        r = report.runs
+        g_runs = r[(r["task"] == task) & (r["model"] == model) & (r["factors"] == factors)]
         add(
             paths,
             f"Data size: {title}",
-            "Dev metric vs training-set size, one line per scheme variant (mean, 95% CI band).",
+            "Dev metric vs training-set size, one line per scheme variant (mean over seeds). "
+            + _interval_phrase(sized)
+            + _context(g_runs),
         )
-    _draw_transfer(report, add)
 
 
 def _draw_transfer(report: Report, add) -> None:
@@ -193,20 +354,25 @@ def _draw_transfer(report: Report, add) -> None:
         size_txt = "full train sets" if size == "all" else f"{size} train examples"
         title = f"{model} · {size_txt}" + (f" · {factors}" if factors else "")
         if variant != "baseline":
-            title += f" · {fg.pretty(variant)}"
+            title += f" · {variant}"
         name = fg.slug(model, size, factors, "" if variant == "baseline" else variant)
         means, deltas = fg.transfer_heatmaps(m, title, report.out_dir / "figures", name)
+        r = report.runs
+        context = _context(r[(r["model"] == model) & (r["size"] == size)])
         add(
             means,
             f"Transfer matrix: {title}",
             "Rows: final task; columns: intermediate task(s) fine-tuned on first (none = direct "
-            "fine-tuning). Mean dev metric over seeds with 95% bootstrap CI; ▲ = above direct.",
+            "fine-tuning). Mean dev metric over seeds; ▲ = above direct. "
+            + _interval_phrase(m)
+            + context,
         )
         add(
             deltas,
             f"Transfer vs direct fine-tuning: {title}",
-            "Paired delta vs direct fine-tuning (same final task, seed and training subset); "
-            "* = Holm-adjusted p < 0.05 across the matrix.",
+            "Paired delta vs direct fine-tuning (same final task, seed and training subset)."
+            + _marks_phrase(m)
+            + context,
         )
 
 
@@ -234,7 +400,7 @@ def _draw_probes(report, g_runs, g_agg, records_by_dir, title, metric, key, add)
             f" Spearman ρ(probe metric of layer ℓ, drop at k=ℓ) = {rho['rho']:.3f} "
             f"(p = {rho['pvalue']:.3g}, {rho['n']} layers)."
         )
-    add(paths, f"Probing vs reinit: {title}", caption)
+    add(paths, f"Probing vs reinit: {title}", caption + _context(g_runs))
     rows = table.assign(**dict(zip(GROUP, key, strict=True)))
     rows["spearman_rho"], rows["spearman_p"] = rho["rho"], rho["pvalue"]
     report.probes = pd.concat([report.probes, rows], ignore_index=True)
@@ -263,7 +429,8 @@ def _draw_movement(
             paths,
             f"Weight movement per layer: {title}",
             "Relative movement of each encoder layer from its fit-start weights "
-            "(mean over seeds), per variant; from the deltas matrices in the records.",
+            "(mean over seeds), per variant; from the deltas matrices in the records. The "
+            "three panels share one colour scale." + _context(g_runs),
         )
     if head_example is not None:
         paths = fg.head_movement_heatmap(*head_example, title, fig_dir, f"head_movement_{name}")
@@ -271,7 +438,7 @@ def _draw_movement(
             paths,
             f"Weight movement per head: {title} ({head_example[0]})",
             "Relative movement of each head's Q/K/V rows and output-projection columns "
-            "(mean over seeds).",
+            "(mean over seeds)." + _context(g_runs),
         )
 
 
@@ -314,6 +481,8 @@ def build_report(
         summaries["per_head"] = stats.summary_table(deltas, "head_index")
     report = Report(out, collection, runs, agg, deltas, dcells, summaries, n_resamples=n_resamples)
     report.notes = _notes(report)
+    if not runs.empty:
+        report.tables["recipe"] = recipes_table(runs)
 
     report.transfer = transfer_cells(runs, n_resamples=n_resamples, seed=seed)
     records_by_dir = {r["run_dir"]: r for r in collection.records}
@@ -326,15 +495,32 @@ def build_report(
 
 def _notes(report: Report) -> list[str]:
     notes = []
-    dc = report.delta_cells
+    dc, agg = report.delta_cells, report.aggregates
+    few = f"fewer than {stats.MIN_N} seeds"
+    why = (
+        "with 2 seeds a 95% interval is either the range of the two runs (bootstrap) or "
+        "enormous (t with 1 degree of freedom), and a paired test with 1 degree of freedom "
+        "calls a lucky pair significant"
+    )
     if not dc.empty and dc["n_pairs"].max() <= 1:
         notes.append(
-            "Single seed: every delta is one run minus its baseline; no significance test is "
-            "possible, so deltas are reported without p-values. Sweep seed=0,1,2,... to get them."
+            "Single seed: every delta is one run minus its baseline; no interval and no "
+            "significance test is possible, so deltas are reported without p-values. Sweep "
+            f"seed=0,1,2,... ({stats.MIN_N} or more) to get them."
         )
-    elif not dc.empty and (dc["n_pairs"] <= 1).any():
+    elif (not dc.empty and (dc["n_pairs"] < stats.MIN_N).all()) or (
+        dc.empty and not agg.empty and (agg["n"] < stats.MIN_N).all()
+    ):
         notes.append(
-            "Cells with a single paired seed report their delta without a significance test."
+            f"Every cell has {few}: the report draws no intervals and no significance marks "
+            f"and runs no tests ({why}). Sweep seed=0,1,2 or more to get them."
+        )
+    elif (not dc.empty and (dc["n_pairs"] < stats.MIN_N).any()) or (
+        not agg.empty and (agg["n"] < stats.MIN_N).any()
+    ):
+        notes.append(
+            f"Cells with {few} report their mean without an interval and their delta without a "
+            f"test ({why})."
         )
     if not report.deltas.empty and report.deltas["baseline_missing"].any():
         n = int(report.deltas["baseline_missing"].sum())
@@ -355,23 +541,25 @@ def _notes(report: Report) -> list[str]:
 
 
 def _write_tables(report: Report) -> None:
+    """Every table as CSV and as a booktabs LaTeX table beside it (runs.tex: the page's run
+    columns; runs.csv keeps every config key)."""
+    from reinitlab.report.html import RUN_COLS
+
     out = report.out_dir
     tables = {
-        "runs": report.runs,
         "aggregates": report.aggregates,
         "deltas": report.deltas,
         "delta_cells": report.delta_cells,
         **{f"summary_{k}": v for k, v in report.summaries.items()},
+        **report.tables,
     }
     if not report.transfer.empty:
         tables["transfer"] = report.transfer
     if not report.probes.empty:
         tables["probes"] = report.probes
+    report.files += write_table(report.runs, out / "runs.csv", columns=RUN_COLS)
     for name, df in tables.items():
-        path = out / f"{name}.csv"
-        with atomic_path(path) as tmp:
-            df.to_csv(tmp, index=False)
-        report.files.append(path)
+        report.files += write_table(df, out / f"{name}.csv")
     problems = pd.DataFrame(
         [
             {
@@ -384,9 +572,7 @@ def _write_tables(report: Report) -> None:
         ],
         columns=["kind", "where", "reason", "overrides"],
     )
-    with atomic_path(out / "problems.csv") as tmp:
-        problems.to_csv(tmp, index=False)
-    report.files.append(out / "problems.csv")
+    report.files += write_table(problems, out / "problems.csv", latex=False)
     try:
         import pyarrow  # noqa: F401
     except ImportError:

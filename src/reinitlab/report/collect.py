@@ -34,6 +34,7 @@ _NOT_A_FACTOR = (
     "config.data.num_workers",
     "config.data.max_train_samples",
     "config.experiment",
+    "config.study",  # the study's name labels runs, it does not change them
     "config.intermediate",  # the task chain: its own column, `chain`
     "config.probe.",  # probing observes a run, it does not change its training
     "config.trainer.enable_progress_bar",
@@ -196,12 +197,20 @@ def is_baseline(scheme: dict[str, Any], num_layers: int | None) -> bool:
     return impl is not None and impl.is_baseline(scheme, num_layers)
 
 
-def scheme_variant(scheme: dict[str, Any]) -> str:
-    """A stable, readable key for a scheme and its parameters (label excluded)."""
-    params = {k: v for k, v in sorted(scheme.items()) if k not in ("name", "label")}
-    if not params:
-        return str(scheme.get("name"))
-    return f"{scheme.get('name')} " + json.dumps(params, sort_keys=True, separators=(",", ":"))
+def scheme_variant(scheme: dict[str, Any], num_layers: int | None = None) -> str:
+    """A run's readable variant: the scheme registry's label (`k=4`, `L12H6 mask`,
+    `block 4-6`, `baseline`), the same text `train` gives its runs; a scheme the registry
+    does not know keeps its record's label."""
+    from reinitlab.reinit import SCHEMES, scheme_label
+
+    name = scheme.get("name")
+    params = {k: v for k, v in scheme.items() if k not in ("name", "label")}
+    if name in SCHEMES and num_layers is not None:
+        try:
+            return scheme_label(name, params, int(num_layers))
+        except (ReinitlabError, TypeError, ValueError, KeyError):
+            pass
+    return str(scheme.get("label") or name)
 
 
 def position_params(name: Any) -> tuple[str, ...]:
@@ -215,12 +224,12 @@ def position_params(name: Any) -> tuple[str, ...]:
 
 
 def figure_key(scheme: dict[str, Any]) -> str:
-    """The scheme with its positional parameters removed: runs sharing it share a figure."""
-    drop = {"name", "label", *position_params(scheme.get("name"))}
-    rest = {k: v for k, v in sorted(scheme.items()) if k not in drop}
-    if not rest:
-        return str(scheme.get("name"))
-    return f"{scheme.get('name')} " + json.dumps(rest, sort_keys=True, separators=(",", ":"))
+    """The readable name of the figure a run is drawn in (`progressive`, `heads mask`,
+    `block width 2`): the scheme without its positional parameters, from the registry."""
+    from reinitlab.reinit import figure_label
+
+    params = {k: v for k, v in scheme.items() if k not in ("name", "label")}
+    return figure_label(str(scheme.get("name")), params)
 
 
 def _head_position(scheme: dict[str, Any]) -> tuple[Any, Any]:
@@ -246,6 +255,15 @@ def chain_name(rec: dict[str, Any]) -> str:
     if isinstance(chain, str):
         chain = [chain]
     return "→".join(str(t) for t in chain) if chain else "none"
+
+
+def study_name(rec: dict[str, Any]) -> str | None:
+    """The study a run belongs to: its `study` option, else its sweep dir's name (what
+    train.py uses as the W&B group)."""
+    study = (rec.get("config") or {}).get("study")
+    if study:
+        return str(study)
+    return Path(rec["sweep_dir"]).name if rec.get("sweep_dir") else None
 
 
 def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFrame:
@@ -277,8 +295,8 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
             "model": rec["model"],
             "num_layers": num_layers,
             "scheme": scheme.get("name"),
-            "label": scheme.get("label") or scheme.get("name"),
-            "variant": scheme_variant(scheme),
+            "label": scheme_variant(scheme, num_layers),
+            "variant": scheme_variant(scheme, num_layers),
             "figure": figure_key(scheme),
             "is_baseline": is_baseline(scheme, num_layers),
             "head_layer": layer,
@@ -304,6 +322,7 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
         _flatten(rec["final"].get("metrics", {}), "final", row)
         _flatten((rec.get("best") or {}).get("metrics", {}), "best", row)
         row["chain"] = chain_name(rec)
+        row["study"] = study_name(rec)
         _flatten(config, "config", row)
         rows.append(row)
     df = pd.DataFrame(rows)

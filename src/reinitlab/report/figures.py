@@ -3,7 +3,6 @@ curves and weight-movement heatmaps. Each function draws one figure and returns 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -40,19 +39,6 @@ def save(fig, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
-def pretty(figure: str) -> str:
-    """'heads {"mode":"reinit"}' -> 'heads (mode=reinit)': a figure key for titles."""
-    name, _, params = figure.partition(" ")
-    if not params:
-        return name
-    try:
-        items = json.loads(params).items()
-    except ValueError:
-        return figure
-    shown = (f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in items)
-    return f"{name} (" + ", ".join(shown) + ")"
-
-
 def figure_title(task, model, size, factors, chain="none") -> str:
     """A figure's title: task · model · train size, plus other varied config and the chain."""
     size_txt = "full train set" if size == "all" else f"{size} train examples"
@@ -60,29 +46,56 @@ def figure_title(task, model, size, factors, chain="none") -> str:
     return title + (f" · after {chain}" if chain != "none" else "")
 
 
-def layer_curve(
-    cells: pd.DataFrame,
-    baseline: pd.Series | None,
-    delta_cells: pd.DataFrame,
-    metric: str,
-    title: str,
-    out_dir: Path,
-    name: str,
-) -> list[Path]:
-    """Primary metric vs k (layers k..L re-initialized), mean with CI band; baseline as a line."""
+def layer_label(layer: int) -> str:
+    """`Layer 3` (1-based), the report's name for an encoder layer on every axis and table."""
+    return f"Layer {int(layer)}"
+
+
+def head_label(head: int) -> str:
+    """`H6` (1-based): a head column; with its layer it reads `L12H6`, as the run labels do."""
+    return f"H{int(head)}"
+
+
+def _curve(ax, cells, baseline, num_layers, color, label, delta_cells=None) -> None:
+    """One task's layer curve on `ax`: mean per k, the baseline as the point k = L+1 (its own
+    marker), the CI band where the cells have intervals, * where Holm p < 0.05.
+
+    Artists carry gids (`ci-band`, `ci-baseline`, `significance`), so a test can tell from
+    the SVG what was drawn."""
     cells = cells.sort_values("scheme.k")
     k = cells["scheme.k"].astype(float).to_numpy()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(k, cells["mean"], "o-", color="C0", label="re-initialized layers k..L (mean)")
-    if cells["ci_low"].notna().any():
+    mean = cells["mean"].to_numpy(dtype=float)
+    lo, hi = cells["ci_low"].to_numpy(dtype=float), cells["ci_high"].to_numpy(dtype=float)
+    if baseline is not None and num_layers is not None:
+        xb = float(num_layers + 1)
+        k_all = np.append(k, xb)
+        mean_all = np.append(mean, baseline["mean"])
+        lo, hi = np.append(lo, baseline["ci_low"]), np.append(hi, baseline["ci_high"])
+    else:
+        k_all, mean_all = k, mean
+    ax.plot(k_all, mean_all, "-", color=color, label=label)
+    ax.plot(k, mean, "o", color=color)
+    band = np.isfinite(lo) & np.isfinite(hi)
+    if band.any():
         ax.fill_between(
-            k, cells["ci_low"], cells["ci_high"], color="C0", alpha=0.2, label="95% bootstrap CI"
+            k_all[band], lo[band], hi[band], color=color, alpha=0.2, lw=0, gid="ci-band"
         )
-    if baseline is not None:
-        ax.axhline(baseline["mean"], color="C3", ls="--", label="baseline (no reinit)")
+    if baseline is not None and num_layers is not None:
+        ax.axhline(baseline["mean"], color=color, ls="--", lw=0.8, alpha=0.7)
+        err = None
         if np.isfinite(baseline["ci_low"]):
-            ax.axhspan(baseline["ci_low"], baseline["ci_high"], color="C3", alpha=0.1)
-    if not delta_cells.empty and "p_holm" in delta_cells:
+            err = [
+                [baseline["mean"] - baseline["ci_low"]],
+                [baseline["ci_high"] - baseline["mean"]],
+            ]
+        container = ax.errorbar(
+            [num_layers + 1], [baseline["mean"]], yerr=err, fmt="s", color=color, ms=8,
+            mfc="white", mew=2, capsize=4,
+        )  # fmt: skip
+        if err is not None:
+            for line in container.lines[2]:
+                line.set_gid("ci-baseline")
+    if delta_cells is not None and not delta_cells.empty and "p_holm" in delta_cells:
         sig = delta_cells[delta_cells["p_holm"] < SIGNIFICANT]
         for _, row in sig.iterrows():
             match = cells[cells["variant"] == row["variant"]]
@@ -94,29 +107,106 @@ def layer_curve(
                     xytext=(0, 6),
                     ha="center",
                     fontsize=14,
+                    color=color,
+                    gid="significance",
                 )
-    ax.set_xlabel("k: encoder layers k..L re-initialized (k=1: all)")
+
+
+def _k_axis(ax, ks, num_layers) -> None:
+    ticks = sorted({int(v) for v in ks} | ({num_layers + 1} if num_layers else set()))
+    names = [
+        f"k={v}\n(baseline)" if num_layers and v == num_layers + 1 else f"k={v}" for v in ticks
+    ]
+    ax.set_xticks(ticks, names, fontsize=8)
+    ax.set_xlabel("k: encoder layers k..L re-initialized (k=1: all; k=L+1: none, the baseline)")
+
+
+def layer_curve(
+    cells: pd.DataFrame,
+    baseline: pd.Series | None,
+    delta_cells: pd.DataFrame,
+    metric: str,
+    title: str,
+    out_dir: Path,
+    name: str,
+) -> list[Path]:
+    """Primary metric vs k (layers k..L re-initialized): mean, CI band where the cells have
+    intervals, and the baseline as the point k = L+1 (with its interval) and a reference line."""
+    num_layers = _num_layers(cells)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    _curve(ax, cells, baseline, num_layers, "C0", "mean over seeds", delta_cells)
+    _k_axis(ax, cells["scheme.k"], num_layers)
     ax.set_ylabel(f"dev {metric}")
-    ax.set_xticks(k)
-    ax.set_xticklabels([str(int(v)) for v in k])
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save(fig, out_dir, name)
 
 
-def head_heatmap(
-    cells: pd.DataFrame, metric: str, title: str, out_dir: Path, name: str
+def _num_layers(cells: pd.DataFrame) -> int | None:
+    if "num_layers" not in cells or cells["num_layers"].isna().all():
+        return None
+    return int(cells["num_layers"].dropna().iloc[0])
+
+
+def layer_curves_all_tasks(
+    curves: list[tuple[str, str, pd.DataFrame, pd.Series | None, pd.DataFrame]],
+    title: str,
+    out_dir: Path,
+    name: str,
 ) -> list[Path]:
-    """Mean delta vs baseline per (layer, head); diverging colours centred at 0, values shown."""
+    """Every task's layer curve on one axis (task, metric, cells, baseline, delta cells): the
+    study's overview, as the papers draw it; each task's own primary metric on the y axis."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    ks: set[int] = set()
+    num_layers = None
+    for i, (task, metric, cells, baseline, dcells) in enumerate(curves):
+        num_layers = _num_layers(cells) or num_layers
+        _curve(ax, cells, baseline, _num_layers(cells), f"C{i % 10}", f"{task} ({metric})", dcells)
+        ks |= {int(v) for v in cells["scheme.k"]}
+    _k_axis(ax, ks, num_layers)
+    ax.set_ylabel("dev metric (each task's primary metric)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save(fig, out_dir, name)
+
+
+def head_grid(cells: pd.DataFrame) -> pd.DataFrame:
+    """The layers x heads table of mean paired delta (rows `Layer 1`.., columns `H1`..)."""
+    table = cells.pivot_table(index="head_layer", columns="head_index", values="mean_delta")
+    table = table.sort_index().sort_index(axis=1)
+    table.index = [layer_label(v) for v in table.index]
+    table.columns = [head_label(v) for v in table.columns]
+    return table
+
+
+def shared_halfrange(values) -> float:
+    """The largest |value| (1.0 when there is none): one zero-centred scale for many grids."""
+    v = np.asarray(values, dtype=float)
+    v = np.abs(v[np.isfinite(v)])
+    return float(v.max()) if v.size and v.max() > 0 else 1.0
+
+
+def head_heatmap(
+    cells: pd.DataFrame,
+    metric: str,
+    title: str,
+    out_dir: Path,
+    name: str,
+    halfrange: float | None = None,
+) -> list[Path]:
+    """Mean delta vs baseline per (layer, head); diverging colours centred at 0 (`halfrange`:
+    the scale shared by the grids a report compares; default: this grid's largest |delta|),
+    values shown, * on cells with Holm p < 0.05 (gid `significance` in the SVG)."""
     table = cells.pivot_table(index="head_layer", columns="head_index", values="mean_delta")
     table = table.sort_index().sort_index(axis=1)
     values = table.to_numpy(dtype=float)
     fig, ax = plt.subplots(
         figsize=(max(4.0, 0.7 * values.shape[1] + 2), 0.6 * values.shape[0] + 1.8)
     )
-    finite = values[np.isfinite(values)]
-    halfrange = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+    if halfrange is None:
+        halfrange = shared_halfrange(values)
     im = ax.imshow(values, cmap="RdBu", norm=CenteredNorm(0.0, halfrange), aspect="auto")
     sig = cells.set_index(["head_layer", "head_index"])["p_holm"] if "p_holm" in cells else None
     for i, layer in enumerate(table.index):
@@ -139,11 +229,11 @@ def head_heatmap(
                 va="center",
                 fontsize=7,
                 color="white" if abs(v) > 0.6 * halfrange else "black",
+                gid="significance" if star else None,
             )
-    ax.set_xticks(range(len(table.columns)), [str(int(h)) for h in table.columns])
-    ax.set_yticks(range(len(table.index)), [str(int(layer)) for layer in table.index])
-    ax.set_xlabel("head (1-based)")
-    ax.set_ylabel("layer (1-based)")
+    ax.set_xticks(range(len(table.columns)), [head_label(h) for h in table.columns])
+    ax.set_yticks(range(len(table.index)), [layer_label(layer) for layer in table.index])
+    ax.set_xlabel("attention head")
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label=f"Δ dev {metric} vs baseline")
     return save(fig, out_dir, name)
@@ -155,11 +245,21 @@ def delta_bars(
     """Mean delta vs baseline per variant (blocks, permutations, layer lists), CI as error bars."""
     cells = cells.reset_index(drop=True)
     y = cells["mean_delta"].to_numpy(dtype=float)
-    lo = np.where(np.isfinite(cells["ci_low"]), y - cells["ci_low"], 0.0)
-    hi = np.where(np.isfinite(cells["ci_high"]), cells["ci_high"] - y, 0.0)
+    has_ci = np.isfinite(cells["ci_low"].to_numpy(dtype=float))
+    lo = np.where(has_ci, y - cells["ci_low"], np.nan)
+    hi = np.where(has_ci, cells["ci_high"] - y, np.nan)
     fig, ax = plt.subplots(figsize=(max(4.5, 0.6 * len(cells) + 2), 4.0))
     colors = ["C3" if v < 0 else "C0" for v in y]
-    ax.bar(range(len(cells)), y, yerr=[lo, hi], color=colors, capsize=3)
+    ax.bar(range(len(cells)), y, color=colors)
+    if has_ci.any():
+        idx = np.flatnonzero(has_ci)
+        ax.errorbar(idx, y[idx], yerr=[lo[idx], hi[idx]], fmt="none", ecolor="black",
+                    capsize=3, gid="ci-band")  # fmt: skip
+    if "p_holm" in cells:
+        for i, p in enumerate(cells["p_holm"].to_numpy(dtype=float)):
+            if np.isfinite(p) and p < SIGNIFICANT:
+                ax.annotate("*", (i, y[i]), textcoords="offset points", xytext=(0, 4),
+                            ha="center", fontsize=14, gid="significance")  # fmt: skip
     ax.axhline(0, color="black", lw=0.8)
     labels = [_short_label(r) for _, r in cells.iterrows()]
     ax.set_xticks(range(len(cells)), labels, rotation=45, ha="right", fontsize=8)
@@ -170,11 +270,7 @@ def delta_bars(
 
 
 def _short_label(row: pd.Series) -> str:
-    label = str(row.get("label", ""))
-    if label and label != row.get("scheme"):
-        return label
-    variant = str(row.get("variant", ""))
-    return variant.removeprefix(f"{row.get('scheme')} ") or variant
+    return str(row.get("label") or row.get("variant") or row.get("scheme"))
 
 
 def data_size_curve(
@@ -207,20 +303,24 @@ def movement_heatmaps(
     parts = ["all", "attention", "ffn"]
     labels = [label for label, _ in rows]
     width = len(rows[0][1]["layer"]["all"])
-    layer_names = rows[0][1].get("layer_names") or []
-    if len(layer_names) != width:
-        layer_names = [str(i + 1) for i in range(width)]
+    layer_names = [layer_label(i + 1) for i in range(width)]
     width = 3 + 3 * max(2.5, 0.45 * len(layer_names))
     fig, axes = plt.subplots(
         1, 3, figsize=(width, 0.4 * len(rows) + 2.2), squeeze=False, layout="constrained"
     )
-    for i, (ax, part) in enumerate(zip(axes[0], parts, strict=True)):
-        m = np.array([d["layer"].get(part, [np.nan] * len(layer_names)) for _, d in rows], float)
-        im = ax.imshow(m, cmap="viridis", aspect="auto")
+    mats = [
+        np.array([d["layer"].get(part, [np.nan] * len(layer_names)) for _, d in rows], float)
+        for part in parts
+    ]
+    finite = np.concatenate([m[np.isfinite(m)] for m in mats])
+    # one scale for the three panels, so attention and feed-forward movement compare by colour
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    for i, (ax, part, m) in enumerate(zip(axes[0], parts, mats, strict=True)):
+        im = ax.imshow(m, cmap="viridis", aspect="auto", vmin=vmin, vmax=vmax)
         ax.set_xticks(range(len(layer_names)), layer_names, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(labels)), labels if i == 0 else [], fontsize=7)
         ax.set_title(f"{part}: ‖θ−θ_start‖ / ‖θ_start‖", fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="relative movement (shared scale)")
     fig.suptitle(title, fontsize=10)
     return save(fig, out_dir, name)
 
@@ -231,10 +331,9 @@ def head_movement_figure(head: list[list[float]], title: str):
     m = np.asarray(head, dtype=float)
     fig, ax = plt.subplots(figsize=(0.6 * m.shape[1] + 2.5, 0.5 * m.shape[0] + 1.8))
     im = ax.imshow(m, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(m.shape[1]), [str(i + 1) for i in range(m.shape[1])])
-    ax.set_yticks(range(m.shape[0]), [str(i + 1) for i in range(m.shape[0])])
-    ax.set_xlabel("head (1-based)")
-    ax.set_ylabel("layer (1-based)")
+    ax.set_xticks(range(m.shape[1]), [head_label(i + 1) for i in range(m.shape[1])])
+    ax.set_yticks(range(m.shape[0]), [layer_label(i + 1) for i in range(m.shape[0])])
+    ax.set_xlabel("attention head")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax)
     return fig

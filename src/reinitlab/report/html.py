@@ -24,7 +24,7 @@ img{max-width:100%} .note{background:#fff6d5;padding:0.5em 1em;border-left:4px s
 .bad{color:#a00} code{background:#f4f4f4;padding:0 3px}
 """
 
-CELL_COLS = ["task", "model", "size", "factors", "label", "variant"]  # what a table row is
+CELL_COLS = ["task", "model", "size", "factors", "chain", "figure", "label"]  # a table row
 AGG_COLS = [
     *CELL_COLS,
     "n",
@@ -32,6 +32,7 @@ AGG_COLS = [
     "std",
     "ci_low",
     "ci_high",
+    "ci_method",
     "seeds",
 ]
 DELTA_COLS = [
@@ -42,6 +43,7 @@ DELTA_COLS = [
     "std_delta",
     "ci_low",
     "ci_high",
+    "ci_method",
     "test",
     "statistic",
     "p",
@@ -69,6 +71,7 @@ TRANSFER_COLS = [
     "p_holm",
 ]
 RUN_COLS = [
+    "study",
     "task",
     "model",
     "size",
@@ -99,26 +102,48 @@ def _img(path: Path) -> str:
 
 
 def _statistics_text(report) -> str:
-    seeds_note = (
-        f"Percentile bootstrap of the mean (scipy.stats.bootstrap, {report.n_resamples} resamples, "
-        "fixed seed: the same sweep gives the same intervals), 95% level; no interval for one run."
-    )
     items = [
         "Compared value: the task's primary dev metric (<code>val/primary</code>), from the last "
         "validation (<code>final</code>), or the best one for runs trained with early stopping "
         "(column <code>metric_source</code>).",
         "Aggregates per cell (task, model, training-set size, other varied config, scheme "
-        "variant): n, mean, standard deviation (n−1), 95% CI. " + seeds_note,
+        "variant): n, mean, standard deviation (n−1) and a 95% interval of the mean that is "
+        f"valid at the cell's n (column <code>ci_method</code>): none below {stats.MIN_N} runs; "
+        f"Student's t interval (scipy.stats.t) from {stats.MIN_N} to {stats.BOOTSTRAP_MIN_N - 1} "
+        f"runs; from {stats.BOOTSTRAP_MIN_N} runs the percentile bootstrap (scipy.stats.bootstrap, "
+        f"{report.n_resamples} resamples, fixed seed: the same sweep gives the same intervals), "
+        "which is too narrow at small n.",
         "Paired deltas: each run minus the baseline run (reinit=none, or progressive k=L+1; "
         "pooler untouched) "
         "with the same task, model, seed and training subset (size and subset seed). A run "
         "without such a baseline is listed as unpaired, never matched to another seed.",
-        f"Paired test per cell: Wilcoxon signed-rank when a cell has ≥ {stats.WILCOXON_MIN_N} "
-        "pairs, else the paired t test (column <code>test</code> says which); none for one pair.",
+        f"Paired test per cell (column <code>test</code>): none below {stats.MIN_N} pairs (a "
+        "t test with one degree of freedom is not evidence); the paired t test "
+        f"(scipy.stats.ttest_rel) from {stats.MIN_N} to {stats.WILCOXON_MIN_N - 1} pairs; the "
+        f"Wilcoxon signed-rank test from {stats.WILCOXON_MIN_N} pairs (below that it cannot "
+        "reach p &lt; 0.05).",
         "Multiple comparisons: Holm–Bonferroni across the cells of one figure (column "
-        "<code>family_size</code> = number of tests in that family); * in figures = Holm p < 0.05.",
+        "<code>family_size</code> = number of tests in that family); * in figures = Holm p &lt; 0.05.",
     ]
     return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _header(report) -> list[str]:
+    """Study, models and recipe: what a reader needs before any number."""
+    runs = report.runs
+    if runs.empty:
+        return []
+    studies = ", ".join(sorted({str(s) for s in runs["study"].dropna()})) or "(unnamed)"
+    models = ", ".join(sorted({str(m) for m in runs["model"]}))
+    tasks = ", ".join(sorted({str(t) for t in runs["task"]}))
+    out = [
+        f"<p><b>Study:</b> {html.escape(studies)} &nbsp; <b>Model:</b> {html.escape(models)} "
+        f"&nbsp; <b>Tasks:</b> {html.escape(tasks)}</p>",
+    ]
+    recipe = report.tables.get("recipe")
+    if recipe is not None and not recipe.empty:
+        out += ["<h3>Recipe</h3>", _table(recipe)]
+    return out
 
 
 def write_html(report) -> Path:
@@ -134,6 +159,7 @@ def write_html(report) -> Path:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>reinitlab report</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>reinitlab report</h1>",
+        *_header(report),
         f"<p>Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from "
         + ", ".join(f"<code>{html.escape(s['dir'])}</code>" for s in col.sweeps)
         + ".</p>",
@@ -210,6 +236,14 @@ def write_html(report) -> Path:
             "pretrained probe metric of layer ℓ and the drop when re-initializing from k = ℓ.</p>",
             _table(report.probes),
         ]
+    for name, table in report.tables.items():
+        if name.startswith("head_grid_"):
+            parts += [
+                f"<h2>Head grid {html.escape(name.removeprefix('head_grid_'))}</h2>",
+                "<p>Mean paired delta vs baseline per layer and head "
+                f"(<code>{html.escape(name)}.csv</code>, <code>.tex</code>).</p>",
+                _table(table),
+            ]
     for name, table in report.summaries.items():
         what = "layer" if name == "per_layer" else "head"
         parts += [

@@ -22,6 +22,13 @@ FAMILY = ["task", "model", "size", "factors", "chain", "scheme", "figure"]
 PAIR = ["task", "model", "size", "factors", "chain", "seed", "seeds.subset"]
 WILCOXON_MIN_N = 6
 CI_LEVEL = 0.95
+# Below 3 runs a cell gets neither an interval nor a test: with 2 runs the percentile
+# bootstrap "interval" is the range of the two values and a paired t test has one degree of
+# freedom, so both would print certainty the data cannot give.
+MIN_N = 3
+# From this many runs the percentile bootstrap covers near its level; below it, it is too
+# narrow (it cannot reach past the sample's range), and Student's t interval is used instead.
+BOOTSTRAP_MIN_N = 20
 
 
 def bootstrap_ci(
@@ -48,15 +55,52 @@ def bootstrap_ci(
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def t_interval(values, level: float = CI_LEVEL) -> tuple[float, float]:
+    """Student's t interval of the mean (scipy.stats.t), valid for small n under normality."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 2:
+        return math.nan, math.nan
+    sem = float(sps.sem(x))
+    if sem == 0.0:
+        return float(x[0]), float(x[0])
+    lo, hi = sps.t.interval(level, len(x) - 1, loc=float(x.mean()), scale=sem)
+    return float(lo), float(hi)
+
+
+def interval_method(n: int) -> str:
+    """The interval used for a cell of `n` runs (named in the tables' `ci_method` column)."""
+    if n < MIN_N:
+        return f"none (n={n} < {MIN_N})"
+    return "t" if n < BOOTSTRAP_MIN_N else "bootstrap"
+
+
+def mean_ci(
+    values, n_resamples: int = 10_000, seed: int = 0, level: float = CI_LEVEL
+) -> tuple[float, float, str]:
+    """(low, high, method): no interval below MIN_N runs, Student's t below BOOTSTRAP_MIN_N,
+    else the seeded percentile bootstrap; the method says which, for the page and tables."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    method = interval_method(len(x))
+    if method == "t":
+        return (*t_interval(x, level), method)
+    if method == "bootstrap":
+        return (*bootstrap_ci(x, level, n_resamples=n_resamples, seed=seed), method)
+    return math.nan, math.nan, method
+
+
 def paired_test(run: np.ndarray, base: np.ndarray) -> tuple[str, float, float]:
-    """(test name, statistic, p): Wilcoxon signed-rank for n >= 6 pairs, else paired t.
+    """(test name, statistic, p): Wilcoxon signed-rank for n >= 6 pairs, paired t for 3..5,
+    none below 3.
 
     Below 6 pairs the exact Wilcoxon test cannot reach p < 0.05 (two-sided), so the paired t
-    test is the only one that can say anything; with one pair there is no test at all.
+    test is the only one that can say anything; with 2 pairs it has one degree of freedom and
+    would call a lucky pair significant, so no test is run.
     """
     n = len(run)
-    if n < 2:
-        return "none (single seed)", math.nan, math.nan
+    if n < MIN_N:
+        return f"none (n={n} < {MIN_N})", math.nan, math.nan
     d = run - base
     if np.all(d == 0):
         return ("wilcoxon" if n >= WILCOXON_MIN_N else "paired t"), 0.0, 1.0
@@ -95,11 +139,11 @@ def _cell_extras(g: pd.DataFrame) -> dict:
 
 
 def aggregates(runs: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Per cell: n, mean, std (ddof=1), 95% bootstrap CI of the primary metric, the seeds."""
+    """Per cell: n, mean, std (ddof=1), 95% CI of the primary metric (`mean_ci`), the seeds."""
     rows = []
     for key, g in runs.groupby(CELL, sort=True, dropna=False):
         values = g["primary"].to_numpy(dtype=float)
-        lo, hi = bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
+        lo, hi, method = mean_ci(values, n_resamples=n_resamples, seed=seed)
         rows.append(
             {
                 **dict(zip(CELL, key, strict=True)),
@@ -109,6 +153,7 @@ def aggregates(runs: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0) -> 
                 "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
                 "ci_low": lo,
                 "ci_high": hi,
+                "ci_method": method,
                 "seeds": ",".join(str(s) for s in sorted(g["seed"])),
             }
         )
@@ -147,7 +192,7 @@ def paired_deltas(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def delta_cells(deltas: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Per cell: paired n, mean/std delta, bootstrap CI, the test used, p and Holm p per family."""
+    """Per cell: paired n, mean/std delta, CI (`mean_ci`), the test used, p and Holm p per family."""
     rows = []
     for key, g in deltas.groupby(CELL, sort=True, dropna=False):
         paired = g[~g["baseline_missing"]]
@@ -155,7 +200,7 @@ def delta_cells(deltas: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0) 
         base = paired["baseline"].to_numpy(dtype=float)
         d = run - base
         test, statistic, p = paired_test(run, base)
-        lo, hi = bootstrap_ci(d, n_resamples=n_resamples, seed=seed)
+        lo, hi, method = mean_ci(d, n_resamples=n_resamples, seed=seed)
         first = g.iloc[0]
         rows.append(
             {
@@ -168,6 +213,7 @@ def delta_cells(deltas: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0) 
                 "std_delta": float(d.std(ddof=1)) if len(d) > 1 else math.nan,
                 "ci_low": lo,
                 "ci_high": hi,
+                "ci_method": method,
                 "test": test,
                 "statistic": statistic,
                 "p": p,
@@ -189,7 +235,10 @@ def summary_table(deltas: pd.DataFrame, by: str) -> pd.DataFrame:
     d = deltas[~deltas["baseline_missing"] & deltas[by].notna()]
     if d.empty:
         return pd.DataFrame()
-    keys = ["task", "model", "size", "factors", by]
+    keys = ["task", "model", "size", "factors", "chain", "figure", by]
+    keys = [k for k in keys if k in d]
     table = d.groupby(keys, dropna=False)["delta"].describe().reset_index()
     table[by] = table[by].astype(int)
+    name = "Layer {}" if by == "head_layer" else "H{}"
+    table.insert(len(keys), "label", table[by].map(name.format))
     return table

@@ -46,7 +46,7 @@ def transfer_cells(runs: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0)
         matrix_rows = []
         for (task, chain), c in g.groupby(["task", "chain"], sort=True):
             values = c["primary"].to_numpy(dtype=float)
-            lo, hi = stats.bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
+            lo, hi, method = stats.mean_ci(values, n_resamples=n_resamples, seed=seed)
             row = {
                 **dict(zip(MATRIX, mkey, strict=True)),
                 "task": task,
@@ -56,6 +56,7 @@ def transfer_cells(runs: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0)
                 "mean": float(values.mean()),
                 "ci_low": lo,
                 "ci_high": hi,
+                "ci_method": method,
                 "direct_mean": math.nan,
                 "n_pairs": 0,
                 "mean_delta": math.nan,
@@ -76,7 +77,7 @@ def transfer_cells(runs: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0)
                 row["n_pairs"] = int(ok.sum())
                 if len(d):
                     row["mean_delta"] = float(d.mean())
-                    row["delta_ci_low"], row["delta_ci_high"] = stats.bootstrap_ci(
+                    row["delta_ci_low"], row["delta_ci_high"], _ = stats.mean_ci(
                         d, n_resamples=n_resamples, seed=seed
                     )
                     row["test"], _, row["p"] = stats.paired_test(run, base)

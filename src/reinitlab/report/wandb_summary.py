@@ -1,5 +1,7 @@
 """`reinitlab report --wandb`: the report's tables and figures as one W&B summary run, in the
-sweep's group (the sweep dir's name, as train.py groups the jobs), offline unless asked."""
+study's group (its `study` option, else the sweep dir's name, as train.py groups the jobs):
+the head grids, the layer curves (as W&B line charts too), every table and every figure;
+offline unless asked."""
 
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def log_summary(report, online: bool = False, project: str | None = None) -> Pat
     import wandb
 
     col = report.collection
-    group = Path(col.sweeps[0]["dir"]).resolve().name
+    studies = report.runs["study"].dropna() if "study" in report.runs else []
+    group = str(studies.iloc[0]) if len(studies) else Path(col.sweeps[0]["dir"]).resolve().name
     kinds = {k: sum(p.kind == k for p in col.problems) for k in ("failed", "missing", "corrupt")}
     run = wandb.init(
         project=project or _project(col.records),
@@ -49,6 +52,7 @@ def log_summary(report, online: bool = False, project: str | None = None) -> Pat
             "sweep_dirs": [s["dir"] for s in col.sweeps],
             "swept": {s["dir"]: s["swept"] for s in col.sweeps},
             "bootstrap_resamples": report.n_resamples,
+            "study": group,
         },
     )
     try:
@@ -60,6 +64,12 @@ def log_summary(report, online: bool = False, project: str | None = None) -> Pat
             data["report/paired_deltas"] = _table(report.delta_cells)
         for name, table in report.summaries.items():
             data[f"report/summary_{name}"] = _table(table)
+        for name, table in report.tables.items():
+            data[f"report/{name}"] = _table(table)
+            if name.startswith("layer_curve_") and not table.empty:
+                data[f"curves/{name}"] = wandb.plot.line(
+                    _table(table[["k", "mean"]]), "k", "mean", title=name
+                )
         for fig in report.figures:
             data[f"figures/{Path(fig['png']).stem}"] = wandb.Image(
                 str(fig["png"]), caption=fig["title"]

@@ -22,6 +22,7 @@ EXCLUDED_KEYS = (
     "logger",
     "local",
     "resume",
+    "study",  # a name for the runs, not part of what they compute
     "task.label_range",  # a check on the input, not part of what is computed
     "data.cache_dir",
     "chain.cache_dir",

@@ -169,13 +169,50 @@ def sweep_group() -> str | None:
     return None
 
 
+def study_name(cfg: DictConfig) -> str | None:
+    """The study a job belongs to: `study=` when set, else the sweep dir's name (None for a
+    single run). It is the W&B group, and the report and dashboard show it."""
+    study = cfg.get("study")
+    return str(study) if study else sweep_group()
+
+
+def run_filters(spec: JobSpec, cfg: DictConfig) -> dict[str, Any]:
+    """Flat run-config keys that W&B can filter and group by (the full config is nested):
+    study, task_name, model_name, scheme, label, is_baseline, k (L+1 for a baseline, so it
+    sits on the layer curve), layer/head (a single-head run), seed."""
+    params = spec.params
+    baseline = spec.label == "baseline"
+    k = spec.num_layers + 1 if baseline else None
+    if cfg.reinit.name == "progressive" and not baseline:
+        k = params.get("k")
+    layer = head = None
+    if cfg.reinit.name == "heads":
+        pairs = params.get("heads")
+        if pairs is None and params.get("layer") is not None and params.get("head") is not None:
+            pairs = [(params["layer"], params["head"])]
+        if pairs and len(pairs) == 1 and all(isinstance(v, int) for v in pairs[0]):
+            layer, head = pairs[0]
+    return {
+        "study": study_name(cfg),
+        "task_name": spec.task.name,
+        "model_name": cfg.model.name,
+        "scheme": cfg.reinit.name,
+        "label": spec.label,
+        "is_baseline": baseline,
+        "k": k,
+        "layer": layer,
+        "head": head,
+        "seed": int(cfg.seed),
+    }
+
+
 def build_logger(cfg: DictConfig, run_name: str, job_type: str, wandb_extra: dict | None = None):
-    """The job's logger (W&B named and grouped by sweep; CSV; or None for `logger=none`)."""
+    """The job's logger (W&B named and grouped by study; CSV; or None for `logger=none`)."""
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return None
     kwargs: dict[str, Any] = {}
     if cfg.logger._target_.endswith("WandbLogger"):
-        kwargs = {"name": run_name, "job_type": job_type, "group": sweep_group()}
+        kwargs = {"name": run_name, "job_type": job_type, "group": study_name(cfg)}
         kwargs.update(wandb_extra or {})
         Path(cfg.logger.save_dir).mkdir(parents=True, exist_ok=True)
     logger = hydra.utils.instantiate(cfg.logger, **kwargs)
@@ -206,16 +243,22 @@ class Job:
     callbacks: list = field(default_factory=list)
 
     def log_hyperparams(self) -> None:
-        """Log the resolved config, seeds, scheme label and layer count to the logger, if any."""
-        if self.logger is not None:
-            self.logger.log_hyperparams(
-                {
-                    **job_config(self.cfg),
-                    "seeds": self.spec.seeds,
-                    "scheme_label": self.spec.label,
-                    "num_layers": self.spec.num_layers,
-                }
-            )
+        """Log the resolved config, seeds, scheme label, layer count and the flat filter keys
+        (`run_filters`) to the logger, if any; for W&B also which summary of `val/primary`
+        matters: its best (max) and its final (last) value."""
+        if self.logger is None:
+            return
+        self.logger.log_hyperparams(
+            {
+                **job_config(self.cfg),
+                "seeds": self.spec.seeds,
+                "scheme_label": self.spec.label,
+                "num_layers": self.spec.num_layers,
+                **run_filters(self.spec, self.cfg),
+            }
+        )
+        if "Wandb" in type(self.logger).__name__:
+            self.logger.experiment.define_metric("val/primary", summary="max,last")
 
     def close_logger(self) -> None:
         """End the W&B run (its files complete) whether the fit succeeded or not."""
@@ -274,7 +317,9 @@ __all__ = [
     "build_trainer",
     "check_job",
     "job_config",
+    "run_filters",
     "scheme_params",
     "steps_per_epoch",
+    "study_name",
     "validate_scheme",
 ]

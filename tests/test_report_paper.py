@@ -1,0 +1,318 @@
+"""What a paper takes from a report: readable labels (no config dicts), the head grid of paired
+deltas, honest intervals and marks by sample size, recipe captions, and LaTeX tables that hold
+the CSVs' numbers and compile."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from reinitlab.report.build import build_report
+from reinitlab.report.io import LATEX_DIGITS
+from tests.test_report import (
+    L,
+    head_value,
+    make_heads_sweep,
+    make_progressive_sweep,
+    progressive_scheme,
+    record,
+    write_job,
+)
+
+RAW_CONFIG = re.compile(r'\{\s*"|\{&quot;|"\s*:\s*(null|false|true|"|\d)')
+FIGURE_MARKS = ("ci-band", "ci-baseline", "significance")
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paper")
+    prog = make_progressive_sweep(root)
+    heads = make_heads_sweep(root, with_deltas=True)
+    out = root / "report"
+    return out, build_report([prog, heads], out, n_resamples=500, seed=0)
+
+
+def svg_ids(svg: Path) -> set[str]:
+    return {el.get("id") for el in ET.parse(svg).iter() if el.get("id")}
+
+
+def assert_no_raw_config(out: Path, report) -> None:
+    """No config dict in the page, in any table's label columns, nor in a figure's text."""
+    page = (out / "report.html").read_text()
+    assert not RAW_CONFIG.search(page), RAW_CONFIG.search(page).group(0)
+    for csv in out.glob("*.csv"):
+        df = pd.read_csv(csv)
+        for col in ("label", "variant", "figure", "factors"):
+            if col in df:
+                bad = df[col].dropna().astype(str)
+                assert not bad.str.contains("{", regex=False).any(), (csv.name, col)
+    for fig in report.figures:
+        assert "{" not in fig["title"] and "{" not in fig["caption"], fig["title"]
+        assert not RAW_CONFIG.search(Path(fig["svg"]).read_text())
+
+
+def test_labels_not_config_dicts(paper):
+    out, report = paper
+    assert_no_raw_config(out, report)
+    runs = pd.read_csv(out / "runs.csv")
+    assert set(runs.loc[runs["scheme"] == "progressive", "label"]) == {
+        "k=1",
+        "k=2",
+        "k=3",
+        "baseline",
+    }
+    assert {"L1H1", "L3H2"} <= set(runs["label"])
+    assert set(runs["figure"]) == {"progressive", "heads", "none"}
+    # ticks and tables name layers and heads as the papers do
+    grid = pd.read_csv(out / "head_grid_cola_tiny_all_heads.csv")
+    assert list(grid["layer"]) == ["Layer 1", "Layer 3"] and list(grid.columns[1:]) == ["H1", "H2"]
+    svg = (out / "figures" / "heads_cola_tiny_all_heads.svg").read_text()
+    movement = (out / "figures" / "movement_cola_tiny_all.svg").read_text()
+    assert "Layer 3" in svg and "H2" in svg and "Layer 2" in movement  # text kept as text
+
+
+def test_head_grid_equals_hand_computed_paired_deltas(paper):
+    out, report = paper
+    grid = pd.read_csv(out / "head_grid_cola_tiny_all_heads.csv").set_index("layer")
+    for layer in (1, 3):
+        for head in (1, 2):
+            # each seed's run minus the baseline run of the same seed (reinit=none)
+            d = [head_value(layer, head, s) - (head_value(0, 0, s) + 0.01) for s in range(6)]
+            assert grid.loc[f"Layer {layer}", f"H{head}"] == pytest.approx(statistics.mean(d))
+    (fig,) = [f for f in report.figures if f.get("kind") == "head_grid"]
+    assert "head_grid_cola_tiny_all_heads.csv" in fig["caption"]
+    # 6 seeds: Wilcoxon p = 1/32 at best, Holm over 4 cells -> nothing is significant, no star
+    assert "significance" not in svg_ids(Path(fig["svg"]))
+    per_layer = pd.read_csv(out / "summary_per_layer.csv")
+    assert list(per_layer["label"]) == ["Layer 1", "Layer 3"]
+    assert list(per_layer.columns[-8:]) == [
+        "count",
+        "mean",
+        "std",
+        "min",
+        "25%",
+        "50%",
+        "75%",
+        "max",
+    ]
+
+
+def noise(seed: int, k: int) -> float:
+    return 0.003 * (((seed + 1) * (k + 2) * 3) % 7)
+
+
+def progressive_study(root: Path, seeds, tasks=("rte",)) -> Path:
+    """k=1..3 and the baseline (k=4) per seed; re-initializing costs 0.1 per layer, seed
+    noise is small, so from 3 seeds every k differs significantly from the baseline."""
+    sweep = root / f"study_{len(seeds)}"
+    num = 0
+    for task in tasks:
+        for seed in seeds:
+            for k in (1, 2, 3, 4):
+                value = 0.8 - 0.1 * (L + 1 - k) + noise(seed, k)
+                rec = record(task, progressive_scheme(k), seed, round(value, 6))
+                rec["config"]["optim"]["lr"] = 1e-4
+                rec["config"]["data"].update(batch_size=16, max_length=64)
+                write_job(sweep, num, [f"task={task}", f"reinit.k={k}", f"seed={seed}"], rec)
+                num += 1
+    return sweep
+
+
+def test_two_seeds_draw_no_interval_or_star_and_say_why(tmp_path):
+    sweep = progressive_study(tmp_path, seeds=(0, 1))
+    report = build_report([sweep], tmp_path / "out", n_resamples=500)
+    cells = report.delta_cells
+    assert cells["p"].isna().all() and cells["ci_low"].isna().all()
+    assert report.aggregates["ci_low"].isna().all()
+    (fig,) = [f for f in report.figures if f.get("kind") == "layer_curve"]
+    assert not svg_ids(Path(fig["svg"])) & set(FIGURE_MARKS)
+    assert "No intervals or significance marks" in fig["caption"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Every cell has fewer than 3 seeds" in page and "one degree of freedom" in page
+
+
+def test_three_seeds_get_t_intervals_paired_t_tests_and_marks(tmp_path):
+    sweep = progressive_study(tmp_path, seeds=(0, 1, 2))
+    report = build_report([sweep], tmp_path / "out", n_resamples=500)
+    cells = report.delta_cells.set_index("label")
+    for k in (1, 2, 3):
+        run = [round(0.8 - 0.1 * (L + 1 - k) + noise(s, k), 6) for s in (0, 1, 2)]
+        base = [round(0.8 + noise(s, 4), 6) for s in (0, 1, 2)]
+        d = [a - b for a, b in zip(run, base, strict=True)]
+        row = cells.loc[f"k={k}"]
+        assert row["test"] == "paired t" and row["p"] == pytest.approx(
+            sps.ttest_rel(run, base).pvalue
+        )
+        lo, hi = sps.t.interval(0.95, 2, statistics.mean(d), sps.sem(d))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi), abs=1e-9)
+        assert row["ci_method"] == "t" and row["p_holm"] < 0.05
+    (fig,) = [f for f in report.figures if f.get("kind") == "layer_curve"]
+    assert set(FIGURE_MARKS) <= svg_ids(Path(fig["svg"]))
+    assert "Student t interval" in fig["caption"] and "paired t" in fig["caption"]
+    # the recipe and the model in every caption and in the page header
+    for f in report.figures:
+        assert "model tiny" in f["caption"] and "lr 0.0001" in f["caption"], f["title"]
+        assert "batch 16" in f["caption"] and "max length 64" in f["caption"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<b>Study:</b> study_3" in page and "<h3>Recipe</h3>" in page
+
+
+def test_layer_curve_has_the_baseline_as_its_k_equals_L_plus_1_point(tmp_path):
+    sweep = progressive_study(tmp_path, seeds=(0, 1, 2), tasks=("rte", "cola"))
+    report = build_report([sweep], tmp_path / "out", n_resamples=500)
+    kinds = [f.get("kind") for f in report.figures]
+    assert kinds.count("layer_curve") == 2 and kinds.count("layer_curves_all") == 1
+    (both,) = [f for f in report.figures if f.get("kind") == "layer_curves_all"]
+    svg = Path(both["svg"]).read_text()
+    assert "k=4" in svg and "(baseline)" in svg and "rte (mcc)" in svg and "cola (mcc)" in svg
+    ids = svg_ids(Path(both["svg"]))
+    assert "ci-baseline" in ids and "ci-band" in ids
+
+
+# --- LaTeX ------------------------------------------------------------------------------------
+
+
+def latex_rows(tex: str) -> tuple[list[str], list[list[str]]]:
+    body = tex.split("\\toprule", 1)[1].split("\\bottomrule", 1)[0]
+    head, rows = body.split("\\midrule", 1)
+    split = [[c.strip() for c in line.rstrip().removesuffix("\\\\").split(" & ")]
+             for line in rows.strip().splitlines()]  # fmt: skip
+    header = [c.strip() for c in head.strip().removesuffix("\\\\").split(" & ")]
+    return [h.replace("\\_", "_").replace("\\%", "%") for h in header], split
+
+
+def test_latex_tables_hold_the_csv_numbers(paper):
+    out, _ = paper
+    tex_files = sorted(out.glob("*.tex"))
+    names = {p.stem for p in tex_files}
+    assert {"aggregates", "delta_cells", "summary_per_layer", "summary_per_head", "recipe"} <= names
+    assert "head_grid_cola_tiny_all_heads" in names and "runs" in names
+    checked = 0
+    for tex_path in tex_files:
+        tex = tex_path.read_text()
+        assert tex.isascii() and "\\toprule" in tex and "\\bottomrule" in tex
+        header, rows = latex_rows(tex)
+        csv = pd.read_csv(tex_path.with_suffix(".csv"))
+        assert len(rows) == len(csv), tex_path.name
+        for j, col in enumerate(header):
+            assert col in csv.columns, (tex_path.name, col)
+            if not pd.api.types.is_float_dtype(csv[col]):
+                continue
+            for i, value in enumerate(csv[col]):
+                cell = rows[i][j]
+                if math.isnan(value):
+                    assert cell == "--"
+                else:
+                    assert float(cell) == pytest.approx(value, abs=0.6 * 10**-LATEX_DIGITS)
+                    checked += 1
+    assert checked > 100
+
+
+@pytest.mark.slow
+def test_latex_tables_compile_with_pdflatex(paper, tmp_path):
+    out, _ = paper
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.fail(
+            "pdflatex is not installed: apt-get install -y texlive-latex-base "
+            "texlive-latex-recommended (.ci/run installs it)"
+        )
+    for tex in sorted(out.glob("*.tex")):
+        doc = tmp_path / f"doc_{tex.stem}.tex"
+        doc.write_text(
+            "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{amssymb}\n"
+            f"\\begin{{document}}\n\\tiny\n\\input{{{tex}}}\n\\end{{document}}\n"
+        )
+        done = subprocess.run(
+            [pdflatex, "-interaction=nonstopmode", "-halt-on-error", doc.name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (tex.name, done.stdout[-2000:])
+        assert (tmp_path / f"doc_{tex.stem}.pdf").stat().st_size > 1000
+
+
+def test_report_wandb_logs_head_grid_layer_curve_and_tables(tmp_path, monkeypatch):
+    import json
+
+    from reinitlab.cli import main as cli_main
+    from tests.helpers.wandb_reader import find_run_files, read_run
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    heads = make_heads_sweep(tmp_path, seeds=range(3))
+    prog = make_progressive_sweep(tmp_path)
+    out = tmp_path / "rep"
+    args = ["report", str(heads), str(prog), "--out", str(out), "--bootstrap", "200", "--wandb"]
+    assert cli_main(args) == 0
+    (run_file,) = find_run_files(out)
+    run = read_run(run_file)
+    assert run["group"] == "heads" and run["config"]["study"] == "heads"  # the first study
+    logged = run["history"][0]
+    files = run_file.parent / "files"
+    for name in ("head_grid_cola_tiny_all_heads", "layer_curve_rte_tiny_all_progressive"):
+        entry = logged[f"report/{name}"]
+        assert entry["_type"] == "table-file"
+        table = json.loads((files / entry["path"]).read_text())
+        csv = pd.read_csv(out / f"{name}.csv")
+        assert table["columns"] == list(csv.columns)
+        for got, want in zip(table["data"], csv.itertuples(index=False), strict=True):
+            for g, w in zip(got, want, strict=True):
+                if isinstance(w, float):
+                    assert g == pytest.approx(w, nan_ok=True)
+                else:
+                    assert g == (w if isinstance(w, int) else str(w))
+    assert logged["curves/layer_curve_rte_tiny_all_progressive_table"]["_type"] == "table-file"
+    assert logged["report/summary_per_layer"]["_type"] == "table-file"
+    assert logged["report/recipe"]["_type"] == "table-file"
+    assert any(k.startswith("figures/heads_") for k in logged)
+
+
+def test_head_grids_of_a_report_share_one_zero_centred_scale(tmp_path):
+    """Two tasks' head grids, one with small and one with large deltas: the small grid's
+    colour bar spans the large one's range."""
+    sweep = tmp_path / "heads2"
+    size = {"cola": 0.01, "rte": 0.1}  # the largest |delta| of each task's grid
+    num = 0
+    for task, scale in size.items():
+        for seed in range(3):
+            base = record(task, {"name": "none", "label": "baseline"}, seed, 0.5 + 0.01 * seed)
+            write_job(sweep, num, [f"task={task}", "reinit=none", f"seed={seed}"], base)
+            num += 1
+            for head in (1, 2):
+                scheme = {"name": "heads", "layer": 1, "head": head, "label": f"L1H{head}"}
+                value = 0.5 + 0.01 * seed - scale * head / 2
+                write_job(sweep, num, [f"task={task}", f"h={head}", f"seed={seed}"],
+                          record(task, scheme, seed, value))  # fmt: skip
+                num += 1
+    report = build_report([sweep], tmp_path / "out", n_resamples=200)
+
+    def numbers(svg: Path) -> list[float]:
+        """Numbers drawn as text (matplotlib keeps each text as an SVG comment): the cell
+        values and the colour bar's tick labels."""
+        found = []
+        for text in re.findall(r"<!-- (.*?) -->", svg.read_text()):
+            with contextlib.suppress(ValueError):
+                found.append(float(text.replace("−", "-")))
+        return found
+
+    figures = tmp_path / "out" / "figures"
+    cola = numbers(figures / "heads_cola_tiny_all_heads.svg")
+    rte = numbers(figures / "heads_rte_tiny_all_heads.svg")
+    assert -0.01 in cola and -0.1 in rte  # the cells' values (mean delta)
+    # cola's colour bar reaches far past its own deltas: to rte's, the shared scale
+    assert max(abs(v) for v in cola) >= 0.075 and max(abs(v) for v in rte) >= 0.075
+    grids = [f for f in report.figures if f.get("kind") == "head_grid"]
+    assert len(grids) == 2 and all("shared by every head grid" in f["caption"] for f in grids)
