@@ -196,6 +196,10 @@ def test_mpnet_positions_start_after_its_padding_index():
     ]
     torch.testing.assert_close(packer(batch).logits, model(**batch).logits)
     assert glue_classifier(tiny_model("mpnet")).padding_removal == "pack"
+    # model=tiny-mpnet pads with MiniLM's id 0; positions still skip MPNet's index 1
+    other = tiny_model("mpnet", pad_token_id=0)
+    packer = Packer.for_model(other)  # its check never puts id 1 inside a sequence
+    assert (packer.position_offset, packer.pad_position, packer.pad_id) == (2, 1, 0)
 
 
 def test_the_check_leaves_modes_and_random_state_alone():

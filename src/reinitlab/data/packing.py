@@ -292,9 +292,14 @@ class Packer:
         pad = self.pad_id
         ids = torch.full((len(lengths), max(lengths)), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
+        # never the pad id or the position padding index inside a sequence (RoBERTa and MPNet
+        # number positions by skipping that id; a tokenizer never emits it there)
+        avoid = torch.tensor(sorted({pad, self.pad_position}))
         for r, n in enumerate(lengths):
             row = torch.randint(0, vocab, (n,), generator=g)
-            ids[r, :n] = torch.where(row == pad, (row + 1) % vocab, row)
+            while bool(torch.isin(row, avoid).any()):
+                row = torch.where(torch.isin(row, avoid), (row + 1) % vocab, row)
+            ids[r, :n] = row
             mask[r, :n] = 1
         batch = {"input_ids": ids.to(weight.device), "attention_mask": mask.to(weight.device)}
         if int(getattr(config, "type_vocab_size", 0) or 0) > 1:
