@@ -172,16 +172,16 @@ def test_a_corrupt_piece_names_it_and_nothing_is_written(tmp_path, damage):
 def test_two_jobs_starting_together_assemble_it_once(tmp_path, monkeypatch, capfd):
     spec, where, _ = split_model_zip(tmp_path)
     cache = tmp_path / "cache"
-    extract = model_pieces._extract
+    check = model_pieces.check_pieces  # runs under the lock, once per assembly
     calls, inside = [], threading.Event()
 
-    def slow_extract(*args):
+    def slow_check(*args):
         calls.append(threading.get_ident())
         inside.set()
-        threading.Event().wait(0.5)  # the other job arrives while this one extracts
-        return extract(*args)
+        threading.Event().wait(0.5)  # the other job arrives while this one assembles
+        return check(*args)
 
-    monkeypatch.setattr(model_pieces, "_extract", slow_extract)
+    monkeypatch.setattr(model_pieces, "check_pieces", slow_check)
     results: list[Path] = []
 
     def job():
