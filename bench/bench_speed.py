@@ -17,7 +17,8 @@ seed and torch thread count:
    two-job multirun (tokenization cache hit, model load), with and without the W&B logger;
 5. hook for other benchmarks: `measure(spec)` runs one worker (a fresh process) and returns
    its numbers; `spec["overrides"]` takes extra Hydra overrides for the reinitlab loop (the
-   weight-delta benchmark, bench/bench_deltas.py, measures its own on/off overhead).
+   weight-delta benchmark, bench/bench_deltas.py, measures its own on/off overhead), and
+   `spec["model"]` another `model/` config for both loops (bench/bench_mpnet.py: mpnet-base).
 
 Every measurement runs in a fresh process (so peak memory and caches are its own), the
 configurations are interleaved and repeated, and medians are reported: the machine is
