@@ -4,7 +4,7 @@ Four sources: `hub` (a Hugging Face model id or local directory), `package` (a m
 inside a Python package, e.g. the offline all-MiniLM-L6-v2), `pieces` (a model zip split across
 several packages, e.g. all-mpnet-base-v2: assembled once into the cache when they are installed,
 else from the hub as `name_or_path`), and `random` (a config of `model_type`, default bert,
-with fixed "pretrained" weights drawn from `init_seed`, for tests). `_source_path` is the one
+with fixed "pretrained" weights drawn from `init_seed`, for tests). `source_path` is the one
 place that turns a `model/` config into the directory or hub id `from_pretrained` reads.
 """
 
@@ -42,7 +42,8 @@ def _package_path(package: str) -> str:
     return str(mod.get_model_path())
 
 
-def _source_path(spec: Mapping[str, Any]) -> str:
+def source_path(spec: Mapping[str, Any]) -> str:
+    """The directory or hub id `from_pretrained` reads for a `model/` config (not `random`)."""
     source = spec.get("source")
     if source == "package":
         return _package_path(spec["package"])
@@ -81,7 +82,7 @@ def load_config(spec: Mapping[str, Any], task: TaskSpec | None = None) -> Pretra
             return BertConfig(**dict(spec["config"]), **extra)
         return AutoConfig.for_model(model_type, **dict(spec["config"]), **extra)
     try:
-        return AutoConfig.from_pretrained(_source_path(spec), **extra)
+        return AutoConfig.from_pretrained(source_path(spec), **extra)
     except OSError as e:
         raise _hub_error(spec, "config", e) from e
 
@@ -90,7 +91,7 @@ def load_tokenizer(spec: Mapping[str, Any]):
     """The model's tokenizer (from `tokenizer` in the spec when it names a different source)."""
     tok_spec = spec.get("tokenizer") or spec
     try:
-        return AutoTokenizer.from_pretrained(_source_path(tok_spec))
+        return AutoTokenizer.from_pretrained(source_path(tok_spec))
     except OSError as e:
         raise _hub_error(spec, "tokenizer", e) from e
 
@@ -124,7 +125,7 @@ def load_model(spec: Mapping[str, Any], task: TaskSpec, head_seed: int) -> nn.Mo
         hf_logging.set_verbosity_error()
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                _source_path(spec), config=config
+                source_path(spec), config=config
             )
         except OSError as e:
             raise _hub_error(spec, "weights", e) from e
