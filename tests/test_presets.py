@@ -103,7 +103,7 @@ def test_minilm_preset_sweeps_are_derived_from_the_model(tmp_path):
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-@pytest.mark.parametrize("model", ["tiny", "minilm-l6", "tiny-distilbert"])
+@pytest.mark.parametrize("model", ["tiny", "minilm-l6", "tiny-distilbert", "tiny-mpnet"])
 def test_every_preset_job_validates_against_the_model(tmp_path, preset, model):
     from reinitlab.reinit import resolve_scheme
     from reinitlab.training.models import load_config
@@ -187,6 +187,10 @@ def test_unsupported_model_type_fails_before_weights_load(tmp_path, monkeypatch)
          "block 2-3 [ffn]", {"layer_order": None, "masked_heads": []}),
         ("tiny-distilbert", ("reinit=heads", "reinit.heads=[[1,1],[3,4]]", "reinit.mode=zero"),
          "L1H1+L3H4 zero", {"layer_order": None, "masked_heads": []}),
+        ("tiny-mpnet", ("reinit=heads", "reinit.layer=3", "reinit.head=2", "reinit.mode=mask"),
+         "L3H2 mask", {"layer_order": None, "masked_heads": [[3, 2]]}),
+        ("tiny-mpnet", ("reinit=layers", "reinit.layers=[1,3]", "reinit.parts=[attention]"),
+         "layers 1,3 [attention]", {"layer_order": None, "masked_heads": []}),
     ],
 )  # fmt: skip
 def test_scheme_runs_and_is_recorded(tmp_path, model, overrides, label, plan):

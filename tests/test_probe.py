@@ -448,3 +448,42 @@ def test_frozen_layers_stay_bit_identical_through_training(tmp_path, monkeypatch
         extra = [bad] if bad.startswith("head") else ["head.layer=2", bad]
         with pytest.raises(ReinitlabError, match=match):
             train(compose_cfg(tmp_path, "model=tiny", "logger=none", *extra))
+
+
+def test_mpnet_features_and_head_on_layer(tmp_path):
+    """MPNet: features are its hidden states pooled over real tokens, cached per layer
+    (`embeddings`, layer_01..); `head.layer=1` cuts the encoder after layer 1, freezes the
+    embeddings, layer 1 and the shared relative position bias, and its classifier reads layer
+    1's first token."""
+    import copy
+
+    from torch.utils.data import DataLoader
+
+    from reinitlab.probing.features import cached_features
+    from reinitlab.probing.head_layer import attach_head_to_layer
+    from tests.helpers import padded_batch, tiny_model
+
+    full = tiny_model("mpnet", layers=3, far_from_init=True, train=False)
+    batch = padded_batch([6, 3, 5, 2], num_labels=2, pad_id=1, token_types=False)
+    rows = [{k: v[i] for k, v in batch.items()} for i in range(4)]
+    loader = DataLoader(rows, batch_size=4)
+    feats = cached_features(full, loader, "mean", tmp_path, {"task": "cola"}, verbose=False)
+    assert feats.layer_names == ["embeddings", "layer_01", "layer_02", "layer_03"]
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        hidden = full.mpnet(**inputs, output_hidden_states=True).hidden_states
+    for i, n in enumerate([6, 3, 5, 2]):
+        for layer in range(4):
+            torch.testing.assert_close(feats.features[layer, i], hidden[layer][i, :n].mean(0))
+
+    cut = copy.deepcopy(full)
+    frozen = attach_head_to_layer(cut, 1, freeze=True)
+    assert len(cut.mpnet.encoder.layer) == 1 and cut.config.num_hidden_layers == 1
+    assert "encoder.relative_attention_bias.weight" in frozen
+    assert all(n.startswith(("embeddings.", "encoder.")) for n in frozen)
+    assert not any(n.startswith("encoder.layer.1.") for n in frozen)
+    trainable = {n for n, p in cut.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in cut.named_parameters() if n.startswith("classifier.")}
+    with torch.no_grad():
+        torch.testing.assert_close(cut(**inputs).logits, full.classifier(hidden[1]))
+        assert not torch.allclose(full(**inputs).logits, cut(**inputs).logits)

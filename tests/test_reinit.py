@@ -41,13 +41,15 @@ def reinit(model, k, seed=0, pooler=False):
     return apply_reset(model, targets, std=STD, seed=seed)
 
 
+@pytest.mark.parametrize("family", ["bert", "mpnet"])
 @pytest.mark.parametrize("k", [1, 2, 4, 5])
-def test_progressive_changes_exactly_layers_k_to_L(k):
-    model = tiny_model("bert", **BERT)
+def test_progressive_changes_exactly_layers_k_to_L(k, family):
+    """MPNet too: its relative position bias, shared by every layer, is never touched."""
+    model = tiny_model(family, **BERT)
     before = snapshot(model)
     counts = reinit(model, k)
     after = model.state_dict()
-    reset_layers = {f"bert.encoder.layer.{i}." for i in range(k - 1, 4)}
+    reset_layers = {f"{family}.encoder.layer.{i}." for i in range(k - 1, 4)}
     expected = {
         n
         for n in before
@@ -57,7 +59,8 @@ def test_progressive_changes_exactly_layers_k_to_L(k):
     assert changed == expected
     assert set(counts) == expected
     assert sum(counts.values()) == sum(before[n].numel() for n in expected)
-    # Untouched: embeddings, the pooler, the classifier and every layer below k, bit-identical.
+    # Untouched: embeddings (MPNet: + relative position bias), the pooler, the classifier and
+    # every layer below k, bit-identical.
     for n in before.keys() - expected:
         assert torch.equal(before[n], after[n]), n
     # Every element of a reset tensor is new (none kept its pretrained value by accident).

@@ -32,8 +32,7 @@ from tests.helpers import tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 STD = 0.02
-FAMILIES = ("bert", "roberta", "electra", "distilbert")
-BASE = {"bert": "bert", "roberta": "roberta", "electra": "electra", "distilbert": "distilbert"}
+FAMILIES = ("bert", "roberta", "electra", "distilbert", "mpnet")
 
 
 # The tiny models below: "pretrained" weights far from BERT's init (so every reset element
@@ -97,16 +96,21 @@ def expected_masks(before, family, scheme, num_heads, head_size):
             m[...] = True
         if name == "embeddings" and (".embeddings." in n or "embeddings_project" in n):
             m[...] = True
+        if name == "embeddings" and ".relative_attention_bias." in n:  # MPNet's position bias
+            m[...] = True
         if scheme.get("pooler") and ".pooler." in n:
             m[...] = True
         for a, h in heads:
             if layer != a:
                 continue
             rows = slice(h * head_size, (h + 1) * head_size)
-            qkv = (
-                ("q_lin", "k_lin", "v_lin") if family == "distilbert" else ("query", "key", "value")
+            qkv = {"distilbert": ("q_lin", "k_lin", "v_lin"), "mpnet": ("q", "k", "v")}.get(
+                family, ("query", "key", "value")
             )
-            out = "out_lin.weight" if family == "distilbert" else "attention.output.dense.weight"
+            out = {
+                "distilbert": "out_lin.weight",
+                "mpnet": "attention.attn.o.weight",
+            }.get(family, "attention.output.dense.weight")
             if any(f".{p}." in n for p in qkv):
                 m[rows] = True
             elif n.endswith(out):
@@ -182,7 +186,7 @@ def test_pooler_follows_the_scheme(mode):
     check_exact_change(model, before, "bert", scheme, mode)
 
 
-@pytest.mark.parametrize("family", ["roberta", "electra", "distilbert"])
+@pytest.mark.parametrize("family", ["roberta", "electra", "distilbert", "mpnet"])
 def test_pooler_true_without_a_pooler_is_an_error(family):
     """Their sequence classifiers have no pooler (the head reads [CLS] itself)."""
     with pytest.raises(ReinitlabError, match="no pooler"):
@@ -268,7 +272,7 @@ def test_head_values_follow_the_truncated_normal_and_seed():
         assert torch.count_nonzero(sd[f"bert.encoder.layer.0.attention.self.{p}.bias"][rows]) == 0
 
 
-@pytest.mark.parametrize("family", ["bert", "distilbert"])
+@pytest.mark.parametrize("family", ["bert", "distilbert", "mpnet"])
 def test_same_reinit_seed_same_tensors(family):
     scheme = {"name": "heads", "heads": [[2, 1], [3, 3]]}
     a, b, c = tiny_model(family, **TINY), tiny_model(family, **TINY), tiny_model(family, **TINY)
@@ -283,9 +287,32 @@ def test_same_reinit_seed_same_tensors(family):
 
 
 # -- hand-written forward ------------------------------------------------------------------------
-def hand_layer(layer, family, x, keep, num_heads, masked=()):
-    """One post-LN transformer layer written out, with the `masked` heads' context zeroed."""
-    if family == "distilbert":
+def hand_relative_bias(table, length):
+    """MPNet's relative position bias [heads, T, T] (T5's buckets: 32, max distance 128),
+    written out: half the buckets for keys to the left, exact distances below 8, then log-spaced
+    up to bucket 15 of each half."""
+    pos = torch.arange(length)
+    n = pos[:, None] - pos[None, :]  # query - key
+    ret = (n < 0).long() * 16
+    n = n.abs()
+    log_part = 8 + (torch.log(n.float().clamp_min(1) / 8) / math.log(128 / 8) * 8).long()
+    ret = ret + torch.where(n < 8, n, log_part.clamp_max(15))
+    return table[ret].permute(2, 0, 1)
+
+
+def hand_layer(layer, family, x, keep, num_heads, masked=(), bias=None):
+    """One post-LN transformer layer written out, with the `masked` heads' context zeroed;
+    `bias` [heads, T, T] is added to the attention scores (MPNet's relative positions)."""
+    if family == "mpnet":
+        att = layer.attention
+        q, k, v, o = att.attn.q, att.attn.k, att.attn.v, att.attn.o
+        ln1, lin1, lin2, ln2 = (
+            att.LayerNorm,
+            layer.intermediate.dense,
+            layer.output.dense,
+            layer.output.LayerNorm,
+        )
+    elif family == "distilbert":
         q, k, v, o = (getattr(layer.attention, n) for n in ("q_lin", "k_lin", "v_lin", "out_lin"))
         ln1, lin1, lin2, ln2 = (
             layer.sa_layer_norm,
@@ -314,6 +341,8 @@ def hand_layer(layer, family, x, keep, num_heads, masked=()):
         split(F.linear(x, v.weight, v.bias)),
     )
     scores = Q @ K.transpose(-1, -2) / math.sqrt(d)
+    if bias is not None:
+        scores = scores + bias
     scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
     ctx = torch.softmax(scores, dim=-1) @ V  # (B, heads, T, d)
     for h in masked:
@@ -331,8 +360,11 @@ def hand_encoder(model, family, batch, layers, masked=None):
         x = base.embeddings_project(x)
     keep = batch["attention_mask"].bool()
     heads = model.config.num_attention_heads
+    bias = None
+    if family == "mpnet":
+        bias = hand_relative_bias(base.encoder.relative_attention_bias.weight, x.shape[1])
     for i, layer in enumerate(layers):
-        x = hand_layer(layer, family, x, keep, heads, (masked or {}).get(i, ()))
+        x = hand_layer(layer, family, x, keep, heads, (masked or {}).get(i, ()), bias)
     return x
 
 
@@ -358,7 +390,7 @@ def test_hand_encoder_matches_the_model(family):
     assert torch.allclose(encoder_out(model, batch), expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("family", ["bert", "distilbert"])
+@pytest.mark.parametrize("family", ["bert", "distilbert", "mpnet"])
 def test_mask_equals_hand_computation_before_and_after_training(family):
     model = tiny_model(family, **TINY)
     before = snapshot(model)
@@ -497,7 +529,7 @@ def test_unsupported_architecture_names_the_supported_ones():
     model = tiny_model(
         "gpt2", "causal-lm", layers=1, hidden=16, heads=2, vocab_size=20, dropout=None, seed=None
     )
-    with pytest.raises(ReinitlabError, match=r"'gpt2'.*bert, roberta, electra, distilbert"):
+    with pytest.raises(ReinitlabError, match=r"'gpt2'.*bert, roberta, electra, distilbert, mpnet"):
         plan_scheme(model, {"name": "layers", "layers": [1]})
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-ENCODERS = ("bert", "roberta", "electra", "distilbert")  # the families reinitlab supports
+ENCODERS = ("bert", "roberta", "electra", "distilbert", "mpnet")  # the families reinitlab supports
 FAMILIES = (*ENCODERS, "gpt2")  # gpt2: a model reinitlab refuses, for the refusals' tests
 VOCAB = 120
 TASK_KINDS = ("classification", "causal-lm")
@@ -38,8 +38,8 @@ def tiny_config(
     **overrides: Any,
 ):
     """A tiny `family` config. `dropout` sets every dropout of the family's config (for BERT-like
-    families the classifier's follows the hidden one unless `head_dropout` is given); ELECTRA's
-    embeddings are `hidden // 2` wide. `overrides` win over everything derived here."""
+    families the classifier's follows the hidden one unless `head_dropout` is given; MPNet's
+    classifier has none of its own); ELECTRA's embeddings are `hidden // 2` wide. `overrides` win over everything derived here."""
     import transformers as tf
 
     ffn = 2 * hidden if intermediate is None else intermediate
@@ -74,6 +74,18 @@ def tiny_config(
             kw["classifier_dropout"] = head_dropout
         if family == "electra":
             kw["embedding_size"] = hidden // 2
+    elif family == "mpnet":  # no token types; positions start after padding index 1
+        cls = tf.MPNetConfig
+        kw = dict(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=ffn,
+        )
+        if dropout is not None:
+            kw |= dict(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+        if head_dropout is not None and head_dropout != dropout:
+            raise ValueError("MPNet's classifier has no dropout of its own: it uses `dropout`")
     else:
         raise ValueError(f"no tiny {family!r} model: the families are {', '.join(FAMILIES)}")
     return cls(**{**kw, "vocab_size": vocab_size, "num_labels": num_labels, **overrides})

@@ -7,7 +7,8 @@ removes nearly all of that padding:
 - the sequences are placed end to end into rows as wide as the longest one (first-fit
   decreasing), so every linear layer runs on about as many positions as there are tokens;
 - a block-diagonal attention mask lets each token attend only to its own sequence;
-- position ids restart at every sequence (RoBERTa's start after its padding index);
+- position ids restart at every sequence (RoBERTa's and MPNet's start after the padding index);
+  MPNet's relative position bias sees the same distances inside a sequence wherever it sits;
 - a hook on the encoder gathers each sequence's first token ([CLS]) back into batch order,
   so the model's own classification head and loss run unchanged on one vector per example.
 
@@ -15,7 +16,7 @@ Every token sees exactly what it sees in the padded batch, so logits, loss and g
 the same to float rounding; only dropout draws different masks, as any reordering would.
 
 It needs an encoder whose classification head reads only the first token (BERT, RoBERTa,
-ELECTRA, DistilBERT) and an attention implementation that honours a 4-D mask (transformers
+ELECTRA, DistilBERT, MPNet) and an attention implementation that honours a 4-D mask (transformers
 >= 5 with `eager` or `sdpa`). `Packer.for_model` checks this by running one small batch both
 ways, and says why when packing can't be used, so callers fall back to the padded batch.
 """
@@ -35,6 +36,9 @@ PACKABLE = {
     "electra": ("encoder", False),
     "roberta": ("encoder", True),
     "distilbert": ("transformer", False),
+    # MPNet: positions as RoBERTa's; its relative position bias depends only on the distance
+    # between two slots of a row, which packing keeps within each sequence
+    "mpnet": ("encoder", True),
 }
 # Attention implementations that apply a 4-D mask as given (boolean for sdpa, additive for eager).
 MASK_STYLE = {"sdpa": "bool", "eager": "additive"}
@@ -230,11 +234,16 @@ class Packer:
         if not isinstance(encoder, nn.Module):
             raise PackingUnsupported(f"{type(model.base_model).__name__} has no .{attr}")
         pad = getattr(config, "pad_token_id", None) or 0
+        # the embeddings' own padding index numbers the positions (MPNet fixes it at 1,
+        # whatever pad_token_id says); RoBERTa's equals pad_token_id
+        embeddings = getattr(model.base_model, "embeddings", None)
+        position_pad = getattr(embeddings, "padding_idx", None)
+        position_pad = pad if position_pad is None else int(position_pad)
         packer = cls(
             model,
             encoder,
-            position_offset=pad + 1 if after_padding else 0,
-            pad_position=pad if after_padding else 0,
+            position_offset=position_pad + 1 if after_padding else 0,
+            pad_position=position_pad if after_padding else 0,
             pad_id=pad,
             mask_style=MASK_STYLE[implementation],
         )
@@ -283,9 +292,14 @@ class Packer:
         pad = self.pad_id
         ids = torch.full((len(lengths), max(lengths)), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
+        # never the pad id or the position padding index inside a sequence (RoBERTa and MPNet
+        # number positions by skipping that id; a tokenizer never emits it there)
+        avoid = torch.tensor(sorted({pad, self.pad_position}))
         for r, n in enumerate(lengths):
             row = torch.randint(0, vocab, (n,), generator=g)
-            ids[r, :n] = torch.where(row == pad, (row + 1) % vocab, row)
+            while bool(torch.isin(row, avoid).any()):
+                row = torch.where(torch.isin(row, avoid), (row + 1) % vocab, row)
+            ids[r, :n] = row
             mask[r, :n] = 1
         batch = {"input_ids": ids.to(weight.device), "attention_mask": mask.to(weight.device)}
         if int(getattr(config, "type_vocab_size", 0) or 0) > 1:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from reinitlab.atomic import torch_save_atomic
 from reinitlab.errors import ReinitlabError
+from reinitlab.reinit.adapters import EncoderAdapter
 
 POOLINGS = ("cls", "mean")
 FEATURE_CACHE_FORMAT = 1
@@ -146,7 +147,7 @@ def cached_features(
         raise ReinitlabError(f"probe.pooling={pooling!r} is not allowed; choose from {POOLINGS}")
     model_key = model_key or model_fingerprint(model)
     data_key = data_fingerprint(loader.dataset)
-    num_layers = len(backbone(model).encoder.layer)
+    num_layers = EncoderAdapter(model).num_layers
     names = layer_names(num_layers)
 
     def path_for(p: str) -> Path | None:

