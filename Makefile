@@ -46,7 +46,6 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	@test -n "$(GLUE_DIR)" || { echo "Set GLUE_DIR to a folder of GLUE TSVs (<TASK>/train.tsv, dev.tsv)"; exit 2; }
 	$(PY) train.py experiment=demo
-	@echo "Results: the newest folder under multirun/ (one result.json per job); make report SWEEP=<it> for tables and figures."
 
 # make report SWEEP=multirun/<sweep> [OUT=dir]: tables, figures, report.html (see README)
 report: install

@@ -3,7 +3,6 @@ before any job starts, a dry run, progress and a results table, a quiet console,
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -83,7 +82,9 @@ def test_a_path_override_is_never_ignored_for_a_packaged_model(tmp_path):
     empty = tmp_path / "empty_model"
     empty.mkdir()
     cfg = compose_cfg(tmp_path, "model=minilm-l6", "logger=none", f"model.name_or_path={empty}")
-    with pytest.raises(ReinitlabError, match=r"holds no config.json.*nothing \(an empty directory\)"):
+    with pytest.raises(
+        ReinitlabError, match=r"holds no config.json.*nothing \(an empty directory\)"
+    ):
         check_job(cfg)
     # a real local copy is what loads: a tiny model saved there, with its own layer count
     from transformers import BertConfig, BertModel
@@ -176,7 +177,7 @@ def test_dry_run_lists_exactly_the_jobs_the_sweep_then_runs_and_a_results_table(
     # the results table: one row per job, the numbers of its record
     table = run.stdout.split("[reinitlab] results (")[1]
     assert str(sweep) in table.splitlines()[0]
-    for job, rec in Ledger(sweep).records():
+    for _job, rec in Ledger(sweep).records():
         value = f"{rec['final']['metrics']['val/primary']:.4f}"
         row = f"rte   {rec['scheme']['label']:<8}     0  accuracy  {value}"
         assert row in table, (row, table)

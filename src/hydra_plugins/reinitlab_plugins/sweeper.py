@@ -23,6 +23,7 @@ once. A sweep with failed jobs ends with one line naming how many and exits 1.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import sys
@@ -34,7 +35,7 @@ from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.reinitlab_plugins.local_launcher import LocalLauncher
 
@@ -125,6 +126,11 @@ def job_problem(cfg: DictConfig) -> str | None:
     from reinitlab.errors import ReinitlabError
     from reinitlab.training.builder import check_job
 
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        # The job's output dir exists only once Hydra runs it (`${hydra:runtime.output_dir}`);
+        # nothing checked here writes there, but the trainer node interpolates it.
+        cfg.paths.output_dir = str(Path(cfg.hydra.sweep.dir) / "unlaunched")
     try:
         check_job(cfg)
     except ReinitlabError as e:
@@ -249,7 +255,13 @@ class ReinitlabSweeper(Sweeper):
     def batches(self, overrides: list[Override]) -> list[list[list[str]]]:
         """The jobs left to run, each pinned to its ledger directory, in launch batches;
         nothing at all when a job is invalid (the sweep is refused) or on a dry run."""
-        from reinitlab.sweep.ledger import Ledger, check_writable, merged_plan, read_plan, write_plan
+        from reinitlab.sweep.ledger import (
+            Ledger,
+            check_writable,
+            merged_plan,
+            read_plan,
+            write_plan,
+        )
 
         assert self.config is not None
         planned = self.plan(expand(overrides))

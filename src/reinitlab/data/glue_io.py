@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reinitlab.data.tasks import SourceFields, TaskSpec
 from reinitlab import hub
+from reinitlab.data.tasks import SourceFields, TaskSpec
 from reinitlab.errors import ReinitlabError
 
 # GLUE rows can exceed csv's default 128 KiB field limit (long MNLI parses).

@@ -29,8 +29,8 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from reinitlab.data.tasks import TaskSpec
 from reinitlab import hub
+from reinitlab.data.tasks import TaskSpec
 from reinitlab.errors import ModelSourceError, ReinitlabError
 from reinitlab.reinit import apply_reset, module_targets
 from reinitlab.training.model_pieces import PiecesSpec, assembled_dir, pieces_installed
@@ -74,7 +74,9 @@ def check_model_dir(spec: Mapping[str, Any], value: Any) -> str:
             "id such as bert-base-cased."
         )
     found = sorted(p.name for p in path.iterdir())
-    needs = "config.json, the weights (model.safetensors or pytorch_model.bin) and the tokenizer files"
+    needs = (
+        "config.json, the weights (model.safetensors or pytorch_model.bin) and the tokenizer files"
+    )
     if not (path / "config.json").is_file() or not any((path / f).is_file() for f in WEIGHT_FILES):
         missing = "config.json" if not (path / "config.json").is_file() else "weights"
         raise ModelSourceError(

@@ -31,7 +31,9 @@ def resolve_seeds(seed: int, pinned: Mapping[str, Any] | None) -> dict[str, int]
     if unknown:
         raise ReinitlabError(f"seeds.{unknown[0]} is not a seed stream; streams: {list(STREAMS)}")
     for stream, value in pinned.items():
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
             raise ReinitlabError(
                 f"seeds.{stream}={value!r}: allowed: null (derived from `seed`) or an integer >= 0"
             )
