@@ -128,3 +128,24 @@ def torch_save_atomic(path: Path, obj: Any) -> Path:
     import torch
 
     return _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+@contextmanager
+def exclusive_lock(path: Path, waiting: str) -> Iterator[None]:
+    """Hold an exclusive `flock` on `path` (created when missing) for the block: one process
+    builds a shared file (a chain stage, an assembled model) while the others wait for it,
+    saying `waiting` on stderr. The OS releases it when the holder dies."""
+    import fcntl
+    import sys
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"[reinitlab] {waiting}", file=sys.stderr, flush=True)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

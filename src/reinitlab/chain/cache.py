@@ -20,12 +20,10 @@ Files in the cache directory, per stage key:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
 import os
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -34,7 +32,7 @@ from typing import Any
 
 import torch
 
-from reinitlab.atomic import torch_save_atomic, write_json_atomic
+from reinitlab.atomic import exclusive_lock, torch_save_atomic, write_json_atomic
 
 CACHE_FORMAT = 1
 
@@ -79,17 +77,8 @@ class StageCache:
     @contextlib.contextmanager
     def locked(self, key: str) -> Iterator[None]:
         """Hold `<key>.lock` exclusively; says so on stderr when another job holds it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.paths(key)["lock"], "a+") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(f"[reinitlab] stage {key}: another job holds it, waiting", file=sys.stderr)
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        with exclusive_lock(self.paths(key)["lock"], f"stage {key}: another job holds it, waiting"):
+            yield
 
     def load(
         self, key: str, identity: dict[str, Any]

@@ -20,7 +20,6 @@ archive checksum, so another release of the pieces never reuses an old folder.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.metadata
 import io
@@ -30,13 +29,12 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from reinitlab.atomic import UMASK, write_json_atomic
+from reinitlab.atomic import UMASK, exclusive_lock, write_json_atomic
 from reinitlab.errors import ReinitlabError
 
 MANIFEST = ".reinitlab-assembled.json"  # written last: the folder is complete
@@ -214,20 +212,6 @@ class ConcatenatedFile(io.RawIOBase):
         super().close()
 
 
-@contextmanager
-def _flock(f: IO[str], what: str) -> Iterator[None]:
-    """Hold an exclusive lock on the open file `f`; says so when another job holds it."""
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"[reinitlab] {what}: another job is assembling it, waiting", file=sys.stderr)
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _complete(folder: Path, spec: PiecesSpec) -> bool:
     """The manifest is there, for these pieces, and every file it lists has its size."""
     try:
@@ -286,13 +270,14 @@ def assembled_dir(
         return folder
     try:
         root.mkdir(parents=True, exist_ok=True)
-        lock_file = open(root / f"{spec.key}.lock", "a+")  # noqa: SIM115 (closed below)
+        (root / f"{spec.key}.lock").touch()
     except OSError as e:
         raise ReinitlabError(
             f"cannot write the model cache {root} ({e.strerror}); set REINITLAB_CACHE_DIR to a "
             "writable folder"
         ) from None
-    with lock_file, _flock(lock_file, spec.archive):
+    waiting = f"{spec.archive}: another job is assembling it, waiting"
+    with exclusive_lock(root / f"{spec.key}.lock", waiting):
         if _complete(folder, spec):  # another job finished it while we waited
             return folder
         paths = check_pieces(spec, locate)
