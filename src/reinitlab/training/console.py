@@ -3,8 +3,8 @@
 A 300-job sweep's console is read by a person looking for the one line that matters. Lightning
 prints GPU/TPU availability and a product tip per job, transformers a weight-loading bar, W&B
 ~30 lines of run summary, and the progress bar shows `v_num` and counts epochs from 0 while
-reinitlab's summary line counts from 1. `verbose=true` brings all of it back (nothing is
-removed from the logs W&B and Hydra keep in the job directory).
+reinitlab's summary line counts from 1. `verbose=true` brings all of it back, and the job's log
+file (Hydra's, in the job directory) keeps the libraries' log lines either way.
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ def route_lightning_logs_to_hydra() -> None:
         lg.propagate = True
 
 
+def console_filter(record: logging.LogRecord) -> bool:
+    """Whether a log line goes to the console: not the libraries' INFO chatter."""
+    chatty = any(record.name == n or record.name.startswith(f"{n}.") for n in CHATTY_LOGGERS)
+    return not chatty or record.levelno >= logging.WARNING
+
+
 def quiet_console(verbose: bool = False) -> None:
     """Keep the console to reinitlab's lines and real warnings, unless `verbose`."""
     route_lightning_logs_to_hydra()
@@ -46,8 +52,11 @@ def quiet_console(verbose: bool = False) -> None:
         warnings.filterwarnings("ignore", message=pattern)
     if verbose:
         return
-    for name in CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.addFilter(console_filter)  # the job's log file keeps every line
     os.environ.setdefault("WANDB_SILENT", "true")
     from huggingface_hub.utils import disable_progress_bars
     from transformers.utils import logging as hf_logging
@@ -82,4 +91,4 @@ def epoch_progress_bar() -> Any:
     return EpochProgressBar()
 
 
-__all__ = ["epoch_progress_bar", "quiet_console", "route_lightning_logs_to_hydra"]
+__all__ = ["console_filter", "epoch_progress_bar", "quiet_console", "route_lightning_logs_to_hydra"]
