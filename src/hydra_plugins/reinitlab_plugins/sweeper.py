@@ -16,9 +16,16 @@ another live process -- are not launched at all; re-running a finished sweep say
 0. Each job also claims its key for itself (`reinitlab.sweep.job`), which is what keeps two
 sweeps started together from training a job twice.
 
+Before anything is launched or written, every job to run is composed and put through the
+checks the job itself runs before loading weights (`reinitlab.training.builder.check_job`):
+one invalid job refuses the whole sweep (exit 2), listing each job with its reason, and a
+reason shared by many jobs (a model that cannot be loaded) once -- an error found in seconds,
+not after hours of the jobs before it. `dry_run=true` stops there and lists the jobs.
+
 Jobs run one at a time on Hydra's basic launcher (so a progress line precedes each, and a full
 disk stops the sweep at the first job that hits it); other launchers get the whole sweep at
-once. A sweep with failed jobs ends with one line naming how many and exits 1.
+once. The sweep ends with a results table read from the ledger and the report command; a sweep
+with failed jobs adds one line naming how many and exits 1.
 """
 
 from __future__ import annotations
