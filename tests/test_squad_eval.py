@@ -111,3 +111,20 @@ def test_squad_v1_has_no_noans_breakdown():
 def test_missing_prediction_is_an_error():
     with pytest.raises(ValueError, match="no prediction for 1 question"):
         squad_evaluate({"a": ["x"], "b": []}, {"a": "x"})
+
+
+def test_best_thresh_over_separate_search_predictions():
+    # thresholded answers: q1 was nulled (its odds 0.5 > 0), so the search cannot admit it
+    answers = {"q1": ["x"], "q2": []}
+    preds = {"q1": "", "q2": ""}
+    na = {"q1": 0.5, "q2": 2.0}
+    out = squad_evaluate(answers, preds, na_probs=na, na_prob_thresh=float("inf"))
+    assert out["f1"] == 50.0 and out["best_f1"] == 50.0 and out["best_f1_thresh"] == 0.0
+    # the best spans: admitting q1 (thresh 0.5) and not q2 gets both right
+    spans = {"q1": "x", "q2": "y"}
+    out = squad_evaluate(
+        answers, preds, na_probs=na, na_prob_thresh=float("inf"), search_preds=spans
+    )
+    assert out["f1"] == 50.0  # the thresholded predictions' own score is unchanged
+    assert (out["best_f1"], out["best_f1_thresh"]) == (100.0, 0.5)
+    assert (out["best_exact"], out["best_exact_thresh"]) == (100.0, 0.5)

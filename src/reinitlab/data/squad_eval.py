@@ -146,6 +146,7 @@ def squad_evaluate(
     preds: Mapping[str, str],
     na_probs: Mapping[str, float] | None = None,
     na_prob_thresh: float = 1.0,
+    search_preds: Mapping[str, str] | None = None,
 ) -> dict[str, float]:
     """The official script's output dict for gold answer texts per question id.
 
@@ -153,6 +154,11 @@ def squad_evaluate(
     the predicted text ("" = no answer). With ``na_probs`` (e.g. null-score odds per question)
     the result also holds ``best_exact``/``best_f1`` and their thresholds, as
     ``evaluate-v2.0.py --na-prob-file`` gives. Without, every na_prob is 0 as there.
+
+    ``search_preds`` (default: ``preds``) are the answers the best-threshold search admits.
+    Given the best non-null span of every question, the search ranges over every threshold;
+    given answers already thresholded (as the official script is usually fed), a question
+    answered "" can never be admitted, so only lower thresholds are searched.
     """
     missing = [q for q in answers if q not in preds]
     if missing:
@@ -175,8 +181,10 @@ def squad_evaluate(
         for key, value in make_eval_dict(exact_thr, f1_thr, no_ids).items():
             out[f"NoAns_{key}"] = value
     if given is not None:
+        search = preds if search_preds is None else search_preds
+        exact_s, f1_s = (exact_raw, f1_raw) if search is preds else get_raw_scores(answers, search)
         out["best_exact"], out["best_exact_thresh"] = find_best_thresh(
-            preds, exact_raw, probs, has_ans
+            search, exact_s, probs, has_ans
         )
-        out["best_f1"], out["best_f1_thresh"] = find_best_thresh(preds, f1_raw, probs, has_ans)
+        out["best_f1"], out["best_f1_thresh"] = find_best_thresh(search, f1_s, probs, has_ans)
     return out

@@ -76,7 +76,7 @@ def prepare_features(
         )
     if stride >= max_length:
         raise ReinitlabError(
-            f"data.doc_stride={stride} must be smaller than data.max_length={max_length}"
+            f"task.qa.doc_stride={stride} must be smaller than data.max_length={max_length}"
         )
     pad_on_right = tokenizer.padding_side == "right"
     context_id = 1 if pad_on_right else 0
