@@ -203,3 +203,12 @@ def test_tiny_squad_sweep_into_the_report(tmp_path, squad_dir):
     base = runs[runs["label"] == "baseline"]["primary"].item()
     for _, row in deltas.iterrows():
         assert row["delta"] == pytest.approx(row["primary"] - base)
+
+
+def test_probe_command_refuses_qa(tmp_path, squad_dir):
+    from reinitlab.probing.command import probe_from_config
+
+    cfg = compose_cfg(tmp_path, "model=tiny", "logger=none", "task=squad_v2",
+                      f"data.squad_dir={squad_dir}")  # fmt: skip
+    with pytest.raises(ReinitlabError, match="task=squad_v2 is question answering; linear probes"):
+        probe_from_config(cfg)
