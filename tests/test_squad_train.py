@@ -1,6 +1,7 @@
 """SQuAD as a task: its spec and recipe, QA models of every family (fresh qa_outputs head,
 reinit on the encoder), the QA module's scoring, job checks, and a tiny sweep into the report."""
 
+import json
 import os
 import subprocess
 import sys
@@ -33,6 +34,18 @@ def squad_dir(tmp_path_factory):
 
 
 def _model_spec(name):
+    if name == "tiny-electra":  # no conf/model entry: the same random source, ELECTRA's layout
+        config = dict(vocab_size=1000, embedding_size=16, hidden_size=32, num_hidden_layers=3,
+                      num_attention_heads=4, intermediate_size=64)  # fmt: skip
+        return OmegaConf.create(
+            {
+                "name": name,
+                "source": "random",
+                "model_type": "electra",
+                "init_seed": 7,
+                "config": config,
+            }  # fmt: skip
+        )
     return OmegaConf.load(config_dir() / "model" / f"{name}.yaml")
 
 
@@ -61,7 +74,9 @@ def test_recipe_defaults_per_task_and_overridable(tmp_path):
         2e-5, 32, 128, 3)  # fmt: skip
 
 
-@pytest.mark.parametrize("family", ["tiny", "tiny-roberta", "tiny-distilbert", "tiny-mpnet"])
+@pytest.mark.parametrize(
+    "family", ["tiny", "tiny-roberta", "tiny-distilbert", "tiny-mpnet", "tiny-electra"]
+)
 def test_qa_model_fresh_head_and_encoder_reinit(family):
     task = load_task("squad_v2")
     spec = _model_spec(family)
@@ -199,6 +214,14 @@ def test_tiny_squad_sweep_into_the_report(tmp_path, squad_dir):
     assert set(runs["label"]) == {"k=1", "k=2", "baseline"} and set(runs["task"]) == {"squad_v2"}
     assert set(runs["primary_metric"]) == {"f1"}
     assert runs["primary"].between(0, 1).all()
+    records = [json.loads(p.read_text()) for p in sweep.glob("*/result.json")]
+    assert len(records) == 3
+    for rec in records:
+        assert rec["primary_metric"] == "f1" and rec["dev_sizes"] == {"validation": 26}
+        assert rec["train_size"] == 8
+        final = rec["final"]["metrics"]
+        assert final["val/primary"] == final["val/f1"] and final["val/questions"] == 26
+        assert 0 <= final["val/exact"] <= final["val/f1"] <= 1
     deltas = pd.read_csv(out / "deltas.csv")
     base = runs[runs["label"] == "baseline"]["primary"].item()
     for _, row in deltas.iterrows():

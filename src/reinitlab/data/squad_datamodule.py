@@ -218,6 +218,11 @@ class SquadDataModule(L.LightningDataModule):
         return len(self.train_examples)
 
     @property
+    def dev_sizes(self) -> dict[str, int]:
+        """Dev questions (the result record's `dev_sizes`; the dev set holds their features)."""
+        return {"validation": len(self.val_examples)}
+
+    @property
     def val_features(self) -> QAFeatures:
         return self.val_sets[0].features
 
