@@ -118,3 +118,20 @@ def test_inconsistent_questions(tmp_path):
     doc["data"][0]["paragraphs"][0]["qas"][0]["answers"] = []
     with pytest.raises(ReinitlabError, match="has no answers and is not marked is_impossible"):
         read_squad_json(_write(tmp_path, doc))
+
+
+def test_hub_rows_become_the_same_examples(squad_dir):
+    """Rows in the hub's column layout (answers as {text: [...], answer_start: [...]})."""
+    from reinitlab.data.squad_io import examples_from_hub_rows
+
+    local = load_squad_split("2.0", "validation", squad_dir)
+    rows = {
+        "id": [e.id for e in local],
+        "title": [e.title for e in local],
+        "context": [e.context for e in local],
+        "question": [e.question for e in local],
+        "answers": [
+            {"text": list(e.answers), "answer_start": list(e.answer_starts)} for e in local
+        ],
+    }
+    assert examples_from_hub_rows(rows) == local

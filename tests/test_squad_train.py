@@ -235,3 +235,15 @@ def test_probe_command_refuses_qa(tmp_path, squad_dir):
                       f"data.squad_dir={squad_dir}")  # fmt: skip
     with pytest.raises(ReinitlabError, match="task=squad_v2 is question answering; linear probes"):
         probe_from_config(cfg)
+
+
+@pytest.mark.slow
+def test_debug_fast_smoke_run_on_squad(tmp_path, squad_dir):
+    """debug=fast caps training at 4 batches, also when 64 questions make more windows."""
+    from reinitlab.train import train
+
+    cfg = compose_cfg(tmp_path, "model=tiny", "task=squad_v2", f"data.squad_dir={squad_dir}",
+                      "debug=fast")  # fmt: skip
+    record = train(cfg)
+    assert record["steps"] == 4 and record["train_size"] == 26
+    assert record["final"]["metrics"]["val/questions"] == 26  # 2 dev batches of 128 hold all
