@@ -162,8 +162,7 @@ def test_job_checks(tmp_path, squad_dir):
     assert spec.task.is_qa
     with pytest.raises(ReinitlabError, match="is not a directory"):
         check_job(compose_cfg(tmp_path, *base[:3], f"data.squad_dir={tmp_path / 'none'}"))
-    with pytest.raises(ReinitlabError, match="chains ending in a question-answering task"):
-        check_job(compose_cfg(tmp_path, *base, "intermediate=[rte]"))
+    assert check_job(compose_cfg(tmp_path, *base, "intermediate=[rte]")).chain.tasks == ("rte",)
     with pytest.raises(ReinitlabError, match="stage 1 is 'squad_v2', a question-answering"):
         check_job(compose_cfg(tmp_path, "model=tiny", "logger=none", "task=rte",
                               "intermediate=[squad_v2]"))  # fmt: skip
@@ -247,3 +246,31 @@ def test_debug_fast_smoke_run_on_squad(tmp_path, squad_dir):
     record = train(cfg)
     assert record["steps"] == 4 and record["train_size"] == 26
     assert record["final"]["metrics"]["val/questions"] == 26  # 2 dev batches of 128 hold all
+
+
+@pytest.mark.slow
+def test_squad_as_the_final_task_of_a_chain(tmp_path, squad_dir, glue_dir):
+    """BERT -> RTE -> SQuAD 2.0: the QA model starts from the RTE stage's encoder (all of it;
+    only the classifier's pooler stays behind) with its own fresh qa_outputs head."""
+    from reinitlab.chain import run_chain
+    from reinitlab.chain.cache import StageCache
+    from reinitlab.train import train
+    from reinitlab.training.builder import build_job
+
+    args = ("model=tiny", "logger=none", "task=squad_v2", f"data.squad_dir={squad_dir}",
+            f"data.glue_dir={glue_dir}", "intermediate=[rte]", "data.max_train_samples=8",
+            "trainer.max_epochs=1", "data.max_length=128", "task.qa.doc_stride=32")  # fmt: skip
+    cfg = compose_cfg(tmp_path, *args)
+    job = build_job(cfg)
+    head = job.model.qa_outputs.weight.detach().clone()
+    stages = run_chain(cfg, job.spec.chain, job.model, job.reinit_cb, job.spec.seeds)
+    assert [s["task"] for s in stages] == ["rte"] and stages[0]["status"] == "trained"
+    cached = torch.load(StageCache(job.spec.chain.cache_dir).paths(stages[0]["key"])["pt"])
+    stage_state = cached["base_state"]
+    base = job.model.base_model.state_dict()
+    assert set(stage_state) - set(base) == {k for k in stage_state if k.startswith("pooler.")}
+    assert all(torch.equal(base[k].cpu(), stage_state[k]) for k in base)
+    assert torch.equal(job.model.qa_outputs.weight, head)  # the QA head is the job's own
+    record = train(compose_cfg(tmp_path, *args))  # the whole job, the stage now reused
+    assert record["intermediate"] == ["rte"] and record["stages"][0]["status"] == "reused"
+    assert record["primary_metric"] == "f1" and record["final"]["metrics"]["val/questions"] == 26

@@ -109,11 +109,6 @@ def check_qa_job(cfg: DictConfig, task) -> None:
             f"task.qa.doc_stride={task.qa.doc_stride} must be smaller than "
             f"data.max_length={cfg.data.max_length} (consecutive windows share doc_stride tokens)"
         )
-    if list(cfg.get("intermediate") or []):
-        raise ReinitlabError(
-            f"task={task.name} with intermediate={list(cfg.intermediate)}: chains ending in a "
-            "question-answering task are not supported yet; run it directly (intermediate=[])"
-        )
     head = cfg.get("head") or {}
     if head.get("layer") is not None:
         raise ReinitlabError(
