@@ -221,6 +221,9 @@ def test_tiny_squad_sweep_into_the_report(tmp_path, squad_dir):
         final = rec["final"]["metrics"]
         assert final["val/primary"] == final["val/f1"] and final["val/questions"] == 26
         assert 0 <= final["val/exact"] <= final["val/f1"] <= 1
+    recipe = pd.read_csv(out / "recipe.csv", dtype=str).iloc[0]  # names run_qa's recipe
+    assert (float(recipe["lr"]), recipe["epochs"], recipe["batch size"]) == (3e-5, "1", "12")
+    assert (recipe["max length"], recipe["doc stride"]) == ("128", "32")
     deltas = pd.read_csv(out / "deltas.csv")
     base = runs[runs["label"] == "baseline"]["primary"].item()
     for _, row in deltas.iterrows():
