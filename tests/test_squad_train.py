@@ -124,7 +124,7 @@ def test_qa_module_scores_gold_spans_and_null_perfectly(squad_dir):
             if null_everywhere:
                 s[0] += 100.0
                 e[0] += 100.0
-            module._start[f], module._end[f] = s, e
+            module.dev_start[f], module.dev_end[f] = s, e
         return module.evaluate()
 
     out = run(False)

@@ -43,8 +43,9 @@ class QuestionAnswering(GlueClassifier):
                      remove_padding, NO_PADDING_REMOVAL)  # fmt: skip
         self.remove_padding = "off"
         self.dev_examples, self.dev_features = dev
-        self._start: dict[int, np.ndarray] = {}
-        self._end: dict[int, np.ndarray] = {}
+        # feature index -> its start / end logits over its own tokens, for the current dev pass
+        self.dev_start: dict[int, np.ndarray] = {}
+        self.dev_end: dict[int, np.ndarray] = {}
 
     @staticmethod
     def _inputs(batch: dict) -> dict:
@@ -64,15 +65,15 @@ class QuestionAnswering(GlueClassifier):
         starts = out.start_logits.float().cpu().numpy()
         ends = out.end_logits.float().cpu().numpy()
         for row, index in enumerate(batch["labels"].tolist()):
-            self._start[index] = starts[row, : lengths[row]]
-            self._end[index] = ends[row, : lengths[row]]
+            self.dev_start[index] = starts[row, : lengths[row]]
+            self.dev_end[index] = ends[row, : lengths[row]]
 
     def evaluate(self) -> dict[str, float]:
         """Post-process the collected logits and score them (official SQuAD evaluation). Only
         questions whose every feature was seen are scored (all of them unless the trainer limits
         the dev batches)."""
         features = self.dev_features
-        seen = set(self._start)
+        seen = set(self.dev_start)
         missing = {features.example_index[f] for f in range(len(features)) if f not in seen}
         keep = [e for e in range(len(self.dev_examples)) if e not in missing]
         if not keep:
@@ -96,8 +97,8 @@ class QuestionAnswering(GlueClassifier):
         preds, odds = postprocess_predictions(
             examples,
             subset,
-            [self._start[f] for f in rows],
-            [self._end[f] for f in rows],
+            [self.dev_start[f] for f in rows],
+            [self.dev_end[f] for f in rows],
             n_best=qa.n_best,
             max_answer_length=qa.max_answer_length,
             null_threshold=qa.null_threshold,
@@ -107,7 +108,7 @@ class QuestionAnswering(GlueClassifier):
         search = None
         if qa.with_negative:  # every question's best span, for the best-threshold search
             search, _ = postprocess_predictions(
-                examples, subset, [self._start[f] for f in rows], [self._end[f] for f in rows],
+                examples, subset, [self.dev_start[f] for f in rows], [self.dev_end[f] for f in rows],
                 n_best=qa.n_best, max_answer_length=qa.max_answer_length,
                 null_threshold=math.inf,
             )  # fmt: skip
@@ -133,7 +134,7 @@ class QuestionAnswering(GlueClassifier):
                 return
             metrics = self.evaluate()
         finally:
-            self._start, self._end = {}, {}
+            self.dev_start, self.dev_end = {}, {}
         record = {f"val/{k}": v for k, v in metrics.items()}
         record["val/primary"] = record[f"val/{self.task.primary_metric}"]
         primary = {"val/primary": record["val/primary"]}
