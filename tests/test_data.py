@@ -30,9 +30,9 @@ OFFICIAL = {
 
 
 def test_all_nine_tasks_are_configured():
-    assert available_tasks() == sorted(
-        ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
-    )
+    glue = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
+    assert available_tasks() == sorted([*glue, "squad", "squad_v2"])
+    assert not any(load_task(t).is_qa for t in glue)
     mnli = load_task("mnli")
     assert [v.name for v in mnli.validation] == ["matched", "mismatched"]
     assert mnli.metric_prefix(1) == "val_mismatched"

@@ -25,8 +25,10 @@ def test_every_task_and_model_config_composes(tmp_path, task, model):
     cfg = compose_cfg(tmp_path, f"task={task}", f"model={model}")
     assert cfg.task.name == task and cfg.model.name == model
     assert cfg.reinit.name == "progressive" and cfg.reinit.k is None  # default: reinit nothing
-    assert cfg.optim.lr == 2e-5 and cfg.data.batch_size == 32 and cfg.trainer.max_epochs == 3
-    assert cfg.data.max_length == 128 and cfg.data.pad_to_max_length is False
+    recipe = (cfg.optim.lr, cfg.data.batch_size, cfg.trainer.max_epochs, cfg.data.max_length)
+    qa = task in ("squad", "squad_v2")  # run_qa's recipe; GLUE: the study's
+    assert recipe == ((3e-5, 12, 2, 384) if qa else (2e-5, 32, 3, 128))
+    assert cfg.data.pad_to_max_length is False
 
 
 def test_default_model_is_the_studys(tmp_path):

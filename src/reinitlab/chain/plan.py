@@ -132,6 +132,11 @@ def _check_tasks(chain: Any) -> tuple[str, ...]:
                 f"intermediate={list(chain)}: stage {pos} names an unknown task {name!r}; "
                 f"known tasks: {known}"
             )
+        if load_task(name).is_qa:
+            raise ReinitlabError(
+                f"intermediate={list(chain)}: stage {pos} is {name!r}, a question-answering "
+                "task; intermediate stages are GLUE tasks (QA stages are not supported yet)"
+            )
     return tuple(chain)
 
 

@@ -154,6 +154,15 @@ def _reinit_identity(cfg: DictConfig, targets: list[ResetTarget], seed: int) -> 
     return {"scheme": OmegaConf.to_container(cfg.reinit, resolve=True), "seed": seed}
 
 
+def load_final_base(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load the last stage's base model into the final task's model. A question-answering model's
+    encoder has no pooler (its head reads every token), so the stages' pooler stays behind;
+    every other tensor must fit exactly (strict load)."""
+    keys = set(model.base_model.state_dict())
+    dropped = {k for k in state if k.startswith("pooler.") and k not in keys}
+    model.base_model.load_state_dict({k: v for k, v in state.items() if k not in dropped})
+
+
 def run_chain(
     cfg: DictConfig,
     plan: ChainPlan,
@@ -250,7 +259,7 @@ def run_chain(
             file=sys.stderr,
             flush=True,
         )
-    model.base_model.load_state_dict(state)
+    load_final_base(model, state)
     if at_start:
         reinit_cb.applied = True
         reinit_cb.reset_counts = dict(reset_counts)

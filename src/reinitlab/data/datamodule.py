@@ -69,7 +69,7 @@ class GlueDataModule(L.LightningDataModule):
         self.cache_hits: dict[str, bool] = {}
 
     # the `data` config group's options (read by from_config; any other key is refused)
-    CONFIG_KEYS = ("glue_dir", "max_length", "batch_size", "eval_batch_size",
+    CONFIG_KEYS = ("glue_dir", "squad_dir", "max_length", "batch_size", "eval_batch_size",
                    "max_train_samples", "cache_dir", "pad_to_max_length", "num_workers",
                    "group_by_length")  # fmt: skip
 

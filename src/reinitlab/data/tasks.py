@@ -1,4 +1,7 @@
-"""The GLUE task table: one `TaskSpec` per task, read from `conf/task/<name>.yaml`.
+"""The task table: one `TaskSpec` per task, read from `conf/task/<name>.yaml`.
+
+GLUE tasks are sequence classification or regression (`kind: classification`); SQuAD
+(`kind: qa`) is extractive question answering, with its settings under `qa:`.
 
 The YAML files are the single source of truth (Hydra composes them as the `task` group);
 this module turns one into a typed, validated object that the data and metric code use.
@@ -15,7 +18,24 @@ from omegaconf import DictConfig, OmegaConf
 from reinitlab.errors import ReinitlabError
 from reinitlab.paths import config_dir
 
-KNOWN_METRICS = ("mcc", "accuracy", "f1", "pearson", "spearman")
+KNOWN_METRICS = ("mcc", "accuracy", "f1", "pearson", "spearman", "exact")
+KINDS = ("classification", "qa")
+
+
+@dataclass(frozen=True)
+class QASettings:
+    """Extractive QA (SQuAD): the official file version and the reference recipe's windows
+    and answer selection (transformers' run_qa defaults)."""
+
+    version: str = "2.0"  # 2.0: unanswerable questions; 1.1: every question has an answer
+    doc_stride: int = 128  # tokens shared by consecutive windows of a long context
+    n_best: int = 20  # start/end candidates per feature
+    max_answer_length: int = 30  # tokens
+    null_threshold: float = 0.0  # no answer when null score - best span score exceeds it
+
+    @property
+    def with_negative(self) -> bool:
+        return self.version == "2.0"
 
 
 @dataclass(frozen=True)
@@ -58,15 +78,24 @@ class TaskSpec:
     # Regression only: the closed interval every label must lie in (STS-B: [0, 5]); None
     # allows any finite number. Labels are checked against it when read (glue_io).
     label_range: tuple[float, float] | None = None
+    kind: str = "classification"
+    qa: QASettings | None = None  # kind qa only
+
+    @property
+    def is_qa(self) -> bool:
+        """Extractive question answering (SQuAD): start/end logits per token, no labels."""
+        return self.kind == "qa"
 
     @property
     def is_regression(self) -> bool:
         """STS-B-like: a float label (`labels` null)."""
-        return self.labels is None
+        return self.labels is None and not self.is_qa
 
     @property
     def num_labels(self) -> int:
-        """Classes, or 1 for regression (the head's outputs)."""
+        """Classes, 1 for regression, 2 for QA (start and end logit: the head's outputs)."""
+        if self.is_qa:
+            return 2
         return 1 if self.labels is None else len(self.labels)
 
     def metric_prefix(self, split_index: int) -> str:
@@ -89,6 +118,11 @@ class TaskSpec:
             raise ReinitlabError(
                 f"task {name}: primary_metric {c['primary_metric']!r} is not one of {metrics}"
             )
+        kind = c.get("kind", "classification")
+        if kind not in KINDS:
+            raise ReinitlabError(f"task {name}: kind {kind!r} is not one of {list(KINDS)}")
+        if kind == "qa":
+            return cls._qa_from_config(c, metrics)
         hub = c["hub"]
         tsv = c["tsv"]
         splits = c["splits"]
@@ -132,6 +166,43 @@ class TaskSpec:
             label_range=label_range,
         )
 
+    @classmethod
+    def _qa_from_config(cls, c: dict[str, Any], metrics: tuple[str, ...]) -> TaskSpec:
+        """A SQuAD task: the official JSON files (`squad_io`) or the hub dataset `hub.path`."""
+        name = c["name"]
+        fields = dict(c.get("qa") or {})
+        unknown = sorted(set(fields) - set(QASettings.__dataclass_fields__))
+        if unknown:
+            raise ReinitlabError(
+                f"task.qa.{unknown[0]} is not a QA option; known: "
+                f"{', '.join(QASettings.__dataclass_fields__)}"
+            )
+        qa = QASettings(**fields)
+        if qa.version not in ("2.0", "1.1"):
+            raise ReinitlabError(f"task {name}: qa.version {qa.version!r}; allowed: 2.0, 1.1")
+        for option, low in (("doc_stride", 1), ("n_best", 1), ("max_answer_length", 1)):
+            value = getattr(qa, option)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ReinitlabError(f"task.qa.{option}={value!r}: allowed: an integer >= {low}")
+        from reinitlab.data.squad_io import SQUAD_FILES
+
+        train_file, dev_file, hub_path = SQUAD_FILES[qa.version]
+        qa_fields = SourceFields(text_fields=("question", "context"), label_field="answers")
+        return cls(
+            name=name,
+            glue_dir_name="",
+            labels=None,
+            metrics=metrics,
+            primary_metric=c["primary_metric"],
+            tsv=qa_fields,
+            hub=qa_fields,
+            train_tsv=train_file,
+            validation=(ValidationSplit("validation", dev_file, "validation"),),
+            hub_path=hub_path,
+            kind="qa",
+            qa=qa,
+        )
+
 
 def available_tasks() -> list[str]:
     """Names of the tasks in `conf/task/`, sorted."""
@@ -139,7 +210,7 @@ def available_tasks() -> list[str]:
 
 
 def load_task(name: str) -> TaskSpec:
-    """The spec of a GLUE task by name, without Hydra (for notebooks and tests)."""
+    """The spec of a task by name, without Hydra (for notebooks and tests)."""
     path = config_dir() / "task" / f"{name}.yaml"
     if not path.is_file():
         raise ReinitlabError(f"unknown task {name!r}; available tasks: {available_tasks()}")

@@ -77,6 +77,11 @@ def probe_from_config(cfg) -> dict[str, Any]:
     started = time.time()
     check_probe_config(cfg.probe)
     spec = check_job(cfg)
+    if spec.task.is_qa:
+        raise ReinitlabError(
+            f"reinitlab probe: task={spec.task.name} is question answering; linear probes "
+            "need class labels or scores (a GLUE task)"
+        )
     task, seeds, params, num_layers = spec.task, spec.seeds, spec.params, spec.num_layers
     data = build_data(task, load_tokenizer(cfg.model), cfg.data, seeds)
     model = build_model(cfg.model, task, seeds)

@@ -93,6 +93,9 @@ def recipe(runs: pd.DataFrame) -> dict[str, str]:
         "train examples": _unique(col("train_size")),
         "max length": _unique(col("config.data.max_length")),
     }
+    stride = col("config.task.qa.doc_stride")  # question answering (SQuAD) only
+    if stride.notna().any():
+        out["doc stride"] = _unique(stride)
     if steps.notna().any() and (steps.fillna(-1).astype(float) > 0).any():
         out["max steps"] = _unique(steps)
     return out

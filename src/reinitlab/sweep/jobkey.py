@@ -27,6 +27,7 @@ EXCLUDED_KEYS = (
     "data.cache_dir",
     "chain.cache_dir",
     "data.glue_dir",
+    "data.squad_dir",
     "data.num_workers",
     "trainer.default_root_dir",
     "trainer.enable_progress_bar",

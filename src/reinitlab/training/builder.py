@@ -83,7 +83,10 @@ def check_job(cfg: DictConfig) -> JobSpec:
     check_recipe(cfg)
     task = TaskSpec.from_config(cfg.task)
     seeds = resolve_seeds(cfg.seed, cfg.get("seeds"))
-    check_source(task, cfg.data.get("glue_dir"))
+    if task.is_qa:
+        check_qa_job(cfg, task)
+    else:
+        check_source(task, cfg.data.get("glue_dir"))
     model_config = load_config(cfg.model, task)
     check_max_length(cfg.data.get("max_length"), model_config)
     num_layers = model_config.num_hidden_layers
@@ -95,13 +98,42 @@ def check_job(cfg: DictConfig) -> JobSpec:
     return JobSpec(task, seeds, model_config, num_layers, params, label, chain)
 
 
+def check_qa_job(cfg: DictConfig, task) -> None:
+    """A SQuAD job: its files (or the hub), and the options that do not apply to QA yet."""
+    from reinitlab.data.squad_io import check_squad_source
+    from reinitlab.errors import ReinitlabError
+
+    check_squad_source(task.qa.version, cfg.data.get("squad_dir"))
+    if task.qa.doc_stride >= cfg.data.max_length:
+        raise ReinitlabError(
+            f"task.qa.doc_stride={task.qa.doc_stride} must be smaller than "
+            f"data.max_length={cfg.data.max_length} (consecutive windows share doc_stride tokens)"
+        )
+    head = cfg.get("head") or {}
+    if head.get("layer") is not None:
+        raise ReinitlabError(
+            f"head.layer={head.get('layer')} is for sequence classifiers; task={task.name} is "
+            "question answering: leave head.layer null"
+        )
+    probe = cfg.get("probe") or {}
+    if probe.get("before") or probe.get("after"):
+        raise ReinitlabError(
+            f"probe.before/probe.after train linear probes on class labels; task={task.name} "
+            "has none: leave them false"
+        )
+    if cfg.data.get("group_by_length"):
+        raise ReinitlabError(f"data.group_by_length=true is not supported for task={task.name}")
+
+
 def build_data(task, tokenizer, data_cfg, seeds: dict[str, int], **overrides):
     """The data module of a run (tokenized splits, from the cache when there), set up."""
     from reinitlab.data.datamodule import GlueDataModule
+    from reinitlab.data.squad_datamodule import SquadDataModule
 
     if not OmegaConf.is_config(data_cfg):
         data_cfg = OmegaConf.create(dict(data_cfg))
-    data = GlueDataModule.from_config(task, tokenizer, data_cfg, seeds, **overrides)
+    kind = SquadDataModule if task.is_qa else GlueDataModule
+    data = kind.from_config(task, tokenizer, data_cfg, seeds, **overrides)
     data.setup("fit")
     return data
 
@@ -292,7 +324,13 @@ def build_job(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> Job:
     model = build_model(cfg.model, spec.task, spec.seeds, cfg.get("head"))
     plan = plan_scheme(model, {"name": cfg.reinit.name, **spec.params})
     reinit_cb = ReinitCallback(plan, std=model.config.initializer_range, seed=spec.seeds["reinit"])
-    module = GlueClassifier(model, spec.task, **cfg.optim)
+    if spec.task.is_qa:
+        from reinitlab.training.qa_module import QuestionAnswering
+
+        dev = (data.val_examples, data.val_features)
+        module = QuestionAnswering(model, spec.task, dev=dev, **cfg.optim)
+    else:
+        module = GlueClassifier(model, spec.task, **cfg.optim)
     run_name = f"{spec.task.name}-{cfg.model.name}-{spec.label}-seed{cfg.seed}".replace("=", "")
     resume = plan_resume(cfg, Path(cfg.paths.output_dir))  # checkpoint, W&B id, signal hook
     logger = build_logger(cfg, run_name, cfg.reinit.name, wandb_extra=resume.logger_kwargs())
@@ -316,6 +354,7 @@ __all__ = [
     "build_model",
     "build_trainer",
     "check_job",
+    "check_qa_job",
     "job_config",
     "run_filters",
     "scheme_params",

@@ -1,4 +1,5 @@
-"""Load the tokenizer and the sequence-classification model a `model/` config names.
+"""Load the tokenizer and the task model a `model/` config names (sequence classification for
+GLUE, question answering for SQuAD).
 
 Four sources: `hub` (a Hugging Face model id or local directory), `package` (a model shipped
 inside a Python package, e.g. the offline all-MiniLM-L6-v2), `pieces` (a model zip split across
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
@@ -169,10 +171,13 @@ def load_tokenizer(spec: Mapping[str, Any]):
 
 
 def classifier_head(model: nn.Module) -> nn.Module:
-    """The model's task head (`.classifier`); an error for a model without one."""
+    """The model's task head (`.classifier`, or `.qa_outputs` for question answering); an error
+    for a model without one."""
     head = getattr(model, "classifier", None)
     if head is None:
-        raise ReinitlabError(f"{type(model).__name__} has no `classifier` head")
+        head = getattr(model, "qa_outputs", None)
+    if head is None:
+        raise ReinitlabError(f"{type(model).__name__} has no `classifier` or `qa_outputs` head")
     return head
 
 
@@ -183,22 +188,21 @@ def load_model(spec: Mapping[str, Any], task: TaskSpec, head_seed: int) -> nn.Mo
     so that it depends on the training seed alone, whatever transformers did on load.
     """
     config = load_config(spec, task)
+    auto = AutoModelForQuestionAnswering if task.is_qa else AutoModelForSequenceClassification
     if task.is_regression:
         config.problem_type = "regression"
-    else:
+    elif not task.is_qa:
         config.problem_type = "single_label_classification"
     if spec.get("source") == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(spec.get("init_seed", 0)))
-            model = AutoModelForSequenceClassification.from_config(config)
+            model = auto.from_config(config)
     else:
         # The load report only says the classifier head is new (it always is: drawn below).
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            model = from_source(
-                spec, "weights", AutoModelForSequenceClassification.from_pretrained, config=config
-            )
+            model = from_source(spec, "weights", auto.from_pretrained, config=config)
         finally:
             hf_logging.set_verbosity(verbosity)
     head = module_targets(model, classifier_head(model))

@@ -72,7 +72,10 @@ class GlueClassifier(L.LightningModule):
         self.remove_padding = remove_padding
         self.split_overhead_tokens = split_overhead_tokens
         self._packer: Packer | None = None
-        self.val_metrics = nn.ModuleList(glue_metrics(task) for _ in task.validation)
+        # QA is scored by the official SQuAD evaluation after each dev pass (qa_module)
+        self.val_metrics = nn.ModuleList(
+            () if task.is_qa else (glue_metrics(task) for _ in task.validation)
+        )
         self.history: list[dict] = []
 
     def forward(self, **batch):

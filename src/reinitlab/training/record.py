@@ -93,9 +93,10 @@ def build_record(job, stages: list[dict[str, Any]], started: float) -> dict[str,
         "primary_metric": spec.task.primary_metric,
         "train_size": job.data.num_train_examples,
         "max_train_samples": cfg.data.max_train_samples,
-        "dev_sizes": {
-            v.name: len(d) for v, d in zip(spec.task.validation, job.data.val_sets, strict=False)
-        },
+        # examples per dev set (SQuAD: questions, which its data module counts itself: its
+        # dev set holds windows of them)
+        "dev_sizes": getattr(job.data, "dev_sizes", None)
+        or {v.name: len(d) for v, d in zip(spec.task.validation, job.data.val_sets, strict=False)},
         "final": final,
         "best": best,
         "history": job.module.history,
