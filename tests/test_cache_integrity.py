@@ -233,3 +233,29 @@ def test_plain_string_key_still_checks_identity_and_checksum(tmp_path, tok):
     with pytest.warns(TokenizedCacheWarning, match="identity differs"):
         _, hit = tokenized.load_or_tokenize(tmp_path, "k2", lambda: examples, tok, 16)
     assert not hit
+
+
+def test_non_tensor_content_has_the_same_checks(tmp_path):
+    """SQuAD's features (lists, None offsets) go through the same checked cache: identity,
+    checksum, a warning and a rebuild for a tampered file."""
+    key = tokenized.cache_key(kind="squad_features", task="squad_v2", split="validation")
+    path = tmp_path / "squad" / f"{key}.pt"
+    content = {"input_ids": [[101, 7, 102]], "offsets": [[None, [0, 3], None]]}
+    builds = []
+
+    def build():
+        builds.append(1)
+        return content
+
+    assert tokenized.load_or_build(path, key, build, tokenized.content_checksum) == (content, False)
+    data, hit = tokenized.load_or_build(path, key, build, tokenized.content_checksum)
+    assert hit and data == content and len(builds) == 1
+    blob = torch.load(path, weights_only=True)
+    blob["data"]["input_ids"][0][1] = 8  # one token changed, identity intact
+    torch.save(blob, path)
+    with pytest.warns(TokenizedCacheWarning, match="checksum mismatch"):
+        data, hit = tokenized.load_or_build(path, key, build, tokenized.content_checksum)
+    assert not hit and data == content and len(builds) == 2
+    other = tokenized.cache_key(kind="squad_features", task="squad_v2", split="train")
+    with pytest.warns(TokenizedCacheWarning, match="identity differs"):
+        tokenized.load_or_build(path, other, build, tokenized.content_checksum)

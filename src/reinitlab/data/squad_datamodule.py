@@ -9,17 +9,13 @@ its question for post-processing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
-import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from reinitlab.atomic import torch_save_atomic
 from reinitlab.data.glue_io import subset_indices
 from reinitlab.data.squad_features import QAFeatures, prepare_features
 from reinitlab.data.squad_io import (
@@ -31,12 +27,12 @@ from reinitlab.data.squad_io import (
 from reinitlab.data.tasks import TaskSpec
 from reinitlab.data.tokenized import (
     PadCollator,
-    TokenizedCacheWarning,
+    cache_key,
+    content_checksum,
+    load_or_build,
     source_fingerprint,
     tokenizer_fingerprint,
 )
-
-FEATURES_CACHE_FORMAT = 1
 
 
 class QAFeatureDataset(torch.utils.data.Dataset):
@@ -69,37 +65,6 @@ class QACollator(PadCollator):
         for key in ("start_positions", "end_positions"):
             batch[key] = torch.tensor([x[key] for x in items], dtype=torch.long)
         return batch
-
-
-def features_cache_identity(**parts) -> tuple[str, dict]:
-    """(file name, identity) of a tokenized SQuAD split: everything that changes the features."""
-    text = json.dumps({"format": FEATURES_CACHE_FORMAT, **parts}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:32], json.loads(text)
-
-
-def load_or_prepare(
-    cache_dir: Path | None, key: str, identity: dict, build
-) -> tuple[QAFeatures, bool]:
-    """(features, from the cache?). A cached file is used only when it holds `identity`;
-    otherwise (or unreadable) it is rebuilt with a warning and replaced atomically."""
-    path = None if cache_dir is None else Path(cache_dir) / "squad" / f"{key}.pt"
-    if path is not None and path.is_file():
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("identity") == identity:
-                return QAFeatures(**blob["features"]), True
-            problem = "it holds another split's features"
-        except Exception as e:  # truncated, not a torch file, ...
-            problem = f"unreadable: {type(e).__name__}: {e}".splitlines()[0][:300]
-        warnings.warn(
-            f"SQuAD features cache file {path}: {problem}; rebuilding it",
-            TokenizedCacheWarning,
-            stacklevel=2,
-        )
-    features = build()
-    if path is not None:
-        torch_save_atomic(path, {"identity": identity, "features": dict(vars(features))})
-    return features, False
 
 
 class SquadDataModule(L.LightningDataModule):
@@ -176,7 +141,8 @@ class SquadDataModule(L.LightningDataModule):
         source = None
         if self.squad_root is not None:
             source = self.squad_root / split_file(qa.version, split)
-        key, identity = features_cache_identity(
+        key = cache_key(
+            kind="squad_features",
             tokenizer=tokenizer_fingerprint(self.tokenizer),
             task=self.task.name,
             version=qa.version,
@@ -187,12 +153,16 @@ class SquadDataModule(L.LightningDataModule):
             subset=None if subset is None else [subset, self.subset_seed],
         )
         examples = self._examples(split, subset)  # read every time: post-processing needs them
-        features, hit = load_or_prepare(
-            self.cache_dir,
+        path = None if self.cache_dir is None else self.cache_dir / "squad" / f"{key}.pt"
+        data, hit = load_or_build(
+            path,
             key,
-            identity,
-            lambda: prepare_features(self.tokenizer, examples, self.max_length, qa.doc_stride),
+            lambda: dict(
+                vars(prepare_features(self.tokenizer, examples, self.max_length, qa.doc_stride))
+            ),  # fmt: skip
+            checksum=content_checksum,
         )
+        features = QAFeatures(**data)
         self.cache_hits[split] = hit
         return examples, features
 

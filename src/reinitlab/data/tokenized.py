@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,17 +170,22 @@ def _check_arrays(data: Any) -> str | None:
     return None
 
 
-def _read_cached(path: Path, expected: dict[str, Any]) -> tuple[dict | None, str]:
-    """(the split's arrays, "") if the file is intact and is what this lookup asked for;
+def content_checksum(data: Any) -> str:
+    """sha256 of JSON-able content (lists, numbers, strings, None): the checksum of cached
+    data that is not a dict of tensors (SQuAD's features)."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cached(
+    path: Path, expected: dict[str, Any], checksum: Callable[[Any], str], check: Callable
+) -> tuple[Any, str]:
+    """(the cached data, "") if the file is intact and is what this lookup asked for;
     (None, what is wrong) otherwise. Never raises: a damaged file must cost a rebuild, not
     the job."""
     try:
-        return _check_cached(torch.load(path, map_location="cpu", weights_only=True), expected)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, bit-flipped, not a torch file, odd shapes, ...
         return None, f"unreadable: {type(e).__name__}: {e}".splitlines()[0][:300]
-
-
-def _check_cached(blob: Any, expected: dict[str, Any]) -> tuple[dict | None, str]:
     if not isinstance(blob, dict):
         return None, f"unreadable: not a dict ({type(blob).__name__})"
     if blob.get("format") != CACHE_FORMAT:
@@ -188,44 +194,55 @@ def _check_cached(blob: Any, expected: dict[str, Any]) -> tuple[dict | None, str
     if problem:
         return None, problem
     data = blob.get("data")
-    problem = _check_arrays(data)
-    if problem:
-        return None, problem
-    if arrays_checksum(data) != blob.get("checksum"):
-        return None, "checksum mismatch"
-    return data, ""
+    try:
+        problem = check(data)
+        if not problem and checksum(data) != blob.get("checksum"):
+            problem = "checksum mismatch"
+    except Exception as e:  # odd content that the check or the checksum cannot read
+        problem = f"unreadable: {type(e).__name__}: {e}".splitlines()[0][:300]
+    return (None, problem) if problem else (data, "")
 
 
-def load_or_tokenize(
-    cache_dir: Path | None, key: str, build_examples, tokenizer, max_length: int
-) -> tuple[dict, bool]:
-    """(tokenized split, whether it came from the cache). `build_examples` is only called on a miss.
+def load_or_build(
+    path: Path | None,
+    key: str,
+    build: Callable[[], Any],
+    checksum: Callable[[Any], str] = arrays_checksum,
+    check: Callable[[Any], str | None] = lambda data: None,
+) -> tuple[Any, bool]:
+    """(data, whether it came from the cache): the one checked cache of tokenized data.
 
     A cached file is used only if it holds the identity `key` was made from (`key.parts`; the
-    key itself for a plain-str key) and its arrays match their checksum.
-    Otherwise it warns (`TokenizedCacheWarning`, naming the file and what did not match),
-    rebuilds the split and atomically replaces the file."""
-    path = None if cache_dir is None else Path(cache_dir) / "tokenized" / f"{key}.pt"
+    key itself for a plain-str key), passes `check` and matches its checksum. Otherwise it
+    warns (`TokenizedCacheWarning`, naming the file and what did not match), calls `build`
+    and atomically replaces the file. `path` None: no cache, always `build`."""
     expected = _expected_identity(key)
     if path is not None and path.is_file():
-        data, problem = _read_cached(path, expected)
+        data, problem = _read_cached(path, expected, checksum, check)
         if data is not None:
             return data, True
         warnings.warn(
             f"tokenized cache file {path}: {problem}; rebuilding it from the source",
             TokenizedCacheWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    data = tokenize(build_examples(), tokenizer, max_length)
+    data = build()
     if path is not None:
-        blob = {
-            "format": CACHE_FORMAT,
-            "identity": expected,
-            "checksum": arrays_checksum(data),
-            "data": data,
-        }
+        blob = {"format": CACHE_FORMAT, "identity": expected, "checksum": checksum(data),
+                "data": data}  # fmt: skip
         torch_save_atomic(path, blob)
     return data, False
+
+
+def load_or_tokenize(
+    cache_dir: Path | None, key: str, build_examples, tokenizer, max_length: int
+) -> tuple[dict, bool]:
+    """(tokenized split, whether it came from the cache). `build_examples` is only called on a
+    miss; see `load_or_build` for what makes a cached file usable."""
+    path = None if cache_dir is None else Path(cache_dir) / "tokenized" / f"{key}.pt"
+    return load_or_build(
+        path, key, lambda: tokenize(build_examples(), tokenizer, max_length), check=_check_arrays
+    )
 
 
 class TokenizedDataset(torch.utils.data.Dataset):
