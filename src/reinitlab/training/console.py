@@ -18,12 +18,15 @@ from typing import Any
 CHATTY_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "matplotlib")
 # Warnings that are expected here: data is tokenized in memory (no loader workers needed),
 # Spearman keeps the dev predictions (a dev set is small), a deprecation inside Lightning,
-# and Lightning's logging interval, which a short epoch undercuts.
+# Lightning's logging interval, which a short epoch undercuts, and Lightning's hint to use
+# `srun` on a machine with SLURM installed (reinitlab's slurm launcher submits through
+# submitit; a job started by hand on a login node is meant to run there).
 EXPECTED_WARNINGS = (
     ".*does not have many workers.*",
     ".*will save all targets and predictions in the buffer.*",
     ".*isinstance\\(treespec, LeafSpec\\).*",
     ".*is smaller than the logging interval.*",
+    ".*The `srun` command is available on your system but is not used.*",
 )
 
 
