@@ -12,3 +12,14 @@ def config_dir() -> Path:
         if (candidate / "train.yaml").is_file():
             return candidate
     raise FileNotFoundError(f"reinitlab's config directory was not found next to {here}")
+
+
+def missing_file_error(owner: str, path: Path):
+    """The error for an input file that is not there, listing what its folder holds instead
+    (a misspelt or differently cased name is then plain to see)."""
+    from reinitlab.errors import ReinitlabError
+
+    siblings = sorted(p.name for p in path.parent.glob("*")) if path.parent.is_dir() else []
+    return ReinitlabError(
+        f"{owner}: {path} not found (files in {path.parent}: {siblings or 'none'})"
+    )

@@ -19,6 +19,7 @@ import numpy as np
 from reinitlab import hub
 from reinitlab.data.tasks import SourceFields, TaskSpec
 from reinitlab.errors import ReinitlabError
+from reinitlab.paths import missing_file_error
 
 # GLUE rows can exceed csv's default 128 KiB field limit (long MNLI parses).
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
@@ -90,16 +91,13 @@ def check_source(task: TaskSpec, glue_dir: str | os.PathLike | None) -> None:
     folder = task_dir(task, root)
     for tsv in (task.train_tsv, *(v.tsv for v in task.validation)):
         if not (folder / tsv).is_file():
-            read_tsv(task, folder / tsv)  # raises: not found, with the files that are there
+            raise missing_file_error(f"task {task.name}", folder / tsv)
 
 
 def read_tsv(task: TaskSpec, path: Path) -> Examples:
     """Parse one original GLUE TSV (quoting off: GLUE texts contain unbalanced quotes)."""
     if not path.is_file():
-        siblings = sorted(p.name for p in path.parent.glob("*")) if path.parent.is_dir() else []
-        raise ReinitlabError(
-            f"task {task.name}: {path} not found (files in {path.parent}: {siblings or 'none'})"
-        )
+        raise missing_file_error(f"task {task.name}", path)
     spec: SourceFields = task.tsv
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from reinitlab import hub
 from reinitlab.errors import ReinitlabError
+from reinitlab.paths import missing_file_error
 
 SQUAD_FILES = {
     # version: (train file, dev file, hub dataset)
@@ -91,12 +92,7 @@ def check_squad_source(version: str, squad_dir: str | os.PathLike | None) -> Non
     for split in ("train", "validation"):
         path = root / split_file(version, split)
         if not path.is_file():
-            _missing(path)
-
-
-def _missing(path: Path) -> None:
-    siblings = sorted(p.name for p in path.parent.glob("*")) if path.parent.is_dir() else []
-    raise ReinitlabError(f"SQuAD: {path} not found (files in {path.parent}: {siblings or 'none'})")
+            raise missing_file_error("SQuAD", path)
 
 
 def _get(obj, key, kind, where: str, path: Path):
@@ -121,7 +117,7 @@ def read_squad_json(path: Path, version: str = "2.0") -> list[QAExample]:
     check_version(version)
     path = Path(path)
     if not path.is_file():
-        _missing(path)
+        raise missing_file_error("SQuAD", path)
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
