@@ -27,3 +27,24 @@ class GpuPoolLauncherConf:
 ConfigStore.instance().store(
     group="hydra/launcher", name="gpus", node=GpuPoolLauncherConf, provider="reinitlab"
 )
+
+
+@dataclass
+class StackedLauncherConf:
+    """`hydra/launcher=stacked`: jobs that differ only in `reinit` trained together in this
+    process, their weights stacked (one forward/backward for all); the rest one by one."""
+
+    _target_: str = "hydra_plugins.reinitlab_plugins.stacked_launcher.StackedLauncher"
+    # the most jobs in one stack (a group with more is cut into stacks as equal as can be)
+    members: int = 8
+    # attention inside a stack: eager batches its matmuls across members; sdpa runs the fused
+    # kernel once per member where torch has no batching rule for it (CPU flash attention)
+    attention: str = "eager"
+    # memory one stack may use, GiB; null = 90% of what is free (GPU memory on CUDA, RAM on CPU).
+    # A stack that would need more is cut into smaller ones; if two members do not fit, solo.
+    memory_gb: float | None = None
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="reinitlab"
+)

@@ -269,12 +269,17 @@ class Packer:
         """The model's output (logits in batch order; loss when `labels` are given)."""
         return self._run(batch)
 
-    def _run(self, batch: dict[str, torch.Tensor], *after_gather):
+    def run_with(self, call, batch: dict[str, torch.Tensor]):
+        """`call(**packed inputs)` with the first-token gather on this packer's encoder: how a
+        stack (`reinitlab.stack`) runs its weightless template with each member's weights."""
+        return self._run(batch, call=call)
+
+    def _run(self, batch: dict[str, torch.Tensor], *after_gather, call=None):
         packed = self.pack(batch)
         hooks = [_GatherFirstTokens(packed.first_token), *after_gather]
         handles = [self.encoder.register_forward_hook(h) for h in hooks]
         try:
-            return self.model(**packed.inputs)
+            return (call or self.model)(**packed.inputs)
         finally:
             for handle in handles:
                 handle.remove()

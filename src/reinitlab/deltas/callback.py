@@ -91,7 +91,10 @@ class DeltaTracker(L.Callback):
         """Take the fit-start snapshot and features (post-reinit); a restored start is kept."""
         if self.start is not None:  # restored from a checkpoint: keep the original start
             return
-        model = self._model(pl_module)
+        self.take_start(self._model(pl_module))
+
+    def take_start(self, model: torch.nn.Module) -> None:
+        """Snapshot `model` (after its reinit) as the start that movement is measured from."""
         self.start = snapshot_encoder(model)
         self.start_features = self._features(model)
 
@@ -131,13 +134,21 @@ class DeltaTracker(L.Callback):
         return out
 
     def _measure(self, trainer, pl_module, keep_history: bool) -> dict[str, Any]:
-        step = int(trainer.global_step)
-        result = self.compute(self._model(pl_module))
+        return self.measure(
+            self._model(pl_module), int(trainer.global_step), trainer.loggers, keep_history
+        )
+
+    def measure(
+        self, model: torch.nn.Module, step: int, loggers: list, keep_history: bool
+    ) -> dict[str, Any]:
+        """Measure `model` at `step`, log it to `loggers` (once per step) and return the result;
+        `keep_history` adds it to the per-validation history. A stack calls this per member."""
+        result = self.compute(model)
         if keep_history:
             self.history.append({"step": step, "layer_all": result["layer"]["all"]})
         result["history"] = list(self.history)
         if step != self._last_logged_step:  # fit end right after a validation: same numbers
-            self._log(trainer, result, step)
+            self._log(loggers, result, step)
             self._last_logged_step = step
         return result
 
@@ -159,9 +170,9 @@ class DeltaTracker(L.Callback):
                 out[f"deltas/cka/{name}"] = value
         return out
 
-    def _log(self, trainer: L.Trainer, result: dict[str, Any], step: int) -> None:
+    def _log(self, loggers: list, result: dict[str, Any], step: int) -> None:
         metrics = self.scalars(result)
-        for logger in trainer.loggers:
+        for logger in loggers:
             if type(logger).__name__ == "WandbLogger":
                 extra = {"deltas/heads": _heatmap_image(result["head"], step)}
                 extra["deltas/table"] = _layer_table(result)

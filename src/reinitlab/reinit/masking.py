@@ -18,6 +18,17 @@ from reinitlab.reinit.adapters import EncoderAdapter
 _HANDLE = "_reinitlab_head_mask"  # attribute on the output projection holding (handle, heads)
 
 
+def head_keep(
+    heads: Iterable[int], head_size: int, width: int, dtype=None, device=None
+) -> torch.Tensor:
+    """The [width] vector an output projection's input is multiplied by: 0 on the columns of
+    `heads` (head h owns columns h*head_size..(h+1)*head_size), 1 elsewhere."""
+    keep = torch.ones(width, dtype=dtype, device=device)
+    for h in heads:
+        keep[h * head_size : (h + 1) * head_size] = 0
+    return keep
+
+
 class _ZeroHeadContext:
     """Forward pre-hook: multiply the given heads' input columns by 0."""
 
@@ -27,9 +38,7 @@ class _ZeroHeadContext:
 
     def __call__(self, module: nn.Module, args: tuple):
         x = args[0]
-        keep = torch.ones(x.shape[-1], dtype=x.dtype, device=x.device)
-        for h in self.heads:
-            keep[h * self.head_size : (h + 1) * self.head_size] = 0
+        keep = head_keep(self.heads, self.head_size, x.shape[-1], x.dtype, x.device)
         return (x * keep, *args[1:])
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from reinitlab.errors import ReinitlabError
 from reinitlab.sweep.ledger import (
     INTERRUPTED,
+    Attempt,
     DiskFullError,
     Skip,
     Terminated,
@@ -107,54 +108,81 @@ def log_to_file(message: str, level: int = logging.ERROR) -> None:
             handler.handle(record)
 
 
-def run_tracked(cfg, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
-    """Run `run(cfg)` as one attempt of its job; None when a live attempt elsewhere has it,
-    the completed record when the job is already done."""
+@dataclass
+class Claimed:
+    """A job this process may run: its Hydra job, key and the ledger attempt it holds."""
+
+    job: HydraJob
+    key: str
+    attempt: Attempt
+
+
+def claim_current(cfg) -> Claimed | Skip | None:
+    """Claim the running Hydra job in the ledger: Claimed, or Skip (said on the console) when it
+    is already completed or a live attempt elsewhere has it; None outside a Hydra app."""
     from reinitlab.sweep.jobkey import job_key
 
     job = current_hydra_job()
     if job is None:
-        return run(cfg)
+        return None
     key = job_key(cfg)
     attempt = claim(job.root, key, job.output_dir, job.overrides)
-    if isinstance(attempt, Skip):
-        where = attempt.job.dir
-        if attempt.reason == "completed":
-            print(f"[reinitlab] skip: job {key} already completed ({where})", flush=True)
-            return attempt.job.record
+    if not isinstance(attempt, Skip):
+        return Claimed(job, key, attempt)
+    where = attempt.job.dir
+    if attempt.reason == "completed":
+        print(f"[reinitlab] skip: job {key} already completed ({where})", flush=True)
+    else:
         lease = attempt.job.lease or {}
         print(
             f"[reinitlab] skip: job {key} is running in {where} (pid {lease.get('pid')} on "
             f"{lease.get('host')})",
             flush=True,
         )
-        return None
+    return attempt
+
+
+def record_failure(claimed: Claimed, e: BaseException) -> None:
+    """Record how a claimed attempt failed and say so once; raises DiskFullError instead when
+    the disk is full (the sweep must stop rather than fail every later job the same way)."""
+    job, key = claimed.job, claimed.key
+    problem = claimed.attempt.fail(e)
+    kind = failure_kind(e)
+    message = str(e) if isinstance(e, ReinitlabError) else error_line(e)
+    line = f"job {key} {'failed' if kind == 'error' else kind}: {message}"
+    if job.multirun:
+        log.error("%s", line)  # once, on the console and in the job's log
+    else:
+        log_to_file(line)  # the entry point shows a single run's error itself, once
+    if problem:
+        print(f"[reinitlab] {problem}", file=sys.stderr, flush=True)
+    if kind == "preempted" and not job.multirun:
+        print(f"[reinitlab] resume this run with:\n  {resume_command(job)}", flush=True)
+    if disk_full(e) or (problem and "No space left" in problem):
+        raise DiskFullError(
+            f"no space left on the device while job {key} wrote to {job.output_dir} "
+            f"({error_line(e)}); free space, then run the same command again: completed "
+            "jobs are kept"
+        ) from e
+
+
+def run_tracked(cfg, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
+    """Run `run(cfg)` as one attempt of its job; None when a live attempt elsewhere has it,
+    the completed record when the job is already done."""
+    claimed = claim_current(cfg)
+    if claimed is None:
+        return run(cfg)
+    if isinstance(claimed, Skip):
+        return claimed.job.record if claimed.reason == "completed" else None
     try:
         with signals_recorded():
             record = run(cfg)
     except BaseException as e:
-        problem = attempt.fail(e)
-        kind = failure_kind(e)
-        message = str(e) if isinstance(e, ReinitlabError) else error_line(e)
-        line = f"job {key} {'failed' if kind == 'error' else kind}: {message}"
-        if job.multirun:
-            log.error("%s", line)  # once, on the console and in the job's log
-        else:
-            log_to_file(line)  # the entry point shows a single run's error itself, once
-        if problem:
-            print(f"[reinitlab] {problem}", file=sys.stderr, flush=True)
-        if kind == "preempted" and not job.multirun:
-            print(f"[reinitlab] resume this run with:\n  {resume_command(job)}", flush=True)
-        if disk_full(e) or (problem and "No space left" in problem):
-            raise DiskFullError(
-                f"no space left on the device while job {key} wrote to {job.output_dir} "
-                f"({error_line(e)}); free space, then run the same command again: completed "
-                "jobs are kept"
-            ) from e
+        record_failure(claimed, e)
         if os.environ.get("REINITLAB_PREEMPTED") == "1" and not isinstance(e, SystemExit):
             # Requeued by submitit: leave without a result (not a failed Hydra job), whatever
             # went wrong while the job was being torn down.
             raise SystemExit(-1) from e
         raise
-    attempt.complete()
+    claimed.attempt.complete()
     return record

@@ -300,15 +300,16 @@ class Job:
             and hasattr(logger, "experiment")
             and "Wandb" in type(logger).__name__
         ):
-            import wandb
-
-            wandb.finish()
+            logger.experiment.finish()  # this job's run (a stack holds one per member)
 
 
-def build_job(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> Job:
+def build_job(cfg: DictConfig, extra_callbacks: list | tuple = (), stacked: bool = False) -> Job:
     """Everything `train()` needs, in the order that matters: checks first, data, model, plan;
     then the resume plan, logger and callbacks (delta tracking after the reinit, so its
-    fit-start snapshot is post-reinit; probing after the reinit too)."""
+    fit-start snapshot is post-reinit; probing after the reinit too).
+
+    `stacked`: a member of a stack (`reinitlab.stack`), which one trainer fits with its
+    siblings: no trainer of its own, and a W&B run of its own beside theirs in one process."""
     from reinitlab.deltas.callback import DeltaTracker
     from reinitlab.probing.run import ProbeCallback
     from reinitlab.reinit import plan_scheme
@@ -333,14 +334,17 @@ def build_job(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> Job:
         module = GlueClassifier(model, spec.task, **cfg.optim)
     run_name = f"{spec.task.name}-{cfg.model.name}-{spec.label}-seed{cfg.seed}".replace("=", "")
     resume = plan_resume(cfg, Path(cfg.paths.output_dir))  # checkpoint, W&B id, signal hook
-    logger = build_logger(cfg, run_name, cfg.reinit.name, wandb_extra=resume.logger_kwargs())
+    wandb_extra = resume.logger_kwargs() | ({"reinit": "create_new"} if stacked else {})
+    logger = build_logger(cfg, run_name, cfg.reinit.name, wandb_extra=wandb_extra)
     delta_cb = DeltaTracker.from_config(cfg, model, data)  # pretrained snapshot: now, pre-reinit
     probe_cb = ProbeCallback.from_config(cfg, data, seed=spec.seeds["subset"])
     callbacks = [reinit_cb, delta_cb, resume.callback, *extra_callbacks, probe_cb]
     callbacks = [c for c in callbacks if c is not None]
-    trainer = build_trainer(
-        cfg.trainer, callbacks, cfg.get("early_stopping"), logger, resume.plugins()
-    )
+    trainer = None
+    if not stacked:
+        trainer = build_trainer(
+            cfg.trainer, callbacks, cfg.get("early_stopping"), logger, resume.plugins()
+        )
     return Job(cfg, spec, data, model, plan, reinit_cb, module, resume, logger, trainer,
                delta_cb, probe_cb, callbacks)  # fmt: skip
 

@@ -154,13 +154,18 @@ def _first_line(err: Exception) -> str:
 
 
 def load_config(spec: Mapping[str, Any], task: TaskSpec | None = None) -> PretrainedConfig:
-    """The model's config (cheap: used to validate a scheme before anything heavy loads)."""
+    """The model's config (cheap: used to validate a scheme before anything heavy loads).
+
+    `config_overrides` in the spec replace config values of any source, e.g.
+    `+model.config_overrides.hidden_dropout_prob=0.0` (dropout off, for exact comparisons)."""
     extra = {} if task is None else {"num_labels": task.num_labels}
+    extra |= dict(spec.get("config_overrides") or {})
     if spec.get("source") == "random":
         model_type = spec.get("model_type", "bert")  # tiny-roberta, tiny-distilbert: see conf/model
+        values = dict(spec["config"]) | extra
         if model_type == "bert":
-            return BertConfig(**dict(spec["config"]), **extra)
-        return AutoConfig.for_model(model_type, **dict(spec["config"]), **extra)
+            return BertConfig(**values)
+        return AutoConfig.for_model(model_type, **values)
     return from_source(spec, "config", AutoConfig.from_pretrained, **extra)
 
 

@@ -115,15 +115,11 @@ class GlueClassifier(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         """Compute and log every dev set's metrics and `val/primary`, and append them to `history`
         (not for the sanity check); a non-finite `val/primary` stops the job, naming the cause."""
-        record: dict[str, float] = {}
-        for i, metrics in enumerate(self.val_metrics):
-            prefix = self.task.metric_prefix(i)
-            for name, value in metrics.compute().items():
-                record[f"{prefix}/{name}"] = float(value)
-            metrics.reset()
-        record["val/primary"] = record[f"val/{self.task.primary_metric}"]
+        record = self.compute_validation()
         if not self.trainer.sanity_checking and not math.isfinite(record["val/primary"]):
-            raise ReinitlabError(self._non_finite_message(record))
+            raise ReinitlabError(
+                self.non_finite_message(record, self.current_epoch, self.global_step)
+            )
         primary = {"val/primary": record["val/primary"]}
         others = {k: v for k, v in record.items() if k != "val/primary"}
         self.log_dict(others, add_dataloader_idx=False)
@@ -133,7 +129,18 @@ class GlueClassifier(L.LightningModule):
                 {"epoch": self.current_epoch, "step": self.global_step, "metrics": record}
             )
 
-    def _non_finite_message(self, record: dict[str, float]) -> str:
+    def compute_validation(self) -> dict[str, float]:
+        """Every dev set's metrics (then reset) and `val/primary`, the task's primary metric."""
+        record: dict[str, float] = {}
+        for i, metrics in enumerate(self.val_metrics):
+            prefix = self.task.metric_prefix(i)
+            for name, value in metrics.compute().items():
+                record[f"{prefix}/{name}"] = float(value)
+            metrics.reset()
+        record["val/primary"] = record[f"val/{self.task.primary_metric}"]
+        return record
+
+    def non_finite_message(self, record: dict[str, float], epoch: int, step: int) -> str:
         """Why the job stops: which metric, which epoch (from 1), its value, the likely cause."""
         name = self.task.primary_metric
         value = record["val/primary"]
@@ -153,7 +160,7 @@ class GlueClassifier(L.LightningModule):
             cause = "the model's outputs on the dev set are not finite: training diverged"
         return (
             f"task {self.task.name}: dev metric val/{name} (val/primary) is {value} after "
-            f"epoch {self.current_epoch + 1} (step {self.global_step}); a result with a "
+            f"epoch {epoch + 1} (step {step}); a result with a "
             f"non-finite primary metric is not recorded. Likely cause: {cause}."
         )
 
@@ -177,33 +184,55 @@ class GlueClassifier(L.LightningModule):
         """AdamW without weight decay on biases and LayerNorm weights, fused where every parameter's
         device allows it, with linear warmup (`warmup_ratio` of all steps) then linear decay to 0,
         stepped per optimizer step."""
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        groups = [
-            {
-                "params": [p for n, p in named if not any(nd in n for nd in no_decay)],
-                "weight_decay": self.weight_decay,
-            },
-            {
-                "params": [p for n, p in named if any(nd in n for nd in no_decay)],
-                "weight_decay": 0.0,
-            },
-        ]
-        fused = self.fused and all(p.device.type in FUSED_ADAMW_DEVICES for _, p in named)
-        if fused and self.trainer.precision == "16-mixed":
-            # fp16 loss scaling: a fused step unscales the gradients itself, after Lightning
-            # would clip them, so clipping needs the unfused step (the same update)
-            log.info("optim.fused: not with trainer.precision=16-mixed; using torch's AdamW")
-            fused = False
-        optimizer = torch.optim.AdamW(groups, lr=self.lr, eps=self.adam_eps, fused=fused or None)
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_linear_schedule_with_warmup(
-            optimizer, int(self.warmup_ratio * total), total
+        return adamw_with_warmup(
+            self.model.named_parameters(),
+            self.trainer,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_ratio=self.warmup_ratio,
+            adam_eps=self.adam_eps,
+            fused=self.fused,
         )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+
+
+def adamw_with_warmup(
+    named_parameters,
+    trainer: L.Trainer,
+    *,
+    lr: float,
+    weight_decay: float,
+    warmup_ratio: float,
+    adam_eps: float,
+    fused: bool,
+) -> dict:
+    """Lightning's optimizer config for fine-tuning: AdamW without weight decay on biases and
+    LayerNorm weights (by parameter name), fused where every parameter's device allows it,
+    with linear warmup (`warmup_ratio` of all steps) then linear decay to 0, per step."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    named = [(n, p) for n, p in named_parameters if p.requires_grad]
+    groups = [
+        {
+            "params": [p for n, p in named if not any(nd in n for nd in no_decay)],
+            "weight_decay": weight_decay,
+        },
+        {
+            "params": [p for n, p in named if any(nd in n for nd in no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    fused = fused and all(p.device.type in FUSED_ADAMW_DEVICES for _, p in named)
+    if fused and trainer.precision == "16-mixed":
+        # fp16 loss scaling: a fused step unscales the gradients itself, after Lightning
+        # would clip them, so clipping needs the unfused step (the same update)
+        log.info("optim.fused: not with trainer.precision=16-mixed; using torch's AdamW")
+        fused = False
+    optimizer = torch.optim.AdamW(groups, lr=lr, eps=adam_eps, fused=fused or None)
+    total = int(trainer.estimated_stepping_batches)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(warmup_ratio * total), total)
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+    }
 
 
 # trainer.precision values reinitlab runs (Lightning accepts more). The weights stay fp32 in
@@ -222,7 +251,7 @@ REFUSED_PRECISIONS = {
 }
 
 
-def _accelerator_type(accelerator: str) -> str:
+def accelerator_type(accelerator: str) -> str:
     """The device type Lightning will train on for `trainer.accelerator` (cpu, cuda, mps...)."""
     import torch
 
@@ -255,7 +284,7 @@ def validate_trainer_config(cfg) -> str:
             + (f": it {why}" if why else "")
             + f". Allowed: {allowed}"
         )
-    device = _accelerator_type(trainer.get("accelerator", "auto"))
+    device = accelerator_type(trainer.get("accelerator", "auto"))
     if precision == "16-mixed" and device == "cpu":
         raise ReinitlabError(
             "trainer.precision=16-mixed needs a CUDA device (fp16 autocast with loss scaling); "

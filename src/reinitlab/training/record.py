@@ -65,14 +65,17 @@ def read_results(root: Path) -> list[dict[str, Any]]:
     return [{**rec, "path": str(job.dir / RESULT_FILENAME)} for job, rec in Ledger(root).records()]
 
 
-def build_record(job, stages: list[dict[str, Any]], started: float) -> dict[str, Any]:
-    """The record of a finished `reinitlab.training.builder.Job` (its trainer has fitted)."""
+def build_record(
+    job, stages: list[dict[str, Any]], started: float, trainer: Any = None
+) -> dict[str, Any]:
+    """The record of a finished `reinitlab.training.builder.Job`, fitted by its own trainer or
+    by `trainer` (a stack's, shared by its members)."""
     import torch
 
     from reinitlab.sweep.jobkey import job_key
     from reinitlab.training.builder import job_config
 
-    cfg, spec, trainer = job.cfg, job.spec, job.trainer
+    cfg, spec, trainer = job.cfg, job.spec, trainer or job.trainer
     best, final = best_and_final(job.module.history)
     if final is None:
         raise RuntimeError("training ended without a validation run; no metrics to record")
