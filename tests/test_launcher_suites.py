@@ -1,5 +1,5 @@
-"""Hydra's LauncherTestSuite and IntegrationTestSuite against the `gpus` launcher, in a fresh
-interpreter (tests/helpers/hydra_launcher_suites.py says why)."""
+"""Hydra's LauncherTestSuite and IntegrationTestSuite against the `gpus` and `stacked`
+launchers, in a fresh interpreter (tests/helpers/hydra_launcher_suites.py says why)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from tests.helpers import REPO
 
 
-@pytest.mark.slow  # ~35 s: 20 Hydra tests, each job in its own spawned process
-def test_hydra_launcher_suites_pass_against_the_gpus_launcher():
+@pytest.mark.slow  # ~1 min: 40 Hydra tests, the gpus launcher's jobs in spawned processes
+def test_hydra_launcher_suites_pass_against_the_gpus_and_stacked_launchers():
     out = subprocess.run(
         [
             sys.executable,
@@ -32,5 +32,5 @@ def test_hydra_launcher_suites_pass_against_the_gpus_launcher():
         timeout=600,
     )
     assert out.returncode == 0, out.stdout[-4000:]
-    # 9 launcher tests + 11 integration tests, none skipped
-    assert re.search(r"^20 passed in", out.stdout, re.M), out.stdout[-2000:]
+    # 9 launcher tests + 11 integration tests per launcher, none skipped
+    assert re.search(r"^40 passed in", out.stdout, re.M), out.stdout[-2000:]

@@ -1,4 +1,5 @@
-"""Hydra's own launcher test suites, run against the `gpus` launcher (on fake GPUs): the
+"""Hydra's own launcher test suites, run against the `gpus` (on fake GPUs) and `stacked`
+launchers (another app's jobs are no reinit jobs: they run solo, as it runs them): the
 contract every Hydra launcher keeps (sweeps of 1 and 2 jobs, hydra overrides not swept,
 strict keys, custom resolvers, job dirs, task names, orig dir), as Hydra's plugins test it.
 
@@ -17,14 +18,14 @@ def fake_gpus(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("REINITLAB_GPU_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
 
 
-@pytest.mark.parametrize("launcher_name, overrides", [("gpus", [])])
-class TestGpusLauncher(LauncherTestSuite):
+@pytest.mark.parametrize("launcher_name, overrides", [("gpus", []), ("stacked", [])])
+class TestLaunchers(LauncherTestSuite):
     """The launcher contract."""
 
 
 @pytest.mark.parametrize(
     "task_launcher_cfg, extra_flags",
-    [({"defaults": [{"override hydra/launcher": "gpus"}]}, ["-m"])],
+    [({"defaults": [{"override hydra/launcher": name}]}, ["-m"]) for name in ("gpus", "stacked")],
 )
-class TestGpusLauncherIntegration(IntegrationTestSuite):
-    """Whole apps in subprocesses, launched through the `gpus` launcher."""
+class TestLaunchersIntegration(IntegrationTestSuite):
+    """Whole apps in subprocesses, launched through the `gpus` and `stacked` launchers."""

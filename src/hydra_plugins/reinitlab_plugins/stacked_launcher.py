@@ -90,8 +90,9 @@ class StackedLauncher(ConfiguredLauncher):
         ]
         if not configs:
             return []
-        device = accelerator_type(configs[0].trainer.get("accelerator", "auto"))
-        plan = plan_stacks(configs, self.members, memory_budget(self.memory_gb, device))
+        trainer = configs[0].get("trainer") or {}
+        device = accelerator_type(trainer.get("accelerator", "auto"))
+        plan = plan_stacks(configs, self.members, lambda: memory_budget(self.memory_gb, device))
         labels = [" ".join(c.hydra.overrides.task) or "(defaults)" for c in configs]
         print(describe(plan, labels), flush=True)
         returns: dict[int, JobReturn] = {}

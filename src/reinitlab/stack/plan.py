@@ -10,7 +10,7 @@ fit the budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from omegaconf import DictConfig
@@ -22,6 +22,8 @@ def why_solo(cfg: DictConfig) -> str | None:
     """Why this job cannot share a stack (None: it can)."""
     from reinitlab.data.tasks import TaskSpec
 
+    if any(key not in cfg for key in ("task", "model", "reinit", "data", "trainer")):
+        return "not a reinitlab training job"  # another Hydra app's job: run as it is
     if TaskSpec.from_config(cfg.task).is_qa:
         return "question answering trains solo"
     if list(cfg.get("intermediate") or []):
@@ -92,10 +94,14 @@ class StackPlan:
 
 
 def plan_stacks(
-    cfgs: Sequence[DictConfig], members: int, budget: int, sizes: dict[str, int] | None = None
+    cfgs: Sequence[DictConfig],
+    members: int,
+    budget: int | Callable[[], int],
+    sizes: dict[str, int] | None = None,
 ) -> StackPlan:
-    """Group `cfgs` (by position) into stacks of at most `members` that fit `budget` bytes.
-    `sizes` (stack key -> bytes per member) skips the estimate, for tests."""
+    """Group `cfgs` (by position) into stacks of at most `members` that fit `budget` bytes (or
+    `budget()`, asked only when some group has two jobs). `sizes` (stack key -> bytes per
+    member) skips the estimate, for tests."""
     if members < 1:
         raise ValueError(f"hydra.launcher.members={members}: must be at least 1")
     plan = StackPlan()
@@ -110,6 +116,8 @@ def plan_stacks(
         if len(jobs) == 1:
             plan.solo[jobs[0]] = "no other job differs from it only in reinit"
             continue
+        if callable(budget):
+            budget = budget()
         per_member = (sizes or {}).get(key) or member_bytes(cfgs[jobs[0]])
         fit = min(members, budget // max(per_member, 1))
         if fit < 2:
