@@ -1,7 +1,8 @@
 """Stacked training vs solo jobs: one reinit cell's variants as one stack or one job each.
 
     python bench/bench_stack.py [--quick] [--threads N] [--repeats R] [--train-samples N]
-                                [--model minilm-l6] [--task cola] [--out results]
+                                [--model minilm-l6 | --bert-base] [--precision P] [--task cola]
+                                [--out results]
 
 The cell: MiniLM (all-MiniLM-L6-v2, offline) on CoLA, 1 epoch, the study's recipe (batch 32,
 lr 2e-5, max length 128, packed batches), seed 0, four variants: the baseline, k=5, k=3 and
@@ -18,9 +19,9 @@ optimizer step) and of the dev passes, and examples/s per variant (training exam
 variant / training-step seconds; in a stack every variant sees every example in the stack's
 time).
 The ratio stacked/solo of the cell's throughput is taken within the run: the machine is shared
-and noisy. `--quick` trains on the first 1,024 examples (a third of an hour on 2 cores; the
+and noisy. `--quick` trains on the first 1,024 examples (about 4 minutes on 2 cores; the
 full epoch is 8,551). On a CUDA machine the same command measures the GPU (the device the
-jobs pick: trainer.accelerator=auto).
+jobs pick: trainer.accelerator=auto); `--bert-base --precision bf16-mixed` the BERT-base size.
 
 Writes <out>/bench_stack.json and <out>/bench_stack.md.
 """
@@ -40,9 +41,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from bench_gpu import BERT_BASE_OVERRIDES  # noqa: E402
 
 VARIANTS = {
     "baseline": "reinit=none",
@@ -72,6 +76,8 @@ def compose(spec: dict, variant: str, out: Path):
     GlobalHydra.instance().clear()
     overrides = [
         f"model={spec['model']}",
+        *spec.get("model_overrides", []),
+        f"trainer.precision={spec.get('precision', '32-true')}",
         f"task={spec['task']}",
         "logger=none",
         "trainer.max_epochs=1",
@@ -208,12 +214,14 @@ def run_cell(base: dict, out: Path) -> dict:
 
 def to_markdown(result: dict) -> str:
     s = result["settings"]
+    model = "BERT-base size (random weights)" if s["bert_base"] else s["model"]
     lines = [
         "# Stacked training vs solo jobs",
         "",
-        f"{s['model']} on {s['task']}, 1 epoch of {result['runs'][0]['examples']} training "
+        f"{model} on {s['task']}, 1 epoch of {result['runs'][0]['examples']} training "
         f"examples, {len(VARIANTS)} variants ({', '.join(VARIANTS)}), batch 32, "
-        f"{s['threads']} torch threads, device {result['runs'][0]['solo']['device']}; "
+        f"{s['threads']} torch threads, {s['precision']}, device "
+        f"{result['runs'][0]['solo']['device']}; "
         f"medians of {len(result['runs'])} repeat(s), each way in fresh processes.",
         "",
         "| way | wall time (s) | training steps (s) | dev passes (s) | examples/s per variant "
@@ -249,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="default: 1 quick, 2 full")
     p.add_argument("--train-samples", type=int, default=None, help="default: 1024 quick, all")
     p.add_argument("--model", default="minilm-l6")
+    p.add_argument(
+        "--bert-base",
+        action="store_true",
+        help="a BERT-base-size model (random weights, bench_gpu.py's) instead of --model",
+    )
+    p.add_argument("--precision", default="32-true", help="trainer.precision (GPU: bf16-mixed)")
     p.add_argument("--task", default="cola")
     p.add_argument("--out", type=Path, default=REPO / "results")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -261,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         base = {
             "model": args.model,
+            "model_overrides": BERT_BASE_OVERRIDES if args.bert_base else [],
+            "precision": args.precision,
             "task": args.task,
             "threads": args.threads,
             "glue_dir": str(glue_dir()),

@@ -354,3 +354,43 @@ def test_a_killed_stack_reruns_only_its_unfinished_members(tmp_path):
     assert sorted(r["stacked"]["members"] for r in recs.values() if "stacked" in r) == [2, 2]
     finished = {r["job_key"] for r in before.values()}
     assert all(j.attempts == 2 for j in Ledger(sweep).jobs if j.key not in finished)
+
+
+@pytest.mark.slow
+@needs_glue
+def test_each_member_of_a_stack_has_its_own_wandb_run(tmp_path):
+    from tests.helpers.wandb_reader import find_run_files, read_run
+    from tests.test_deltas import assert_run_matches_record
+
+    sweep = tmp_path / "sweep"
+    base = tuple(a for a in QUICK if a != "logger=none")
+    env = {**os.environ, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true"}
+    done = multirun(sweep, *STACKED, "logger=wandb", "study=stacked", base=base, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    recs = list(records(sweep).values())
+    runs = [read_run(f) for f in find_run_files(sweep)]
+    assert len(runs) == len(recs) == 4 and len({r["run_id"] for r in runs}) == 4
+    for rec in recs:
+        (run,) = [r for r in runs if r["run_id"] == rec["wandb_id"]]
+        assert run["config"]["label"] == rec["scheme"]["label"] and run["group"] == "stacked"
+        assert_run_matches_record(run, rec)
+        assert run["summary"]["val/primary"]["last"] == pytest.approx(
+            rec["final"]["metrics"]["val/primary"]
+        )
+
+
+@pytest.mark.gpu
+@needs_glue
+def test_a_stack_on_cuda_ends_at_its_solo_runs_weights(tmp_path):
+    cuda = ("trainer.accelerator=gpu", "trainer.precision=32-true")
+    names = ["baseline", "k2", "mask"]
+    solo = {}
+    for name in names:
+        capture = FinalWeights()
+        train(compose_cfg(tmp_path / f"solo-{name}", *CELL, *SCHEMES[name], *cuda), [capture])
+        solo[name] = {n: w.cpu() for n, w in capture.weights.items()}
+    members = members_of(tmp_path, names, *cuda)
+    outcomes = train_stack(members)
+    for name, member, record in zip(names, members, outcomes, strict=True):
+        assert record["device"].startswith("cuda")
+        assert max_weight_diff(member.job.model, solo[name]) < 1e-5, name

@@ -21,7 +21,7 @@ from reinitlab.data.packing import Packer
 from reinitlab.errors import ReinitlabError
 from reinitlab.stack.stacked import StackedModel
 from reinitlab.training.metrics import predictions
-from reinitlab.training.module import GlueClassifier, adamw_with_warmup
+from reinitlab.training.module import GlueClassifier
 
 log = logging.getLogger("reinitlab")
 
@@ -159,16 +159,7 @@ class StackedClassifier(L.LightningModule):
     def configure_optimizers(self):
         """The members' optimizer over the stacked weights: AdamW is elementwise, so this is each
         member's own AdamW state and schedule (the recipe is shared: it is part of the group)."""
-        first = self.members[0]
-        return adamw_with_warmup(
-            self.stack.named_stacked(),
-            self.trainer,
-            lr=first.lr,
-            weight_decay=first.weight_decay,
-            warmup_ratio=first.warmup_ratio,
-            adam_eps=first.adam_eps,
-            fused=first.fused,
-        )
+        return self.members[0].optimizers_for(self.stack.named_stacked(), self.trainer)
 
 
 __all__ = ["StackedClassifier"]

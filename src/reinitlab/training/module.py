@@ -184,9 +184,14 @@ class GlueClassifier(L.LightningModule):
         """AdamW without weight decay on biases and LayerNorm weights, fused where every parameter's
         device allows it, with linear warmup (`warmup_ratio` of all steps) then linear decay to 0,
         stepped per optimizer step."""
+        return self.optimizers_for(self.model.named_parameters(), self.trainer)
+
+    def optimizers_for(self, named_parameters, trainer: L.Trainer) -> dict:
+        """This module's optimizer recipe over `named_parameters` (a stack's stacked weights
+        too), stepped by `trainer`: see `adamw_with_warmup`."""
         return adamw_with_warmup(
-            self.model.named_parameters(),
-            self.trainer,
+            named_parameters,
+            trainer,
             lr=self.lr,
             weight_decay=self.weight_decay,
             warmup_ratio=self.warmup_ratio,
