@@ -47,6 +47,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench_gpu import BERT_BASE_OVERRIDES  # noqa: E402
+from bench_speed import glue_dir  # noqa: E402
 
 VARIANTS = {
     "baseline": "reinit=none",
@@ -54,10 +55,6 @@ VARIANTS = {
     "k=3": "reinit.k=3",
     "k=1": "reinit.k=1",
 }
-
-
-def glue_dir() -> Path:
-    return Path(os.environ.get("GLUE_DIR") or REPO.parent / "shared" / "data" / "glue")
 
 
 # ----------------------------------------------------------------------------- worker side

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import statistics
 
-import lightning as L
 import pytest
 from omegaconf import OmegaConf
 from scipy import stats
@@ -14,14 +13,11 @@ from reinitlab.stack.run import StackMember, train_stack
 from reinitlab.train import train
 from reinitlab.training.builder import job_config
 from tests.helpers import compose_cfg, needs_glue
+from tests.test_stack import NO_DROPOUT, FinalWeights
 
 pytestmark = [pytest.mark.slow, needs_glue]
 
 MINILM = ("model=minilm-l6", "logger=none")
-NO_DROPOUT = (
-    "+model.config_overrides.hidden_dropout_prob=0.0",
-    "+model.config_overrides.attention_probs_dropout_prob=0.0",
-)
 SCHEMES = {
     "k4": ("reinit.k=4",),
     "heads": ("reinit=heads", "reinit.heads=[[2,3],[5,12]]"),
@@ -32,11 +28,6 @@ SCHEMES = {
 # MCC identical or within 1e-3 (a prediction flips only when a logit margin is ~1e-6).
 WEIGHT_ATOL = 1e-5
 CELL = (*MINILM, *NO_DROPOUT, "task=cola", "data.max_train_samples=640", "trainer.max_steps=20")
-
-
-class FinalWeights(L.Callback):
-    def on_fit_end(self, trainer, pl_module):
-        self.weights = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
 
 
 def member(tmp_path, *overrides):

@@ -46,6 +46,20 @@ class ConfiguredLauncher(Launcher):
             config.hydra.job.num = idx
         return config
 
+    def run_one(self, config: DictConfig, task_function: TaskFunction) -> JobReturn:
+        """Run one job's `task_function` through Hydra's `run_job` (its directory, `.hydra/`
+        files, logging), then give the console back to the sweep's logging."""
+        assert self.config is not None and self.hydra_context is not None
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return ret
+
 
 class LocalLauncher(ConfiguredLauncher):
     """Jobs one after another in this process."""
@@ -61,17 +75,7 @@ class LocalLauncher(ConfiguredLauncher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.debug(f"Launching {len(job_overrides)} jobs locally")  # the sweeper says "job i/N"
-        runs = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            config = self.job_config(idx, overrides)
-            runs.append(
-                run_job(
-                    hydra_context=self.hydra_context,
-                    task_function=self.task_function,
-                    config=config,
-                    job_dir_key="hydra.sweep.dir",
-                    job_subdir_key="hydra.sweep.subdir",
-                )
-            )
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        return runs
+        return [
+            self.run_one(self.job_config(idx, overrides), self.task_function)
+            for idx, overrides in enumerate(job_overrides, start=initial_job_idx)
+        ]

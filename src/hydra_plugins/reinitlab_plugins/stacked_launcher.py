@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.reinitlab_plugins.local_launcher import ConfiguredLauncher
@@ -61,18 +61,6 @@ class StackedLauncher(ConfiguredLauncher):
         self.attention = attention
         self.memory_gb = memory_gb
 
-    def _run(self, idx: int, config: DictConfig, task_function) -> JobReturn:
-        assert self.hydra_context is not None and self.config is not None
-        ret = run_job(
-            hydra_context=self.hydra_context,
-            task_function=task_function,
-            config=config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        return ret
-
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
@@ -100,14 +88,14 @@ class StackedLauncher(ConfiguredLauncher):
             print(f"[reinitlab] stack {n}/{len(plan.stacks)}: {len(stack)} jobs", flush=True)
             returns.update(self._launch_stack(stack, configs))
         for i in sorted(plan.solo):
-            returns[i] = self._run(i, configs[i], self.task_function)
+            returns[i] = self.run_one(configs[i], self.task_function)
         return [returns[i] for i in range(len(configs))]
 
     def _launch_stack(self, stack: list[int], configs: list[DictConfig]) -> dict[int, JobReturn]:
         from reinitlab.stack.run import StackMember, train_stack
         from reinitlab.sweep.ledger import Skip
 
-        prepared = {i: self._run(i, configs[i], _claim_member) for i in stack}
+        prepared = {i: self.run_one(configs[i], _claim_member) for i in stack}
         returns: dict[int, JobReturn] = {}
         members: list[tuple[int, StackMember]] = []
         for i, ret in prepared.items():

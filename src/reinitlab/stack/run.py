@@ -41,6 +41,7 @@ def train_stack(
     `extra_callbacks` (Lightning callbacks) join the stack's trainer, e.g. for benchmarks."""
     from reinitlab.stack.module import StackedClassifier
     from reinitlab.stack.stacked import StackedModel
+    from reinitlab.sweep.jobkey import job_key
     from reinitlab.training.builder import build_job, build_trainer
 
     started = time.time()
@@ -59,7 +60,8 @@ def train_stack(
         with signals_recorded():
             for i, member in enumerate(members):
                 try:
-                    jobs[i] = member.job = build_job(member.cfg, stacked=True)
+                    data = next(iter(jobs.values())).data if jobs else None
+                    jobs[i] = member.job = build_job(member.cfg, stacked=True, data=data)
                 except Exception as e:  # noqa: BLE001 -- this member fails alone
                     fail(i, e)
             order = sorted(jobs)
@@ -90,19 +92,19 @@ def train_stack(
                 [jobs[i].delta_cb for i in order],
                 on_member_failed=lambda k, e: fail(order[k], e),
             )
-            cfg = first.cfg
-            callbacks = list(extra_callbacks)
-            trainer = build_trainer(cfg.trainer, callbacks, None, None, first.resume.plugins())
+            trainer = build_trainer(
+                first.cfg.trainer, list(extra_callbacks), None, None, first.resume.plugins()
+            )
             trainer.fit(module, datamodule=first.data)
             module.finish_members()
-            device = str(next(stack.parameters()).device)
-            cfgs = [jobs[i].cfg for i in order]
+            stacked = {"members": len(order), "attention": attention}
+            stacked["jobs"] = [job_key(jobs[i].cfg) for i in order]
             for k, i in enumerate(order):
                 if k in module.failed:
                     continue
                 try:
                     outcomes[i] = _finish_member(
-                        jobs[i], members[i], trainer, started, device, k, cfgs, attention
+                        jobs[i], members[i], trainer, started, {**stacked, "index": k}
                     )
                 except Exception as e:  # noqa: BLE001 -- e.g. its directory is not writable
                     fail(i, e)
@@ -120,20 +122,14 @@ def train_stack(
     return outcomes
 
 
-def _finish_member(job, member, trainer, started, device, k, cfgs, attention) -> dict:
-    """Write member k's result record (marked stacked) and complete its ledger attempt."""
-    from reinitlab.sweep.jobkey import job_key
+def _finish_member(job, member, trainer, started, stacked: dict) -> dict:
+    """Write a member's result record (with `stacked`) and complete its ledger attempt."""
     from reinitlab.training.record import build_record, summary_line, write_result
 
     record = build_record(job, [], started, trainer)
-    record["device"] = device
+    # a stack has no preemption callback counting steps: every step ran in this process
     record["steps_this_process"] = int(trainer.global_step)
-    record["stacked"] = {
-        "members": len(cfgs),
-        "index": k,
-        "attention": attention,
-        "jobs": [job_key(c) for c in cfgs],
-    }
+    record["stacked"] = stacked
     path = write_result(Path(job.cfg.paths.output_dir), record)
     job.resume.finish()
     if member.claimed is not None:

@@ -92,8 +92,8 @@ class StackedModel(nn.Module):
         for n, p in members[0].named_parameters():
             self.weights[_escape(n)].requires_grad_(p.requires_grad)
         # Constant buffers (position ids ...) are the same in every member: shared, not stacked.
-        self.shared = {n: b for n, b in members[0].named_buffers()}
-        for n, b in self.shared.items():
+        self.shared = [n for n, _ in members[0].named_buffers()]
+        for n, b in members[0].named_buffers():
             self.register_buffer(_escape("shared." + n), b, persistent=False)
         template = copy.deepcopy(members[0])
         set_attention(template, attention)
@@ -200,10 +200,6 @@ class StackedModel(nn.Module):
         own = dict(model.named_parameters())
         for n in self.names:
             own[n].copy_(self.weights[_escape(n)][k])
-
-    def member_is_finite(self, k: int) -> bool:
-        """Whether member k's weights are all finite."""
-        return all(bool(torch.isfinite(p[k]).all()) for p in self.parameters())
 
 
 __all__ = ["STACK_ATTENTION", "StackedModel", "set_attention"]

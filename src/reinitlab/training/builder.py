@@ -303,13 +303,16 @@ class Job:
             logger.experiment.finish()  # this job's run (a stack holds one per member)
 
 
-def build_job(cfg: DictConfig, extra_callbacks: list | tuple = (), stacked: bool = False) -> Job:
+def build_job(
+    cfg: DictConfig, extra_callbacks: list | tuple = (), stacked: bool = False, data: Any = None
+) -> Job:
     """Everything `train()` needs, in the order that matters: checks first, data, model, plan;
     then the resume plan, logger and callbacks (delta tracking after the reinit, so its
     fit-start snapshot is post-reinit; probing after the reinit too).
 
     `stacked`: a member of a stack (`reinitlab.stack`), which one trainer fits with its
-    siblings: no trainer of its own, and a W&B run of its own beside theirs in one process."""
+    siblings: no trainer of its own, and a W&B run of its own beside theirs in one process.
+    `data`: the data module a sibling already built (a stack's jobs share their data config)."""
     from reinitlab.deltas.callback import DeltaTracker
     from reinitlab.probing.run import ProbeCallback
     from reinitlab.reinit import plan_scheme
@@ -320,7 +323,8 @@ def build_job(cfg: DictConfig, extra_callbacks: list | tuple = (), stacked: bool
     from reinitlab.training.resume import plan_resume
 
     spec = check_job(cfg)
-    data = build_data(spec.task, load_tokenizer(cfg.model), cfg.data, spec.seeds)
+    if data is None:
+        data = build_data(spec.task, load_tokenizer(cfg.model), cfg.data, spec.seeds)
     check_steps_reach_validation(cfg.trainer.get("max_steps", -1), steps_per_epoch(cfg, data))
     model = build_model(cfg.model, spec.task, spec.seeds, cfg.get("head"))
     plan = plan_scheme(model, {"name": cfg.reinit.name, **spec.params})

@@ -108,7 +108,7 @@ def build_record(
         "stopped_early": bool(cfg.get("early_stopping"))
         and trainer.current_epoch < cfg.trainer.max_epochs,
         "wall_time_s": round(time.time() - started, 2),
-        "device": str(next(job.model.parameters()).device),
+        "device": str(next(trainer.lightning_module.parameters()).device),
         "torch_threads": torch.get_num_threads(),
         "versions": package_versions(),
         "config": job_config(cfg),
