@@ -262,6 +262,85 @@ def test_features_are_extracted_once_per_model_state(tiny_model_and_data, tmp_pa
         features.cached_features(model, loader, "max", tmp_path, key)
 
 
+def test_head_masks_key_the_feature_cache_and_never_share_an_entry(
+    tiny_model_and_data, tmp_path, monkeypatch, capsys
+):
+    """mode=mask changes hidden states through hooks, not weights: a masked model and its
+    unmasked twin (same weights) each get their own, correct features, whichever runs first."""
+    import copy
+
+    from torch.utils.data import DataLoader
+
+    import reinitlab.probing.features as features
+    from reinitlab.reinit.adapters import EncoderAdapter
+    from reinitlab.reinit.masking import install_head_masks, remove_head_mask
+
+    model, data, collate = tiny_model_and_data
+    loader = DataLoader(data, batch_size=16, collate_fn=collate)
+    plain = copy.deepcopy(model)
+    masked = copy.deepcopy(model)
+    install_head_masks(masked, [(1, 0), (1, 1)])  # encoder layer 2 (0-based 1), heads 1 and 2
+    fresh_plain = features.extract_features(plain, loader)[0]["mean"]
+    fresh_masked = features.extract_features(masked, loader)[0]["mean"]
+    # the mask changes layer 2 and above by a real amount, and nothing below it
+    torch.testing.assert_close(fresh_masked[:2], fresh_plain[:2], rtol=0, atol=0)
+    assert (fresh_masked[2:] - fresh_plain[2:]).abs().amax(dim=(1, 2)).min() > 1e-2
+
+    calls = []
+    real = features.extract_features
+    monkeypatch.setattr(features, "extract_features", lambda *a: calls.append(1) or real(*a))
+    key = {"task": "cola", "split": "train"}
+    cache = tmp_path / "cache"
+
+    def probe(m):
+        return features.cached_features(m, loader, "mean", cache, key, verbose=False)
+
+    def written():
+        return sorted((cache / "features").glob("*.pt"))
+
+    first_masked = probe(masked)  # the masked run first: it must not be read by the baseline
+    assert not first_masked.cache_hit and len(calls) == 1 and len(written()) == 2
+    first_plain = probe(plain)
+    assert not first_plain.cache_hit and len(calls) == 2 and len(written()) == 4
+    torch.testing.assert_close(first_masked.features, fresh_masked, rtol=0, atol=0)
+    torch.testing.assert_close(first_plain.features, fresh_plain, rtol=0, atol=0)
+    again_masked, again_plain = probe(masked), probe(plain)
+    assert again_masked.cache_hit and again_plain.cache_hit and len(calls) == 2
+    assert again_masked.path != again_plain.path
+    torch.testing.assert_close(again_masked.features, fresh_masked, rtol=0, atol=0)
+    torch.testing.assert_close(again_plain.features, fresh_plain, rtol=0, atol=0)
+    # the key is the installed state, not the object: the same mask on a fresh copy is a hit,
+    # other heads a miss, and removing the mask gives back the unmasked entry
+    twin = copy.deepcopy(model)
+    install_head_masks(twin, [(1, 1), (1, 0)])
+    assert probe(twin).path == again_masked.path and probe(twin).cache_hit
+    install_head_masks(twin, [(1, 2)])
+    other = probe(twin)
+    assert not other.cache_hit and len(calls) == 3 and len(written()) == 6
+    remove_head_mask(EncoderAdapter(twin).attention_projections(1)[3])
+    assert probe(twin).path == again_plain.path and probe(twin).cache_hit and len(calls) == 3
+    # a hook that cannot say what it does: features computed fresh, the cache neither read nor
+    # written, and the reason said
+    hooked = copy.deepcopy(model)
+
+    def double(module, args, out):
+        return (out[0] * 2, *out[1:]) if isinstance(out, tuple) else out * 2
+
+    hooked.bert.encoder.layer[0].register_forward_hook(double)
+    capsys.readouterr()
+    before = written()
+    fresh_hooked = real(hooked, loader)[0]["mean"]
+    for _ in range(2):
+        got = features.cached_features(hooked, loader, "mean", cache, key)
+        assert not got.cache_hit and got.path is None
+        torch.testing.assert_close(got.features, fresh_hooked, rtol=0, atol=0)
+    assert written() == before and len(calls) == 5
+    assert not torch.allclose(fresh_hooked[2], fresh_plain[2])  # layer 2 reads the doubled output
+    err = capsys.readouterr().err
+    assert "not cached" in err and "double on encoder.layer.0" in err
+    assert features.model_fingerprint(hooked) is None
+
+
 def test_probe_model_state_reports_a_cache_hit_the_second_time(
     tiny_model_and_data, tmp_path, capsys
 ):
