@@ -182,6 +182,58 @@ def test_reinit_curve_from_result_records():
         reinit_curve([*records, {**rec(2, 0.1), "task": "rte"}])
 
 
+def test_reinit_curve_takes_only_its_own_runs_and_true_baselines():
+    """A study mixing schemes: heads, layers and block runs are no baselines, mode=zero and
+    parts runs no points of the reinit curve; values chosen so each mix-up shows."""
+
+    def rec(value, seed=0, **scheme):
+        return {
+            "task": "cola",
+            "model": "tiny",
+            "num_layers": 3,
+            "scheme": {"pooler": False, "label": "x", **scheme},
+            "seed": seed,
+            "best": {"metrics": {"val/primary": value}},
+        }
+
+    records = [
+        # true baselines: nothing reset (k unset, k = L+1 in either mode, reinit=none)
+        rec(0.58, name="progressive", k=None, mode="reinit", label="baseline"),
+        rec(0.60, seed=1, name="progressive", k=4, mode="zero", label="baseline"),
+        rec(0.62, seed=2, name="none", label="baseline"),
+        # the plain reinit curve
+        rec(0.2, name="progressive", k=1, mode="reinit"),
+        rec(0.3, seed=1, name="progressive", k=1, mode="reinit"),
+        rec(0.4, name="progressive", k=2, mode="reinit"),
+        rec(0.5, name="progressive", k=3, mode="reinit"),
+        # other progressive figures: zeroed layers, one part, the pooler too
+        rec(0.0, name="progressive", k=1, mode="zero"),
+        rec(0.05, name="progressive", k=2, mode="zero"),
+        rec(0.45, name="progressive", k=2, mode="reinit", parts=["attention"]),
+        rec(0.1, name="progressive", k=3, mode="reinit", pooler=True),
+        # other schemes: each resets something, so none of them is a baseline
+        rec(0.1, name="heads", layer=1, head=1, mode="reinit"),
+        rec(0.0, name="heads", layer=2, head=1, mode="mask"),
+        rec(0.2, name="layers", layers=[2], mode="reinit"),
+        rec(0.0, name="block", start=1, width=2, mode="reinit"),
+        rec(0.9, name="none", pooler=True),  # the pooler alone: a variant, not a baseline
+    ]
+    curve, baseline = reinit_curve(records)
+    assert curve == pytest.approx({1: (0.2 + 0.3) / 2, 2: 0.4, 3: 0.5})
+    assert baseline == pytest.approx((0.58 + 0.60 + 0.62) / 3)  # 0.6
+    zero, zero_base = reinit_curve(records, figure="progressive zero")
+    assert zero == pytest.approx({1: 0.0, 2: 0.05}) and zero_base == pytest.approx(0.6)
+    parts, _ = reinit_curve(records, figure="progressive [attention]")
+    assert parts == pytest.approx({2: 0.45})
+    # the drop the Spearman correlation ranks is measured from the true baseline
+    out = probe_reinit_spearman([0.0, 0.3, 0.2, 0.1], curve, baseline)
+    assert out["drop"] == pytest.approx([0.35, 0.2, 0.1])
+    with pytest.raises(ReinitlabError, match="figure='heads'.*progressive"):
+        reinit_curve(records, figure="heads")
+    with pytest.raises(ReinitlabError, match="no baseline"):
+        reinit_curve([r for r in records if r["scheme"]["label"] != "baseline"])
+
+
 # ---------------------------------------------------------------- features and their cache
 
 

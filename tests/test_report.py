@@ -509,6 +509,15 @@ def test_probe_results_are_drawn_beside_the_reinit_curve(tmp_path):
                 record("cola", progressive_scheme(k), seed, progressive_value(k, seed), **extra),
             )
             num += 1
+        # runs of other figures at the same k, ranked the other way: not on the curve
+        for k in (1, 2, 3):
+            zero = {**progressive_scheme(k), "mode": "zero", "label": f"k={k} zero"}
+            overrides = [f"k={k}", "mode=zero", f"seed={seed}"]
+            write_job(sweep, num, overrides, record("cola", zero, seed, 0.7 - 0.2 * k))
+            num += 1
+        heads = {"name": "heads", "layer": 1, "head": 1, "mode": "reinit", "label": "L1H1"}
+        write_job(sweep, num, ["heads", f"seed={seed}"], record("cola", heads, seed, 0.0))
+        num += 1
     report = build_report([sweep], tmp_path / "out", n_resamples=300)
     probes = pd.read_csv(tmp_path / "out" / "probes.csv")
     row = probes[(probes["stage"] == "after") & (probes["layer"] == 2)].iloc[0]

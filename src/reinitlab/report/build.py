@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from reinitlab.probing.correlation import CURVE_FIGURE
 from reinitlab.report import figures as fg
 from reinitlab.report import stats
 from reinitlab.report.collect import Collection, collect, runs_frame, varying_config_columns
@@ -383,7 +384,8 @@ def _draw_probes(report, g_runs, g_agg, records_by_dir, title, metric, key, add)
     table = probe_table(g_runs, records_by_dir)
     if table.empty:
         return
-    prog = g_agg[(g_agg["scheme"] == "progressive") & ~g_agg["is_baseline"]]
+    # the curve's own runs only: a mode=zero or parts run at the same k is another figure
+    prog = g_agg[(g_agg["figure"] == CURVE_FIGURE) & ~g_agg["is_baseline"]]
     curve = {int(r["scheme.k"]): float(r["mean"]) for _, r in prog.iterrows()}
     base_values = g_runs.loc[g_runs["is_baseline"], "primary"]
     baseline = float(base_values.mean()) if len(base_values) else None
