@@ -692,6 +692,57 @@ def test_bad_input_empty_dir_no_records_and_a_corrupt_record(tmp_path, capsys):
     assert str(bad / "result.json") in (tmp_path / "rep" / "report.html").read_text()
 
 
+def test_an_unreadable_multirun_yaml_is_said_and_the_missing_count_marked_incomplete(
+    tmp_path, capsys
+):
+    """The progressive sweep plans 12 jobs, one never started: counted from an intact
+    multirun.yaml; from a damaged one the report says which file, why, and that jobs never
+    started are not counted, in the collection, on the console, in the html and problems.csv."""
+    from reinitlab.report.collect import collect
+
+    sweep = make_progressive_sweep(tmp_path)
+    intact = collect([sweep])
+    assert intact.sweeps[0]["planned"] == 12
+    assert sorted(p.kind for p in intact.problems) == ["failed", "missing"]
+    multirun = sweep / "multirun.yaml"
+    text = multirun.read_text()
+
+    def plan_problems(content: str) -> list:
+        multirun.write_text(content)
+        col = collect([sweep])
+        assert [p.kind for p in col.problems if p.kind != "plan"] == ["failed"]  # none missing
+        assert col.sweeps[0]["planned"] is None and col.sweeps[0]["plan_error"]
+        return [p for p in col.problems if p.kind == "plan"]
+
+    # not YAML, a sweep that does not parse, another sweeper: each named with its reason
+    (broken,) = plan_problems(text.replace("    params:\n", "    params: [\n"))
+    assert broken.where == str(multirun) and f"{multirun} could not be read" in broken.reason
+    assert "cannot be counted" in broken.reason
+    (unparsed,) = plan_problems(text.replace("reinit.k: 1,2,3,4", "reinit.k: range(1,"))
+    assert "its sweep could not be expanded" in unparsed.reason and "range(1," in unparsed.reason
+    optuna = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    (other,) = plan_problems(
+        text.replace("hydra._internal.core_plugins.basic_sweeper.BasicSweeper", optuna)
+    )
+    assert "basic sweeper only" in other.reason and optuna in other.reason
+
+    multirun.write_text(text.replace("    params:\n", "    params: [\n"))
+    out = tmp_path / "rep"
+    assert cli_main(["report", str(sweep), "--out", str(out), "--bootstrap", "200"]) == 0
+    captured = capsys.readouterr()
+    assert f"reinitlab report: plan: {multirun}" in captured.err
+    assert f"{multirun} could not be read" in captured.err
+    assert "0 missing (not counted in 1 sweep(s) whose plan could not be read)" in captured.out
+    page = (out / "report.html").read_text()
+    assert "The missing count is incomplete" in page and f"{multirun} could not be read" in page
+    assert "unknown: its plan could not be read" in page
+    problems = pd.read_csv(out / "problems.csv")
+    assert sorted(problems["kind"]) == ["failed", "plan"]
+    # no multirun.yaml at all: no plan, and nothing to say about one
+    multirun.unlink()
+    assert [p.kind for p in collect([sweep]).problems] == ["failed"]
+
+
 # --- a real tiny multirun -------------------------------------------------------------------
 
 

@@ -4,7 +4,9 @@ A report must never drop a run silently, nor count one twice: every job is one j
 whatever the number of its attempts or directories, so its counts of completed, failed,
 running, missing and corrupt jobs are the ones `reinitlab status` shows. Jobs a sweep planned
 but never started come from the ledger's plan (reinitlab's sweeper) or, for sweeps made with
-Hydra's basic sweeper, from expanding its `multirun.yaml`.
+Hydra's basic sweeper, from expanding its `multirun.yaml`. A plan that exists but cannot be
+read or expanded is a problem of its own (kind `plan`, with the file and the reason), since the
+missing count is then incomplete; only a sweep with no plan file at all has none quietly.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 import pandas as pd
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.sweep.ledger import PLAN_FILENAME, RESULT_FILENAME, Job, Ledger
+from reinitlab.sweep.ledger import PLAN_FILENAME, RESULT_FILENAME, Job, Ledger, error_line
+from reinitlab.sweep.status import plan_unreadable
 
 # Config keys that describe a run's identity elsewhere (scheme, task, model, seeds) or that do
 # not change what is measured (paths, logging); the rest, when it varies, splits aggregates.
@@ -45,7 +48,9 @@ _NOT_A_FACTOR = (
 
 @dataclass
 class Problem:
-    """A job the report could not use: `kind` is failed, running, missing or corrupt."""
+    """A job the report could not use: `kind` is failed, running, missing or corrupt; or
+    `plan`: a sweep plan (`sweep_plan.json`, `multirun.yaml`) that could not be read, so the
+    jobs it planned but never started are not counted as missing."""
 
     kind: str
     where: str
@@ -63,37 +68,60 @@ class Collection:
     sweeps: list[dict[str, Any]]  # per input dir: path, swept params, planned job count
 
 
-def planned_jobs(multirun_yaml: Path) -> tuple[dict[str, str], list[list[str]] | None]:
-    """(swept parameters, every job's overrides as Hydra's basic sweeper expands them).
+def _one_line(e: Exception) -> str:
+    return " ".join(error_line(e).split())  # parser messages span lines; a reason is one
 
-    The job list is None when the sweep cannot be expanded here (another sweeper plugin,
-    glob() over config groups); the report then says the planned count is unknown.
-    """
+
+@dataclass
+class SweepPlan:
+    """What a `multirun.yaml` says: the swept parameters, and every job's overrides as Hydra's
+    basic sweeper expands them; `jobs` is None when they cannot be expanded here, and `error`
+    says why."""
+
+    swept: dict[str, str]
+    jobs: list[list[str]] | None
+    error: str | None = None
+
+
+def planned_jobs(multirun_yaml: Path) -> SweepPlan:
+    """The sweep that `multirun_yaml` describes (see `SweepPlan`). Never raises: a file that
+    cannot be read, another sweeper plugin, or overrides that do not parse give `jobs=None`
+    and the reason, for the report to say that its planned count is unknown."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(multirun_yaml)
-    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    params = {str(k): str(v) for k, v in params.items()}
-    task_overrides = [str(x) for x in (OmegaConf.select(cfg, "hydra.overrides.task") or [])]
+    try:
+        cfg = OmegaConf.load(multirun_yaml)
+        params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+        params = {str(k): str(v) for k, v in params.items()}
+        task_overrides = [str(x) for x in (OmegaConf.select(cfg, "hydra.overrides.task") or [])]
+        sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_") or "")
+    except Exception as e:
+        return SweepPlan({}, None, f"{multirun_yaml} could not be read: {_one_line(e)}")
     swept = dict(params)
     for ov in task_overrides:
         key, _, value = ov.partition("=")
         if "," in value or value.startswith(("range(", "choice(", "glob(")):
             swept[key] = value
+    if not sweeper.endswith("BasicSweeper"):
+        return SweepPlan(
+            swept,
+            None,
+            f"{multirun_yaml}: the report can expand the jobs of Hydra's basic sweeper only, "
+            f"this sweep used {sweeper or 'no named sweeper'}",
+        )
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         from hydra_plugins.reinitlab_plugins.sweeper import expand
 
-        sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_") or ""
-        if not sweeper.endswith("BasicSweeper"):
-            return swept, None
         parsed = OverridesParser.create().parse_overrides(
             [f"{k}={v}" for k, v in params.items()] + task_overrides
         )
-        return swept, expand(parsed)
-    except Exception:
-        return swept, None
+        return SweepPlan(swept, expand(parsed))
+    except Exception as e:
+        return SweepPlan(
+            swept, None, f"{multirun_yaml}: its sweep could not be expanded: {_one_line(e)}"
+        )
 
 
 def _problem(job: Job, root: Path) -> Problem:
@@ -133,8 +161,6 @@ def collect(dirs: list[str | Path]) -> Collection:
                 f"report: no result records ({RESULT_FILENAME}) and no Hydra job dirs under "
                 f"{str(root)!r}; give a sweep dir such as multirun/<date>_<id>"
             )
-        if ledger.plan_error:
-            problems.append(Problem("corrupt", str(root / PLAN_FILENAME), ledger.plan_error))
         jobs = [j for j in ledger.jobs if j.key not in seen_keys]
         seen_keys |= {j.key for j in jobs}
         for job in jobs:
@@ -151,19 +177,27 @@ def collect(dirs: list[str | Path]) -> Collection:
             records.append(rec)
         info: dict[str, Any] = {"dir": str(root), "swept": {}, "planned": ledger.planned}
         multirun_yaml = root / "multirun.yaml"
-        if multirun_yaml.is_file():
-            swept, planned = planned_jobs(multirun_yaml)
-            info["swept"] = swept
-            if ledger.plan is None and planned is not None:
-                info["planned"] = len(planned)
-                started = {frozenset(j.overrides) for j in jobs}
-                for job_overrides in planned:
-                    if frozenset(job_overrides) not in started:
-                        problems.append(
-                            Problem(
-                                "missing", str(root), "planned but never started", job_overrides
-                            )
-                        )
+        sweep = planned_jobs(multirun_yaml) if multirun_yaml.is_file() else None
+        if sweep is not None:
+            info["swept"] = sweep.swept
+        if ledger.plan is None and sweep is not None and sweep.jobs is not None:
+            info["planned"] = len(sweep.jobs)
+            started = {frozenset(j.overrides) for j in jobs}
+            for job_overrides in sweep.jobs:
+                if frozenset(job_overrides) not in started:
+                    problems.append(
+                        Problem("missing", str(root), "planned but never started", job_overrides)
+                    )
+            if ledger.plan_error:  # damaged, though multirun.yaml gave the jobs it planned
+                problems.append(Problem("plan", str(root / PLAN_FILENAME), ledger.plan_error))
+        elif ledger.plan is None:
+            # the ledger's own plan is the better-named problem when both are unreadable
+            unread = [(root / PLAN_FILENAME, ledger.plan_error)]
+            unread.append((multirun_yaml, sweep.error if sweep is not None else None))
+            where, why = next(((w, e) for w, e in unread if e), (None, None))
+            if why is not None:
+                info["plan_error"] = why
+                problems.append(Problem("plan", str(where), plan_unreadable(why)))
         info["job_dirs"] = sum(len(j.dirs) for j in jobs)
         sweeps.append(info)
     return Collection(records, problems, sweeps)

@@ -169,11 +169,23 @@ def write_html(report) -> Path:
         f"(planned by the sweep, never started), <b class='bad'>{kinds.get('corrupt', 0)}</b> "
         f"unreadable records, {kinds.get('running', 0)} still running.</p>",
     ]
+    if kinds.get("plan"):
+        parts.append(
+            f"<p class='bad'>The missing count is incomplete: the plan of {kinds['plan']} "
+            "sweep(s) could not be read, so their jobs planned but never started are not "
+            "counted (the reason is in the table below).</p>"
+        )
     sweep_rows = [
         {
             "sweep dir": s["dir"],
             "swept": "; ".join(f"{k}={v}" for k, v in s["swept"].items()) or "(no multirun.yaml)",
-            "planned jobs": "unknown" if s["planned"] is None else s["planned"],
+            "planned jobs": (
+                s["planned"]
+                if s["planned"] is not None
+                else "unknown: its plan could not be read"
+                if s.get("plan_error")
+                else "unknown"
+            ),
             "job dirs": s.get("job_dirs"),
         }
         for s in col.sweeps
@@ -188,7 +200,7 @@ def write_html(report) -> Path:
         parts.append(_table(seen.reset_index()))
     if col.problems:
         parts += [
-            "<h3 class='bad'>Failed, missing and unreadable runs</h3>",
+            "<h3 class='bad'>Failed, missing and unreadable runs and plans</h3>",
             _table(
                 pd.DataFrame(
                     [

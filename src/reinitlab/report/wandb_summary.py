@@ -76,7 +76,12 @@ def log_summary(report, online: bool = False, project: str | None = None) -> Pat
             )
         run.log(data)
         run.summary.update(
-            {"runs_done": len(col.records), **{f"runs_{k}": v for k, v in kinds.items()}}
+            {
+                "runs_done": len(col.records),
+                **{f"runs_{k}": v for k, v in kinds.items()},
+                # sweeps whose plan could not be read: runs_missing leaves their jobs out
+                "plans_unreadable": sum(p.kind == "plan" for p in col.problems),
+            }
         )
         return Path(run.dir).parent
     finally:

@@ -26,6 +26,12 @@ def _job_line(job: Job) -> str:
     return f"  {where}  {' '.join(job.overrides)}{attempts}"
 
 
+def plan_unreadable(error: str) -> str:
+    """How status and the report say that a sweep's plan could not be read: why, and what it
+    costs (the jobs it planned but never started are nowhere else to be found)."""
+    return f"{error} (so the jobs it planned but never started cannot be counted as missing)"
+
+
 def format_status(sweep_dir: Path, ledger: Ledger) -> str:
     """The text `reinitlab status` prints: counts, then each failed, corrupt, running and
     missing job with its reason."""
@@ -33,7 +39,7 @@ def format_status(sweep_dir: Path, ledger: Ledger) -> str:
     planned = "" if ledger.planned is None else f" | planned {ledger.planned}"
     lines = [f"sweep {sweep_dir}", " | ".join(f"{s} {c[s]}" for s in STATES) + planned]
     if ledger.plan_error:
-        lines.append(f"plan: {ledger.plan_error} (until then, missing jobs cannot be counted)")
+        lines.append(f"plan: {plan_unreadable(ledger.plan_error)}")
     now = time.time()
     for state in ("failed", "corrupt", "running", "missing"):
         jobs = ledger.by_state(state)
