@@ -501,6 +501,36 @@ def test_probe_before_and_after_training_go_into_the_record_and_wandb(tmp_path):
     assert plain["final"]["metrics"] == record["final"]["metrics"]
 
 
+@pytest.mark.slow
+@needs_glue
+def test_a_head_masked_job_never_probes_its_baselines_cached_features(tmp_path):
+    """Through training's callbacks (masks installed at setup, probe at fit start): a
+    `reinit.mode=mask` job after its baseline, with one shared cache, extracts its own
+    features; its probe differs from the baseline's above the masked layer only."""
+    from reinitlab.train import train
+
+    fast = [
+        "model=tiny",
+        "task=cola",
+        "debug=fast",
+        "deltas.enabled=false",
+        "probe.before=true",
+        "probe.max_dev_samples=200",
+    ]
+    shared = f"data.cache_dir={tmp_path / 'shared'}"
+    base = train(compose_cfg(tmp_path / "base", *fast, shared))["probe"]["before"]
+    masked_cfg = ["reinit=heads", "reinit.heads=[[3,1],[3,2],[3,3]]", "reinit.mode=mask"]
+    masked = train(compose_cfg(tmp_path / "masked", *fast, shared, *masked_cfg))
+    assert masked["reinit_plan"]["masked_heads"] and not masked["reset_tensors"]
+    probe = masked["probe"]["before"]
+    assert (base["cache_hit"], probe["cache_hit"]) == (False, False)
+    assert probe["model_fingerprint"] != base["model_fingerprint"]
+    assert len(list((tmp_path / "shared" / "features").glob("*.pt"))) == 8  # 2 states x 4
+    # layer 3's heads are masked: embeddings and layers 1-2 probe the same, layer 3 not
+    assert probe["metric"][:3] == base["metric"][:3]
+    assert probe["variability"][3] != base["variability"][3]
+
+
 # ---------------------------------------------------------------- head on layer ℓ, frozen below
 
 
