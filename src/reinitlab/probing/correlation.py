@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.report.collect import figure_key, is_baseline
 
 # The report figure (`figure_key`) whose runs make the reinit curve by default: progressive,
 # mode=reinit, whole layers, no pooler.
@@ -98,6 +97,8 @@ def reinit_curve(
     a head or block run is no baseline, a `mode=zero` run no point of the reinit curve.
     `which` is "best" or "final".
     """
+    from reinitlab.report.collect import figure_key, is_baseline  # pandas: only when asked
+
     if figure.split(" ", 1)[0] != "progressive":
         raise ReinitlabError(
             f"reinit_curve(figure={figure!r}): the curve is drawn from progressive runs; "
