@@ -94,7 +94,9 @@ def test_a_damaged_plan_is_named_with_how_to_recover_and_never_crashes(tmp_path)
     assert led.counts()["completed"] == 1 and led.planned is None
     assert "plan: the sweep plan" in format_status(tmp_path, led)
     col = collect([tmp_path])
-    assert [(p.kind, p.where) for p in col.problems] == [("corrupt", str(tmp_path / PLAN_FILENAME))]
+    # no job, so not a corrupt one: the report counts it as status does, in status's words
+    assert [(p.kind, p.where) for p in col.problems] == [("plan", str(tmp_path / PLAN_FILENAME))]
+    assert col.problems[0].reason == led.plan_problem
     (tmp_path / PLAN_FILENAME).write_text('{"jobs": [{"job_key": 3}]}')
     assert "lacks a job_key" in Ledger(tmp_path).plan_error
 

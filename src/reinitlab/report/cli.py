@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for p in report.collection.problems:
         what = " ".join(p.overrides)
-        print(f"reinitlab report: {p.kind}: {p.where} {what}: {p.reason}", file=sys.stderr)
+        where = "" if p.kind == "plan" else f" {p.where} {what}:"  # the plan's reason names it
+        print(f"reinitlab report: {p.kind}:{where} {p.reason}", file=sys.stderr)
     for note in report.notes:
         print(f"reinitlab report: note: {note}", file=sys.stderr)
     kinds = {
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     }
     print(
         f"[reinitlab] report: {len(report.collection.records)} runs done, {kinds['failed']} failed, "
-        f"{kinds['missing']} missing, {kinds['corrupt']} unreadable, {kinds['running']} running; "
+        f"{kinds['missing']} missing, {kinds['corrupt']} corrupt, {kinds['running']} running; "
         f"{len(report.figures)} figures "
         f"-> {out / 'report.html'}"
     )

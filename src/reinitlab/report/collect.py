@@ -45,7 +45,8 @@ _NOT_A_FACTOR = (
 
 @dataclass
 class Problem:
-    """A job the report could not use: `kind` is failed, running, missing or corrupt."""
+    """A job the report could not use: `kind` is failed, running, missing or corrupt; or
+    `plan`, a sweep's damaged plan (no job: never counted among them, as in `status`)."""
 
     kind: str
     where: str
@@ -125,16 +126,10 @@ def collect(dirs: list[str | Path]) -> Collection:
         root = Path(d)
         if not root.is_dir():
             raise ReinitlabError(f"report: {str(root)!r} is not a directory")
-        if not any(root.iterdir()):
-            raise ReinitlabError(f"report: {str(root)!r} is empty (no sweep or run output in it)")
         ledger = Ledger(root)
-        if not ledger.jobs:
-            raise ReinitlabError(
-                f"report: no result records ({RESULT_FILENAME}) and no Hydra job dirs under "
-                f"{str(root)!r}; give a sweep dir such as multirun/<date>_<id>"
-            )
-        if ledger.plan_error:
-            problems.append(Problem("corrupt", str(root / PLAN_FILENAME), ledger.plan_error))
+        ledger.require_jobs("report")
+        if ledger.plan_problem:
+            problems.append(Problem("plan", str(root / PLAN_FILENAME), ledger.plan_problem))
         jobs = [j for j in ledger.jobs if j.key not in seen_keys]
         seen_keys |= {j.key for j in jobs}
         for job in jobs:

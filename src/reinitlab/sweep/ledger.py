@@ -548,6 +548,30 @@ class Ledger:
         return {s: len(self.by_state(s)) for s in STATES}
 
     @property
+    def plan_problem(self) -> str | None:
+        """A damaged plan in the words `status` and the report both print (never counted as a
+        corrupt job: it is no job), None when the plan is readable or absent."""
+        if self.plan_error is None:
+            return None
+        return f"{self.plan_error} (until then, missing jobs cannot be counted)"
+
+    def require_jobs(self, command: str) -> None:
+        """Refuse a directory that holds no job at all (no plan, no job directory, no result
+        record): an empty or wrong folder, not a sweep with zero jobs."""
+        if self.jobs or self.plan_error is not None:
+            return
+        what = (
+            "it is empty"
+            if not any(self.root.iterdir())
+            else f"it holds no {PLAN_FILENAME}, no Hydra job dirs and no result records "
+            f"({RESULT_FILENAME})"
+        )
+        raise ReinitlabError(
+            f"{command}: {str(self.root)!r} is not a sweep directory: {what}; give a sweep dir "
+            "such as multirun/<date>_<id> (hydra.sweep.dir) or a run dir"
+        )
+
+    @property
     def planned(self) -> int | None:
         """How many jobs the plan has, None without a (readable) plan."""
         return None if self.plan is None else len(self.plan)

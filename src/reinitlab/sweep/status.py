@@ -32,8 +32,8 @@ def format_status(sweep_dir: Path, ledger: Ledger) -> str:
     c = ledger.counts()
     planned = "" if ledger.planned is None else f" | planned {ledger.planned}"
     lines = [f"sweep {sweep_dir}", " | ".join(f"{s} {c[s]}" for s in STATES) + planned]
-    if ledger.plan_error:
-        lines.append(f"plan: {ledger.plan_error} (until then, missing jobs cannot be counted)")
+    if ledger.plan_problem:
+        lines.append(f"plan: {ledger.plan_problem}")
     now = time.time()
     for state in ("failed", "corrupt", "running", "missing"):
         jobs = ledger.by_state(state)
@@ -123,6 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`reinitlab status SWEEP_DIR [--json]`."""
     ledger = sweep_status(args.sweep_dir)
+    ledger.require_jobs("status")
     if args.json:
         print(json.dumps(as_json(ledger), indent=2))
     else:
