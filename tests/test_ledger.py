@@ -437,7 +437,10 @@ def test_ctrl_c_is_recorded_as_interrupted(tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 130, err[-3000:]
+    # one line on the console: what happened, where it is recorded, how to run it again
+    assert "Traceback" not in err
+    assert "[reinitlab] interrupted (Ctrl-C): job " in err and f"hydra.run.dir={run_dir}" in err
     failed = json.loads((run_dir / FAILED_FILENAME).read_text())
     assert failed["kind"] == "interrupted" and "interrupted" in failed["error"], failed
     assert Ledger(run_dir).jobs[0].kind == "interrupted"
