@@ -5,21 +5,22 @@ field count on line 5,000 of a TSV, an STS-B score of NaN or 99, or a truncated 
 would otherwise surface as each job starts, every job of the sweep failing on its own. Here
 each file is parsed by the same readers the jobs use (`glue_io.read_tsv`,
 `squad_io.read_squad_json`: one parser, one set of error messages with file and line), once
-per distinct file: the outcome is remembered by path, size and modification time, so a
-10,000-job sweep reads each file once, and an edited file is read again.
+per distinct file: the outcome is remembered by file (device and inode, which a path names),
+size and modification time, so a 10,000-job sweep reads each file once, and an edited file is
+read again.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from reinitlab.data import glue_io, squad_io
 from reinitlab.data.tasks import TaskSpec
 from reinitlab.errors import ReinitlabError
 
-# (resolved path, size, mtime in ns, task) -> None when the file is good, else the error
-_checked: dict[tuple[str, int, int, TaskSpec], str | None] = {}
+# (device, inode, size, mtime in ns, task) -> None when the file is good, else the error; the
+# inode stands for the path, so a file reached through two paths (a symlink) is one file
+_checked: dict[tuple[int, int, int, int, TaskSpec], str | None] = {}
 
 
 def data_files(task: TaskSpec, data_cfg) -> list[Path]:
@@ -45,7 +46,7 @@ def check_data_content(path: Path, task: TaskSpec) -> None:
         st = path.stat()
     except OSError:
         return  # a missing file is the job checks' error (missing_file_error), said there
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, task)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, task)
     if key not in _checked:
         try:
             if task.is_qa:
