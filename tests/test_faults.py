@@ -58,8 +58,9 @@ def test_ctrl_c_of_a_single_run_says_one_line_with_what_was_kept(tmp_path, capsy
     assert Ledger(run_dir).jobs[0].kind == "interrupted"
 
 
-def test_ctrl_c_inside_training_exits_130_not_lightnings_1(monkeypatch, no_interrupt_flag):
-    """Lightning turns Ctrl-C into SystemExit(1); the entry point makes it 130."""
+def test_ctrl_c_exits_130_and_sigterm_143_without_a_traceback(monkeypatch, no_interrupt_flag):
+    """Lightning turns Ctrl-C into SystemExit(1); the entry point makes it 130. A single run's
+    SIGTERM (recorded as killed, one line) ends as 143, not as an uncaught exception."""
     import reinitlab.train as train
 
     def interrupted_in_training():
@@ -79,6 +80,14 @@ def test_ctrl_c_inside_training_exits_130_not_lightnings_1(monkeypatch, no_inter
     with pytest.raises(SystemExit) as exit_:
         train.main()
     assert exit_.value.code == 1
+
+    def killed():
+        raise ledger.Terminated("killed by SIGTERM")  # what the job's SIGTERM handler raises
+
+    monkeypatch.setattr(train, "_hydra_main", killed)
+    with pytest.raises(SystemExit) as exit_:  # not a traceback
+        train.main()
+    assert exit_.value.code == 143
 
 
 @pytest.mark.slow

@@ -69,15 +69,15 @@ def main() -> None:
     no traceback: a stopped job said one line when it recorded itself, a stopped sweep one
     line for all (`stop_code`); the details are in the jobs' logs."""
     from reinitlab.sweep.job import stop_code
-    from reinitlab.sweep.ledger import INTERRUPTED
+    from reinitlab.sweep.ledger import INTERRUPTED, Terminated
 
     try:
         _hydra_main()
-    except (KeyboardInterrupt, SystemExit) as e:
+    except (KeyboardInterrupt, SystemExit, Terminated) as e:
         code = stop_code(e)
         if code is None:
             raise
-        if not INTERRUPTED.is_set():  # stopped before any job recorded itself
+        if code == 130 and not INTERRUPTED.is_set():  # before any job recorded itself
             print("reinitlab: interrupted (Ctrl-C); no job was started", file=sys.stderr)
         raise SystemExit(code) from None
 
