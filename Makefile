@@ -50,7 +50,7 @@ demo: install
 # make report SWEEP=multirun/<sweep> [OUT=dir]: tables, figures, report.html (see README)
 report: install
 	@test -n "$(SWEEP)" || { echo "Usage: make report SWEEP=multirun/<sweep> [OUT=dir]"; exit 2; }
-	$(VENV)/bin/reinitlab report $(SWEEP) $(if $(OUT),--out $(OUT),)
+	$(VENV)/bin/reinitlab report "$(SWEEP)" $(if $(OUT),--out "$(OUT)",)
 
 test: install
 	$(PY) -m pytest -q

@@ -686,7 +686,7 @@ def test_bad_input_empty_dir_no_records_and_a_corrupt_record(tmp_path, capsys):
     )
     captured = capsys.readouterr()
     assert f"corrupt: {bad / 'result.json'}" in captured.err and "not valid JSON" in captured.err
-    assert "2 runs done" in captured.out and "1 unreadable" in captured.out
+    assert "2 runs done" in captured.out and "1 corrupt" in captured.out
     runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
     assert sorted(runs["scheme.k"]) == [1, 4]
     assert str(bad / "result.json") in (tmp_path / "rep" / "report.html").read_text()

@@ -65,12 +65,21 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Entry point of `reinitlab-train`: the Hydra app; Ctrl-C exits 130 without a traceback."""
+    """Entry point of `reinitlab-train`: the Hydra app. Ctrl-C exits 130 and SIGTERM 143 with
+    no traceback: a stopped job said one line when it recorded itself, a stopped sweep one
+    line for all (`stop_code`); the details are in the jobs' logs."""
+    from reinitlab.sweep.job import stop_code
+    from reinitlab.sweep.ledger import INTERRUPTED, Terminated
+
     try:
         _hydra_main()
-    except KeyboardInterrupt:
-        print("reinitlab: interrupted (the job is recorded as interrupted)", file=sys.stderr)
-        raise SystemExit(130) from None
+    except (KeyboardInterrupt, SystemExit, Terminated) as e:
+        code = stop_code(e)
+        if code is None:
+            raise
+        if code == 130 and not INTERRUPTED.is_set():  # before any job recorded itself
+            print("reinitlab: interrupted (Ctrl-C); no job was started", file=sys.stderr)
+        raise SystemExit(code) from None
 
 
 if __name__ == "__main__":

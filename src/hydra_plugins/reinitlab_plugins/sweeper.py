@@ -17,7 +17,8 @@ another live process -- are not launched at all; re-running a finished sweep say
 sweeps started together from training a job twice.
 
 Before anything is launched or written, every job to run is composed and put through the
-checks the job itself runs before loading weights (`reinitlab.training.builder.check_job`):
+checks the job itself runs before loading weights (`reinitlab.training.builder.check_job`),
+and every local data file it reads is parsed once (`reinitlab.data.content`, file and line):
 one invalid job refuses the whole sweep (exit 2), listing each job with its reason, and a
 reason shared by many jobs (a model that cannot be loaded) once -- an error found in seconds,
 not after hours of the jobs before it. `dry_run=true` stops there and lists the jobs.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,8 @@ def chunks(jobs: list[list[str]], size: int | None) -> list[list[list[str]]]:
 
 def job_problem(cfg: DictConfig) -> str | None:
     """What is wrong with one composed job (the checks the job itself runs before loading
-    weights), None when nothing is."""
+    weights, then the content of its data files), None when nothing is."""
+    from reinitlab.data.content import check_job_data
     from reinitlab.errors import ReinitlabError
     from reinitlab.training.builder import check_job
 
@@ -139,7 +142,8 @@ def job_problem(cfg: DictConfig) -> str | None:
         # nothing checked here writes there, but the trainer node interpolates it.
         cfg.paths.output_dir = str(Path(cfg.hydra.sweep.dir) / "unlaunched")
     try:
-        check_job(cfg)
+        spec = check_job(cfg)
+        check_job_data((spec.task, *(s.task for s in spec.chain.stages)), cfg.data)
     except ReinitlabError as e:
         return str(e)
     return None
@@ -316,12 +320,21 @@ class ReinitlabSweeper(Sweeper):
         unwritable directory is one message (exit 2); a full disk stops the sweep; failed jobs
         are counted at the end (exit 1) instead of raising the first one's traceback."""
         from reinitlab.errors import ReinitlabError
+        from reinitlab.sweep.job import stop_code, stopped_sweep_line
 
         try:
             return self._sweep(arguments)
         except ReinitlabError as e:
             print(f"reinitlab: error: {e}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        except BaseException as e:  # Ctrl-C, SIGTERM: one line, not the training's traceback
+            code = stop_code(e)
+            if code is None:
+                raise
+            assert self.config is not None
+            line = stopped_sweep_line(Path(self.config.hydra.sweep.dir), code)
+            print(f"reinitlab: {line}", file=sys.stderr, flush=True)
+            raise SystemExit(code) from None
 
     def _sweep(self, arguments: list[str]) -> Any:
         from reinitlab.sweep.ledger import DiskFullError, disk_full, writable_error
@@ -367,7 +380,7 @@ class ReinitlabSweeper(Sweeper):
         if failed:
             print(
                 f"[reinitlab] {len(failed)} of {total} jobs failed; `reinitlab status "
-                f"{sweep_dir}` lists them with their errors, and running the same command "
+                f"{shlex.quote(str(sweep_dir))}` lists them with their errors, and running the same command "
                 "again re-runs only the failed and missing jobs",
                 file=sys.stderr,
                 flush=True,
@@ -383,23 +396,35 @@ class ReinitlabSweeper(Sweeper):
 
         print(f"\n[reinitlab] results ({sweep_dir}):", flush=True)
         print(results_table(Ledger(sweep_dir), self.keys), flush=True)
+        where = shlex.quote(str(sweep_dir))
         print(
-            f"[reinitlab] report: reinitlab report {sweep_dir}   "
-            f"(or: make report SWEEP={sweep_dir})",
+            f"[reinitlab] report: reinitlab report {where}   (or: make report SWEEP={where})",
             flush=True,
         )
 
 
 def _label(cfg: DictConfig, num_layers: int | None) -> str:
-    """`rte k=3 seed 0`: the task, the scheme's label and the seed. When the model's layer
-    count is unknown (it cannot be loaded; the sweep is then refused, naming these labels) the
-    label is taken as for a model deeper than any value given, so `k=9` still reads `k=9`."""
-    from reinitlab.reinit import scheme_label
+    """`rte k=3 seed 0`: the task, the scheme's label and the seed. A scheme invalid for the
+    model (the sweep is then refused, naming these labels), or for a model whose layer count is
+    unknown, is labelled as for a model deeper than any value given, so `k=9` still reads
+    `k=9`; one that would then read as the untouched model (`k=0`) reads as what was asked."""
+    from reinitlab.reinit import SCHEMES, resolve_scheme, scheme_label
 
     params = OmegaConf.to_container(cfg.reinit, resolve=True)
     name = params.pop("name", None)
     try:
-        label = scheme_label(name, params, num_layers if num_layers is not None else 10**6)
+        resolve_scheme({"name": name, **params}, num_layers or 10**6)
+        valid = True
     except Exception:  # noqa: BLE001 -- an invalid scheme is refused by the job checks
-        label = f"{name} " + " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        valid = False
+    try:
+        label = scheme_label(name, params, num_layers if valid and num_layers else 10**6)
+        if not valid and label in ("baseline", "pooler"):
+            raise ValueError(label)  # never name an invalid job as what it is not
+    except Exception:  # noqa: BLE001
+        impl = SCHEMES.get(name)
+        shown = impl.position if impl is not None and impl.position else tuple(params)
+        label = f"{name} " + " ".join(
+            f"{k}={params.get(k)}" for k in shown if params.get(k) is not None
+        )
     return f"{cfg.task.name} {label} seed {cfg.seed}"

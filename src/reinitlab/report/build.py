@@ -465,10 +465,11 @@ def build_report(
     """Collect the runs under `dirs`, compute aggregates and paired deltas, draw the figures, and
     write the tables and report.html into `out_dir`; `metric` as in `runs_frame`."""
     from reinitlab.report.html import write_html
+    from reinitlab.sweep.ledger import check_writable
 
+    collection = collect(dirs)  # a bad input dir is refused before anything is created
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    collection = collect(dirs)
+    check_writable(out, "--out")  # a read-only sweep dir: said here, not as a traceback later
     runs = runs_frame(collection.records, metric=metric)
     if runs.empty:
         agg = deltas = dcells = pd.DataFrame()

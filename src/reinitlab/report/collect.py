@@ -19,8 +19,14 @@ from typing import Any
 import pandas as pd
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.sweep.ledger import PLAN_FILENAME, RESULT_FILENAME, Job, Ledger, error_line
-from reinitlab.sweep.status import plan_unreadable
+from reinitlab.sweep.ledger import (
+    PLAN_FILENAME,
+    RESULT_FILENAME,
+    Job,
+    Ledger,
+    error_line,
+    plan_unreadable,
+)
 
 # Config keys that describe a run's identity elsewhere (scheme, task, model, seeds) or that do
 # not change what is measured (paths, logging); the rest, when it varies, splits aggregates.
@@ -153,14 +159,8 @@ def collect(dirs: list[str | Path]) -> Collection:
         root = Path(d)
         if not root.is_dir():
             raise ReinitlabError(f"report: {str(root)!r} is not a directory")
-        if not any(root.iterdir()):
-            raise ReinitlabError(f"report: {str(root)!r} is empty (no sweep or run output in it)")
         ledger = Ledger(root)
-        if not ledger.jobs:
-            raise ReinitlabError(
-                f"report: no result records ({RESULT_FILENAME}) and no Hydra job dirs under "
-                f"{str(root)!r}; give a sweep dir such as multirun/<date>_<id>"
-            )
+        ledger.require_jobs("report")
         jobs = [j for j in ledger.jobs if j.key not in seen_keys]
         seen_keys |= {j.key for j in jobs}
         for job in jobs:
@@ -188,8 +188,8 @@ def collect(dirs: list[str | Path]) -> Collection:
                     problems.append(
                         Problem("missing", str(root), "planned but never started", job_overrides)
                     )
-            if ledger.plan_error:  # damaged, though multirun.yaml gave the jobs it planned
-                problems.append(Problem("plan", str(root / PLAN_FILENAME), ledger.plan_error))
+            if ledger.plan_problem:  # damaged, though multirun.yaml gave the jobs it planned
+                problems.append(Problem("plan", str(root / PLAN_FILENAME), ledger.plan_problem))
         elif ledger.plan is None:
             # the ledger's own plan is the better-named problem when both are unreadable
             unread = [(root / PLAN_FILENAME, ledger.plan_error)]

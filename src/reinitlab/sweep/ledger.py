@@ -144,6 +144,12 @@ class PlannedJob:
     baseline_added: bool = False
 
 
+def plan_unreadable(error: str) -> str:
+    """How status and the report say that a sweep's plan could not be read: why, and what it
+    costs (the jobs it planned but never started are nowhere else to be found)."""
+    return f"{error} (so the jobs it planned but never started cannot be counted as missing)"
+
+
 def _plan_error(path: Path, why: str) -> LedgerError:
     return LedgerError(
         f"the sweep plan {path} is damaged: {why}. Delete it and run the same sweep command "
@@ -546,6 +552,28 @@ class Ledger:
     def counts(self) -> dict[str, int]:
         """How many jobs are in each state: the numbers status, the sweeper and the report share."""
         return {s: len(self.by_state(s)) for s in STATES}
+
+    @property
+    def plan_problem(self) -> str | None:
+        """A damaged plan in the words `status` and the report both print (never counted as a
+        corrupt job: it is no job), None when the plan is readable or absent."""
+        return None if self.plan_error is None else plan_unreadable(self.plan_error)
+
+    def require_jobs(self, command: str) -> None:
+        """Refuse a directory that holds no job at all (no plan, no job directory, no result
+        record): an empty or wrong folder, not a sweep with zero jobs."""
+        if self.jobs or self.plan_error is not None:
+            return
+        what = (
+            "it is empty"
+            if not any(self.root.iterdir())
+            else f"it holds no {PLAN_FILENAME}, no Hydra job dirs and no result records "
+            f"({RESULT_FILENAME})"
+        )
+        raise ReinitlabError(
+            f"{command}: {str(self.root)!r} is not a sweep directory: {what}; give a sweep dir "
+            "such as multirun/<date>_<id> (hydra.sweep.dir) or a run dir"
+        )
 
     @property
     def planned(self) -> int | None:

@@ -26,20 +26,14 @@ def _job_line(job: Job) -> str:
     return f"  {where}  {' '.join(job.overrides)}{attempts}"
 
 
-def plan_unreadable(error: str) -> str:
-    """How status and the report say that a sweep's plan could not be read: why, and what it
-    costs (the jobs it planned but never started are nowhere else to be found)."""
-    return f"{error} (so the jobs it planned but never started cannot be counted as missing)"
-
-
 def format_status(sweep_dir: Path, ledger: Ledger) -> str:
     """The text `reinitlab status` prints: counts, then each failed, corrupt, running and
     missing job with its reason."""
     c = ledger.counts()
     planned = "" if ledger.planned is None else f" | planned {ledger.planned}"
     lines = [f"sweep {sweep_dir}", " | ".join(f"{s} {c[s]}" for s in STATES) + planned]
-    if ledger.plan_error:
-        lines.append(f"plan: {plan_unreadable(ledger.plan_error)}")
+    if ledger.plan_problem:
+        lines.append(f"plan: {ledger.plan_problem}")
     now = time.time()
     for state in ("failed", "corrupt", "running", "missing"):
         jobs = ledger.by_state(state)
@@ -129,6 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`reinitlab status SWEEP_DIR [--json]`."""
     ledger = sweep_status(args.sweep_dir)
+    ledger.require_jobs("status")
     if args.json:
         print(json.dumps(as_json(ledger), indent=2))
     else:
