@@ -1,0 +1,142 @@
+"""The sequential rule behind adaptive seeds: repeated confidence intervals on paired differences.
+
+A comparison is a variant against its cell's baseline; its samples are the paired differences
+`variant(seed s) - baseline(seed s)`, one per seed. The study looks at them after each stage,
+at the planned sample sizes `min_seeds, min_seeds + seeds_per_stage, ..., max_seeds` (the
+looks), and stops a comparison at the first look whose interval settles it.
+
+Why this rule. Re-running a fixed-n t-test after every stage inflates the error, so every look
+needs its own share of the error budget. We use repeated confidence intervals (Jennison &
+Turnbull, *Group Sequential Methods*, 2000, ch. 9) with Bonferroni spending: the family-wise
+`alpha` is split evenly over the family's `m` comparisons and the policy's `K` looks, and each
+look's interval is the exact two-sided Student-t interval at level `1 - alpha / (m K)`.
+By the union bound, the chance that any interval of any comparison at any look misses its
+true mean difference is at most `alpha`, whatever the stopping and whatever the correlation
+between comparisons (they share the baseline). Every wrong decision (a `better` or `worse`
+where there is no difference, an `equivalent` where the difference is at the margin) needs
+such a miss, so the family-wise error of all decisions together is at most `alpha`. The
+looks are fixed by the policy before any data is seen, so the spending is too.
+
+Libraries considered: AdaStop (`adastop`) is a permutation test between unpaired agents with
+randomised permutations and no equivalence margin or intervals; `confseq`'s confidence
+sequences need bounded observations and a C++ build; `deepsig`'s ASO is a one-shot test, not
+a sequential one. Hence the t quantiles of `scipy.stats` here. The t interval assumes roughly
+normal seed-to-seed differences (what fine-tuning's seed noise looks like at these sizes);
+`tests/test_decide.py` checks the error rates by simulation.
+
+Everything here is a pure function of arrays and the policy: no I/O, no randomness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+from reinitlab.errors import ReinitlabError
+
+# Decision codes of the vectorised rule (`sequential`), and their names.
+UNDECIDED, BETTER, WORSE, EQUIVALENT = 0, 1, 2, 3
+DECISIONS = ("undecided", "better", "worse", "equivalent")
+FAMILIES = ("task", "study")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How seeds are added: the looks, the family-wise error and the equivalence margin."""
+
+    min_seeds: int = 3  # seeds of every variant and baseline in stage 1
+    max_seeds: int = 10  # a comparison still undecided here ends "undecided at budget"
+    seeds_per_stage: int = 1  # seeds added to each undecided comparison per later stage
+    alpha: float = 0.05  # family-wise error over all looks and comparisons of a family
+    margin: float | None = None  # |difference| below which variants are `equivalent`; None: never
+    family: str = "task"  # error controlled per task, or over the whole study
+
+    def __post_init__(self) -> None:
+        def bad(option: str, given: object, allowed: str) -> ReinitlabError:
+            return ReinitlabError(
+                f"hydra.sweeper.adaptive.{option}={given!r} is not allowed: {allowed}"
+            )
+
+        if not isinstance(self.min_seeds, int) or self.min_seeds < 2:
+            raise bad("min_seeds", self.min_seeds, "an integer >= 2 (an interval needs 2 seeds)")
+        if not isinstance(self.max_seeds, int) or self.max_seeds < self.min_seeds:
+            raise bad("max_seeds", self.max_seeds, f"an integer >= min_seeds ({self.min_seeds})")
+        if not isinstance(self.seeds_per_stage, int) or self.seeds_per_stage < 1:
+            raise bad("seeds_per_stage", self.seeds_per_stage, "an integer >= 1")
+        if not 0 < float(self.alpha) < 1:
+            raise bad("alpha", self.alpha, "a number between 0 and 1 (exclusive)")
+        if self.margin is not None and not float(self.margin) > 0:
+            raise bad("margin", self.margin, "a positive number, or null (no equivalence)")
+        if self.family not in FAMILIES:
+            raise bad("family", self.family, f"one of {', '.join(FAMILIES)}")
+
+    def looks(self) -> list[int]:
+        """The sample sizes at which comparisons are decided, fixed before any data."""
+        sizes = list(range(self.min_seeds, self.max_seeds, self.seeds_per_stage))
+        return [*sizes, self.max_seeds]
+
+    def look_level(self, comparisons: int) -> float:
+        """The two-sided error of one interval at one look, for a family of `comparisons`."""
+        return float(self.alpha) / (max(comparisons, 1) * len(self.looks()))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    """What the rule says about comparisons (arrays of the input's leading shape)."""
+
+    decision: np.ndarray  # codes: UNDECIDED, BETTER, WORSE, EQUIVALENT
+    look: np.ndarray  # 1-based look (stage) of the decision; 0 while undecided
+    n: np.ndarray  # seeds the interval uses (the deciding look's, else the last look's)
+    mean: np.ndarray  # paired mean difference at that look
+    low: np.ndarray  # the look's interval (nan before the first look)
+    high: np.ndarray
+
+
+def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
+    """Apply the rule to paired differences `diffs[..., seed index]` (seeds in schedule
+    order; the last axis holds the seeds available, a prefix of the schedule). Looks beyond
+    the available seeds are not taken; a comparison decided at a look keeps that decision."""
+    diffs = np.asarray(diffs, dtype=float)
+    shape, available = diffs.shape[:-1], diffs.shape[-1]
+    decision = np.zeros(shape, dtype=int)
+    look_of = np.zeros(shape, dtype=int)
+    n_used = np.zeros(shape, dtype=int)
+    mean = np.full(shape, np.nan)
+    low = np.full(shape, np.nan)
+    high = np.full(shape, np.nan)
+    level = policy.look_level(comparisons)
+    total = np.cumsum(diffs, axis=-1)
+    total_sq = np.cumsum(diffs**2, axis=-1)
+    margin = None if policy.margin is None else float(policy.margin)
+    for j, n in enumerate(policy.looks(), 1):
+        if n > available:
+            break
+        m = total[..., n - 1] / n
+        var = np.maximum(total_sq[..., n - 1] - n * m**2, 0.0) / (n - 1)
+        half = stats.t.ppf(1 - level / 2, n - 1) * np.sqrt(var / n)
+        lo, hi = m - half, m + half
+        now = np.full(shape, UNDECIDED)
+        if margin is not None:
+            now = np.where((lo > -margin) & (hi < margin), EQUIVALENT, now)
+        now = np.where(hi < 0, WORSE, np.where(lo > 0, BETTER, now))
+        open_ = decision == UNDECIDED
+        decision = np.where(open_, now, decision)
+        look_of = np.where(open_ & (now != UNDECIDED), j, look_of)
+        n_used = np.where(open_, n, n_used)
+        mean = np.where(open_, m, mean)
+        low = np.where(open_, lo, low)
+        high = np.where(open_, hi, high)
+    return Outcome(decision, look_of, n_used, mean, low, high)
+
+
+def seeds_needed(outcome_decision: int, n_used: int, policy: Policy) -> int:
+    """How many seeds (a prefix of the schedule) a comparison needs for its next look: as many
+    as it has when decided or at budget, else the next look's size."""
+    if outcome_decision != UNDECIDED:
+        return n_used
+    return next((n for n in policy.looks() if n > n_used), policy.max_seeds)
