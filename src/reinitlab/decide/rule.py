@@ -29,6 +29,8 @@ Everything here is a pure function of arrays and the policy: no I/O, no randomne
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -52,6 +54,7 @@ class Policy:
     alpha: float = 0.05  # family-wise error over all looks and comparisons of a family
     margin: float | None = None  # |difference| below which variants are `equivalent`; None: never
     family: str = "task"  # error controlled per task, or over the whole study
+    shape: float = 0.25  # the boundary's Wang-Tsiatis shape: 0.5 Pocock, 0 O'Brien-Fleming
 
     def __post_init__(self) -> None:
         def bad(option: str, given: object, allowed: str) -> ReinitlabError:
@@ -69,6 +72,8 @@ class Policy:
             raise bad("alpha", self.alpha, "a number between 0 and 1 (exclusive)")
         if self.margin is not None and not float(self.margin) > 0:
             raise bad("margin", self.margin, "a positive number, or null (no equivalence)")
+        if not 0 <= float(self.shape) <= 0.5:
+            raise bad("shape", self.shape, "a number from 0 (O'Brien-Fleming) to 0.5 (Pocock)")
         if self.family not in FAMILIES:
             raise bad("family", self.family, f"one of {', '.join(FAMILIES)}")
 
@@ -77,12 +82,54 @@ class Policy:
         sizes = list(range(self.min_seeds, self.max_seeds, self.seeds_per_stage))
         return [*sizes, self.max_seeds]
 
-    def look_level(self, comparisons: int) -> float:
-        """The two-sided error of one interval at one look, for a family of `comparisons`."""
-        return float(self.alpha) / (max(comparisons, 1) * len(self.looks()))
+    def look_levels(self, comparisons: int) -> tuple[float, ...]:
+        """The two-sided nominal error of one interval at each look, for a family of
+        `comparisons`: each comparison gets `alpha / comparisons` over all its looks."""
+        level = float(self.alpha) / max(comparisons, 1)
+        return nominal_levels(tuple(self.looks()), level, float(self.shape))
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+CALIBRATION_DRAWS = 400_000  # simulated t processes behind a boundary (MC se 1.6 % of 0.02)
+CALIBRATION_SEED = 20261206  # fixed: the boundary is part of the design, the same every run
+
+
+@functools.lru_cache(maxsize=64)
+def nominal_levels(looks: tuple[int, ...], level: float, shape: float) -> tuple[float, ...]:
+    """The two-sided nominal t level of each look, such that the chance of any look's
+    interval missing the true mean is at most `level`.
+
+    The boundary has Wang & Tsiatis's shape: on the normal scale, look j's critical value is
+    `C * (n_j / n_K) ** (shape - 1/2)` (shape 0.5: Pocock's, the same at every look; 0:
+    O'Brien & Fleming's, strict early and close to the fixed-n test at the last look), turned
+    into a t quantile through its two-sided p-value. Under normal differences the looks' t
+    statistics `(mean_n - mu) / (sd_n / sqrt n)` have a joint law free of the mean and the
+    spread (a pivot), so C is computed once by simulating that law: a path misses when
+    `max_j z_j * (n_j / n_K) ** (1/2 - shape)` exceeds C (z_j: the normal quantile of look j's
+    t p-value), so C is that maximum's upper quantile, taken at `level` less two Monte Carlo
+    standard errors so that the error stays below `level` despite the simulation. One look
+    needs no simulation: the plain t interval is exact."""
+    if len(looks) == 1:
+        return (level,)
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    weights = (np.asarray(looks, dtype=float) / looks[-1]) ** (0.5 - shape)
+    largest = []
+    for start in range(0, CALIBRATION_DRAWS, 50_000):
+        x = rng.standard_normal((min(50_000, CALIBRATION_DRAWS - start), looks[-1]))
+        total, total_sq = np.cumsum(x, axis=1), np.cumsum(x**2, axis=1)
+        worst = np.full(x.shape[0], -np.inf)
+        for n, w in zip(looks, weights, strict=True):
+            m = total[:, n - 1] / n
+            sd = np.sqrt(np.maximum(total_sq[:, n - 1] - n * m**2, 0.0) / (n - 1))
+            z = stats.norm.isf(stats.t.sf(np.abs(m) * np.sqrt(n) / sd, n - 1))
+            worst = np.maximum(worst, z * w)
+        largest.append(worst)
+    worst = np.concatenate(largest)
+    target = level - 2 * math.sqrt(level * (1 - level) / worst.size)
+    c = float(np.quantile(worst, 1 - target, method="higher"))
+    return tuple(float(2 * stats.norm.sf(c / w)) for w in weights)
 
 
 @dataclass
@@ -109,7 +156,7 @@ def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
     mean = np.full(shape, np.nan)
     low = np.full(shape, np.nan)
     high = np.full(shape, np.nan)
-    level = policy.look_level(comparisons)
+    levels = policy.look_levels(comparisons)
     total = np.cumsum(diffs, axis=-1)
     total_sq = np.cumsum(diffs**2, axis=-1)
     margin = None if policy.margin is None else float(policy.margin)
@@ -118,7 +165,7 @@ def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
             break
         m = total[..., n - 1] / n
         var = np.maximum(total_sq[..., n - 1] - n * m**2, 0.0) / (n - 1)
-        half = stats.t.ppf(1 - level / 2, n - 1) * np.sqrt(var / n)
+        half = stats.t.isf(levels[j - 1] / 2, n - 1) * np.sqrt(var / n)
         lo, hi = m - half, m + half
         now = np.full(shape, UNDECIDED)
         if margin is not None:
