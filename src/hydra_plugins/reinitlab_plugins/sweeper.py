@@ -196,8 +196,12 @@ class ReinitlabSweeper(Sweeper):
         skip_completed: bool = True,
         dry_run: bool = False,
         validate: bool = True,
+        seeds: str = "fixed",
+        adaptive: dict[str, Any] | None = None,
     ) -> None:
         self.max_batch_size = max_batch_size
+        self.seeds = seeds
+        self.adaptive = dict(adaptive or {})
         self.params = dict(params or {})
         self.add_baselines = add_baselines
         self.skip_completed = skip_completed
@@ -234,6 +238,9 @@ class ReinitlabSweeper(Sweeper):
             "group": config_hash(identity_config(cfg, drop=("reinit",))),
             "baseline": is_baseline(cfg.reinit, num_layers),
             "label": _label(cfg, num_layers),
+            "task": str(cfg.task.name),
+            "seed": cfg.get("seed"),
+            "variant": scheme_text(cfg, num_layers),
             "cache_dir": cfg.data.get("cache_dir") if "data" in cfg else None,
             "cfg": cfg,
         }
@@ -262,6 +269,10 @@ class ReinitlabSweeper(Sweeper):
     def batches(self, overrides: list[Override]) -> list[list[list[str]]]:
         """The jobs left to run, each pinned to its ledger directory, in launch batches;
         nothing at all when a job is invalid (the sweep is refused) or on a dry run."""
+        return self.launch_plan(self.plan(expand(overrides)))
+
+    def launch_plan(self, planned: list[dict[str, Any]]) -> list[list[list[str]]]:
+        """`batches` for jobs already planned (adaptive seeds plan each stage itself)."""
         from reinitlab.sweep.ledger import (
             Ledger,
             check_writable,
@@ -271,7 +282,6 @@ class ReinitlabSweeper(Sweeper):
         )
 
         assert self.config is not None
-        planned = self.plan(expand(overrides))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         state = {j.key: j.state for j in Ledger(sweep_dir).jobs} if sweep_dir.is_dir() else {}
         done = [j for j in planned if state.get(j["job_key"]) == "completed"]
@@ -324,17 +334,40 @@ class ReinitlabSweeper(Sweeper):
             raise SystemExit(2) from None
 
     def _sweep(self, arguments: list[str]) -> Any:
-        from reinitlab.sweep.ledger import DiskFullError, disk_full, writable_error
-
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None
         params_conf = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        batches = self.batches(parser.parse_overrides(params_conf))
+        overrides = parser.parse_overrides(params_conf)
+        if self.seeds not in ("fixed", "adaptive"):
+            from reinitlab.errors import ReinitlabError
+
+            raise ReinitlabError(
+                f"hydra.sweeper.seeds={self.seeds!r} is not a seeds policy: use fixed (the "
+                "seeds given, the default) or adaptive (seeds added in stages where a "
+                "comparison with the baseline is undecided)"
+            )
+        if self.seeds == "adaptive":
+            from hydra_plugins.reinitlab_plugins.adaptive_seeds import run_adaptive
+
+            return run_adaptive(self, overrides)
+        batches = self.batches(overrides)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         if self.dry_run:
             print("[reinitlab] dry run: nothing was launched or written", flush=True)
             return []
+        returns, failed, total = self.run_batches(batches)
+        self.print_summary(sweep_dir)
+        self.exit_on_failures(failed, total)
+        return returns
+
+    def run_batches(self, batches: list[list[list[str]]]) -> tuple[list, list, int]:
+        """Launch the batches in order: (Hydra's returns, the failed jobs, how many ran);
+        a full disk stops them with one message."""
+        from reinitlab.sweep.ledger import DiskFullError, disk_full, writable_error
+
+        assert self.config is not None and self.launcher is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         except OSError as e:
@@ -363,7 +396,12 @@ class ReinitlabSweeper(Sweeper):
                         raise DiskFullError(
                             f"{r._return_value}. The sweep stopped after job {idx}/{total}"
                         )
-        self.print_summary(sweep_dir)
+        return returns, failed, total
+
+    def exit_on_failures(self, failed: list, total: int) -> None:
+        """One line naming how many jobs failed and exit 1, when any did."""
+        assert self.config is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         if failed:
             print(
                 f"[reinitlab] {len(failed)} of {total} jobs failed; `reinitlab status "
@@ -373,7 +411,6 @@ class ReinitlabSweeper(Sweeper):
                 flush=True,
             )
             raise SystemExit(1)
-        return returns
 
     def print_summary(self, sweep_dir: Path) -> None:
         """The sweep's results table (every job of this command, from the ledger), where they
@@ -390,16 +427,20 @@ class ReinitlabSweeper(Sweeper):
         )
 
 
-def _label(cfg: DictConfig, num_layers: int | None) -> str:
-    """`rte k=3 seed 0`: the task, the scheme's label and the seed. When the model's layer
-    count is unknown (it cannot be loaded; the sweep is then refused, naming these labels) the
-    label is taken as for a model deeper than any value given, so `k=9` still reads `k=9`."""
+def scheme_text(cfg: DictConfig, num_layers: int | None) -> str:
+    """`k=3`: the scheme's label. When the model's layer count is unknown (it cannot be
+    loaded; the sweep is then refused, naming these labels) the label is taken as for a model
+    deeper than any value given, so `k=9` still reads `k=9`."""
     from reinitlab.reinit import scheme_label
 
     params = OmegaConf.to_container(cfg.reinit, resolve=True)
     name = params.pop("name", None)
     try:
-        label = scheme_label(name, params, num_layers if num_layers is not None else 10**6)
+        return scheme_label(name, params, num_layers if num_layers is not None else 10**6)
     except Exception:  # noqa: BLE001 -- an invalid scheme is refused by the job checks
-        label = f"{name} " + " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
-    return f"{cfg.task.name} {label} seed {cfg.seed}"
+        return f"{name} " + " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
+
+
+def _label(cfg: DictConfig, num_layers: int | None) -> str:
+    """`rte k=3 seed 0`: the task, the scheme's label and the seed."""
+    return f"{cfg.task.name} {scheme_text(cfg, num_layers)} seed {cfg.seed}"

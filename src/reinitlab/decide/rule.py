@@ -5,17 +5,20 @@ A comparison is a variant against its cell's baseline; its samples are the paire
 at the planned sample sizes `min_seeds, min_seeds + seeds_per_stage, ..., max_seeds` (the
 looks), and stops a comparison at the first look whose interval settles it.
 
-Why this rule. Re-running a fixed-n t-test after every stage inflates the error, so every look
-needs its own share of the error budget. We use repeated confidence intervals (Jennison &
-Turnbull, *Group Sequential Methods*, 2000, ch. 9) with Bonferroni spending: the family-wise
-`alpha` is split evenly over the family's `m` comparisons and the policy's `K` looks, and each
-look's interval is the exact two-sided Student-t interval at level `1 - alpha / (m K)`.
-By the union bound, the chance that any interval of any comparison at any look misses its
-true mean difference is at most `alpha`, whatever the stopping and whatever the correlation
-between comparisons (they share the baseline). Every wrong decision (a `better` or `worse`
-where there is no difference, an `equivalent` where the difference is at the margin) needs
-such a miss, so the family-wise error of all decisions together is at most `alpha`. The
-looks are fixed by the policy before any data is seen, so the spending is too.
+Why this rule. Re-running a fixed-n t-test after every stage inflates the error, so the looks
+need a sequential rule. We use repeated confidence intervals (Jennison & Turnbull, *Group
+Sequential Methods with Applications to Clinical Trials*, 2000, ch. 9) on a group-sequential
+boundary: the family-wise `alpha` is split evenly over the family's `m` comparisons
+(Bonferroni: valid whatever the correlation between comparisons, which share their cell's
+baseline), and each comparison's `alpha / m` is spread over its looks by a boundary of Wang &
+Tsiatis's shape, calibrated for the t statistics of exactly these looks (`nominal_levels`).
+So the chance that any interval of any comparison at any look misses its true mean difference
+is at most `alpha`. Every wrong decision (a `better` or `worse` where there is no difference,
+an `equivalent` where the difference is at the margin) needs such a miss, so the family-wise
+error of all decisions together is at most `alpha`. The looks are fixed by the policy before
+any data is seen, so the boundary is too. The default shape (0.25) sits between Pocock's and
+O'Brien & Fleming's: far variants still stop after 3-4 seeds, and the last looks, where near
+and null variants are decided, keep most of the error budget (bench/bench_adaptive.py).
 
 Libraries considered: AdaStop (`adastop`) is a permutation test between unpaired agents with
 randomised permutations and no equivalence margin or intervals; `confseq`'s confidence
