@@ -122,3 +122,26 @@ def test_adaptive_refuses_a_seed_sweep_and_bad_options(tmp_path):
     assert policy.returncode == 2
     assert "hydra.sweeper.seeds='sometimes' is not a seeds policy" in policy.stderr
     assert not (tmp_path / "a" / "decisions.json").exists()
+
+
+@needs_glue
+def test_decisions_shown_by_status_and_the_report(adaptive_study, tmp_path):
+    import pandas as pd
+
+    from reinitlab.report.build import build_report
+    from reinitlab.sweep.status import as_json, format_status
+
+    sweep, _ = adaptive_study
+    decisions = json.loads((sweep / "decisions.json").read_text())
+    text = format_status(sweep, Ledger(sweep))
+    assert "decisions (adaptive seeds):" in text
+    for d in decisions:
+        assert any(line.startswith(f"stsb  {d['variant']}") for line in text.splitlines())
+    assert as_json(Ledger(sweep))["decisions"] == decisions
+    build_report([sweep], tmp_path / "report", n_resamples=200)
+    table = pd.read_csv(tmp_path / "report" / "decisions.csv")
+    assert table["variant"].tolist() == ["k=1", "k=3"]
+    assert table["decision"].tolist() == [d["decision"] for d in decisions]
+    assert table["seeds_used"].tolist() == [d["seeds_used"] for d in decisions]
+    # a fixed sweep has no decisions: status says nothing about them
+    assert as_json(Ledger(tmp_path / "report"))["decisions"] is None

@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 
 from reinitlab.decide.rule import Policy
 from reinitlab.decide.study import (
+    DECISIONS_FILENAME,
     Comparison,
     Decision,
     Result,
@@ -33,8 +34,6 @@ from reinitlab.decide.study import (
     seeds_per_job,
 )
 from reinitlab.errors import ReinitlabError
-
-DECISIONS_FILENAME = "decisions.json"
 
 
 def cell_text(job: dict[str, Any]) -> str:

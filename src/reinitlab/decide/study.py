@@ -10,13 +10,17 @@ results and the policy, the same on every re-run, whatever order the jobs finish
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
 from reinitlab.decide.rule import DECISIONS, UNDECIDED, Policy, seeds_needed, sequential
 from reinitlab.errors import ReinitlabError
+
+DECISIONS_FILENAME = "decisions.json"  # in the sweep dir, rewritten after every stage
 
 
 @dataclass(frozen=True)
@@ -169,3 +173,19 @@ def format_decisions(decisions: list[Decision]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
         for r in [header, *rows]
     )
+
+
+def read_decisions(sweep_dir: Path) -> list[Decision] | None:
+    """The decisions an adaptive sweep wrote into `sweep_dir`, None when it has none (a fixed
+    sweep) or the file is not a list of decisions (then nothing is shown rather than a part)."""
+    path = Path(sweep_dir) / DECISIONS_FILENAME
+    try:
+        items = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    names = {f.name for f in fields(Decision)}
+    if not isinstance(items, list) or not all(
+        isinstance(d, dict) and set(d) == names for d in items
+    ):
+        return None
+    return [Decision(**d) for d in items]
