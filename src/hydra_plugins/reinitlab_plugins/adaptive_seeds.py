@@ -109,6 +109,7 @@ class Study:
                 "'reinit.k=1,4'); this sweep has only baselines"
             )
         self.meta: dict[str, tuple[str, str | None, int]] = {}  # job key -> cell, variant, seed
+        self.described: dict[tuple[str, ...], dict[str, Any]] = {}  # overrides -> planned job
 
     def results(self) -> list[Result]:
         """The primary metric of every completed job of the study, from the ledger."""
@@ -134,7 +135,11 @@ class Study:
             n = need.get((cell_text(j), variant), 0)
             base = [o for o in j["overrides"] if not is_seed(o)]
             jobs += [[*base, f"seed={s}"] for s in self.seeds[:n]]
-        planned = self.sweeper.plan(jobs)
+        new = [j for j in jobs if tuple(j) not in self.described]
+        if new:  # each job composed once per command, however many stages replay
+            for p in self.sweeper.plan(new):
+                self.described[tuple(p["overrides"])] = p
+        planned = [self.described[tuple(j)] for j in jobs]
         for p in planned:
             variant = None if p["baseline"] else p["variant"]
             self.meta[p["job_key"]] = (cell_text(p), variant, int(p["seed"]))
