@@ -145,3 +145,18 @@ def test_decisions_shown_by_status_and_the_report(adaptive_study, tmp_path):
     assert table["seeds_used"].tolist() == [d["seeds_used"] for d in decisions]
     # a fixed sweep has no decisions: status says nothing about them
     assert as_json(Ledger(tmp_path / "report"))["decisions"] is None
+
+
+@needs_glue
+def test_a_stage_runs_through_the_stacked_launcher(tmp_path):
+    """A stage is an ordinary batch: the stacked launcher trains each seed's k=1, k=3 and
+    baseline as one stack, and the stages and decisions are the same as solo."""
+    sweep = tmp_path / "sweep"
+    out = multirun(sweep, *ADAPTIVE, "hydra/launcher=stacked")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "stacked launcher: 6 jobs in 2 stacks, 0 solo" in out.stdout
+    recs = results(sweep)
+    assert len({r["job_key"] for r in recs}) == len(recs) >= 6
+    got = json.loads((sweep / "decisions.json").read_text())
+    for d, exp in zip(got, expected_decisions(sweep), strict=True):
+        assert d["decision"] == exp["decision"] and d["seeds_used"] == exp["seeds_used"]
