@@ -143,6 +143,22 @@ def test_decisions_shown_by_status_and_the_report(adaptive_study, tmp_path):
     assert table["variant"].tolist() == ["k=1", "k=3"]
     assert table["decision"].tolist() == [d["decision"] for d in decisions]
     assert table["seeds_used"].tolist() == [d["seeds_used"] for d in decisions]
+    # the W&B summary run: the decisions table and how many variants ended each way
+    from reinitlab.report.wandb_summary import log_summary
+    from tests.helpers.wandb_reader import find_run_files, read_run
+
+    report = build_report([sweep], tmp_path / "wb", n_resamples=200)
+    log_summary(report)
+    run = read_run(find_run_files(tmp_path / "wb")[0])
+    counted = {
+        k.split("/", 1)[1]: v for k, v in run["summary"].items() if k.startswith("decisions/")
+    }
+    want: dict[str, int] = {}
+    for d in decisions:
+        what = d["decision"] + (" at budget" if d["at_budget"] else "")
+        want[what] = want.get(what, 0) + 1
+    assert counted == want
+    assert run["history"][0]["report/decisions"]["_type"] == "table-file"
     # a fixed sweep has no decisions: status says nothing about them
     assert as_json(Ledger(tmp_path / "report"))["decisions"] is None
 

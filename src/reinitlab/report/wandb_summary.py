@@ -78,6 +78,12 @@ def log_summary(report, online: bool = False, project: str | None = None) -> Pat
         run.summary.update(
             {"runs_done": len(col.records), **{f"runs_{k}": v for k, v in kinds.items()}}
         )
+        decisions = report.tables.get("decisions")
+        if decisions is not None:  # adaptive seeds: how many variants ended each way
+            outcome = decisions["decision"].where(~decisions["at_budget"], "undecided at budget")
+            run.summary.update(
+                {f"decisions/{k}": int(v) for k, v in outcome.value_counts().items()}
+            )
         return Path(run.dir).parent
     finally:
         run.finish()
