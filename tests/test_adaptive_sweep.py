@@ -118,6 +118,9 @@ def test_adaptive_refuses_a_seed_sweep_and_bad_options(tmp_path):
     bad = multirun(tmp_path / "b", *ADAPTIVE, "hydra.sweeper.adaptive.family=cell")
     assert bad.returncode == 2
     assert "hydra.sweeper.adaptive.family='cell' is not allowed" in bad.stderr
+    unknown = multirun(tmp_path / "d", *ADAPTIVE, "+hydra.sweeper.adaptive.min_seed=3")
+    assert unknown.returncode == 2
+    assert "hydra.sweeper.adaptive.min_seed is not an option" in unknown.stderr
     policy = multirun(tmp_path / "c", *ADAPTIVE, "hydra.sweeper.seeds=sometimes")
     assert policy.returncode == 2
     assert "hydra.sweeper.seeds='sometimes' is not a seeds policy" in policy.stderr

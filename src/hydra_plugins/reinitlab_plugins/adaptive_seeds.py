@@ -61,7 +61,16 @@ def is_seed(override: str) -> bool:
 
 def policy_of(sweeper: Any) -> Policy:
     """The policy from `hydra.sweeper.adaptive.*` (every option checked, named when wrong)."""
+    from dataclasses import fields
+
     options = OmegaConf.to_container(OmegaConf.create(sweeper.adaptive), resolve=True)
+    allowed = [f.name for f in fields(Policy)]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ReinitlabError(
+            f"hydra.sweeper.adaptive.{unknown[0]} is not an option of adaptive seeds; the "
+            f"options are {', '.join(allowed)}"
+        )
     return Policy(**options)
 
 
