@@ -12,7 +12,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: install install-mpnet demo test test-slow test-all test-slurm lint format clean bench report
+.PHONY: install install-mpnet demo test test-slow test-science test-all test-slurm lint format clean bench report
 
 SITE := conf/site/local.yaml
 
@@ -58,6 +58,10 @@ test: install
 # the slow suite includes the real all-mpnet-base-v2 (tests/test_mpnet.py)
 test-slow: install install-mpnet
 	$(PY) -m pytest -q -m slow
+
+# long statistical studies (the adaptive-seeds error rates over >= 10,000 simulated studies)
+test-science: install
+	$(PY) -m pytest -q -m science
 
 test-all: install install-mpnet
 	$(PY) -m pytest -q -m "not slurm"

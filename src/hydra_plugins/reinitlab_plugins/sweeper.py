@@ -200,8 +200,12 @@ class ReinitlabSweeper(Sweeper):
         skip_completed: bool = True,
         dry_run: bool = False,
         validate: bool = True,
+        seeds: str = "fixed",
+        adaptive: dict[str, Any] | None = None,
     ) -> None:
         self.max_batch_size = max_batch_size
+        self.seeds = seeds
+        self.adaptive = dict(adaptive or {})
         self.params = dict(params or {})
         self.add_baselines = add_baselines
         self.skip_completed = skip_completed
@@ -238,6 +242,9 @@ class ReinitlabSweeper(Sweeper):
             "group": config_hash(identity_config(cfg, drop=("reinit",))),
             "baseline": is_baseline(cfg.reinit, num_layers),
             "label": _label(cfg, num_layers),
+            "task": str(cfg.task.name),
+            "seed": cfg.get("seed"),
+            "variant": scheme_text(cfg, num_layers),
             "cache_dir": cfg.data.get("cache_dir") if "data" in cfg else None,
             "cfg": cfg,
         }
@@ -266,6 +273,10 @@ class ReinitlabSweeper(Sweeper):
     def batches(self, overrides: list[Override]) -> list[list[list[str]]]:
         """The jobs left to run, each pinned to its ledger directory, in launch batches;
         nothing at all when a job is invalid (the sweep is refused) or on a dry run."""
+        return self.launch_plan(self.plan(expand(overrides)))
+
+    def launch_plan(self, planned: list[dict[str, Any]]) -> list[list[list[str]]]:
+        """`batches` for jobs already planned (adaptive seeds plan each stage itself)."""
         from reinitlab.sweep.ledger import (
             Ledger,
             check_writable,
@@ -275,7 +286,6 @@ class ReinitlabSweeper(Sweeper):
         )
 
         assert self.config is not None
-        planned = self.plan(expand(overrides))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         state = {j.key: j.state for j in Ledger(sweep_dir).jobs} if sweep_dir.is_dir() else {}
         done = [j for j in planned if state.get(j["job_key"]) == "completed"]
@@ -337,17 +347,40 @@ class ReinitlabSweeper(Sweeper):
             raise SystemExit(code) from None
 
     def _sweep(self, arguments: list[str]) -> Any:
-        from reinitlab.sweep.ledger import DiskFullError, disk_full, writable_error
-
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None
         params_conf = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        batches = self.batches(parser.parse_overrides(params_conf))
+        overrides = parser.parse_overrides(params_conf)
+        if self.seeds not in ("fixed", "adaptive"):
+            from reinitlab.errors import ReinitlabError
+
+            raise ReinitlabError(
+                f"hydra.sweeper.seeds={self.seeds!r} is not a seeds policy: use fixed (the "
+                "seeds given, the default) or adaptive (seeds added in stages where a "
+                "comparison with the baseline is undecided)"
+            )
+        if self.seeds == "adaptive":
+            from hydra_plugins.reinitlab_plugins.adaptive_seeds import run_adaptive
+
+            return run_adaptive(self, overrides)
+        batches = self.batches(overrides)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         if self.dry_run:
             print("[reinitlab] dry run: nothing was launched or written", flush=True)
             return []
+        returns, failed, total = self.run_batches(batches)
+        self.print_summary(sweep_dir)
+        self.exit_on_failures(failed, total)
+        return returns
+
+    def run_batches(self, batches: list[list[list[str]]]) -> tuple[list, list, int]:
+        """Launch the batches in order: (Hydra's returns, the failed jobs, how many ran);
+        a full disk stops them with one message."""
+        from reinitlab.sweep.ledger import DiskFullError, disk_full, writable_error
+
+        assert self.config is not None and self.launcher is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         except OSError as e:
@@ -376,7 +409,12 @@ class ReinitlabSweeper(Sweeper):
                         raise DiskFullError(
                             f"{r._return_value}. The sweep stopped after job {idx}/{total}"
                         )
-        self.print_summary(sweep_dir)
+        return returns, failed, total
+
+    def exit_on_failures(self, failed: list, total: int) -> None:
+        """One line naming how many jobs failed and exit 1, when any did."""
+        assert self.config is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         if failed:
             print(
                 f"[reinitlab] {len(failed)} of {total} jobs failed; `reinitlab status "
@@ -386,7 +424,6 @@ class ReinitlabSweeper(Sweeper):
                 flush=True,
             )
             raise SystemExit(1)
-        return returns
 
     def print_summary(self, sweep_dir: Path) -> None:
         """The sweep's results table (every job of this command, from the ledger), where they
@@ -403,11 +440,11 @@ class ReinitlabSweeper(Sweeper):
         )
 
 
-def _label(cfg: DictConfig, num_layers: int | None) -> str:
-    """`rte k=3 seed 0`: the task, the scheme's label and the seed. A scheme invalid for the
-    model (the sweep is then refused, naming these labels), or for a model whose layer count is
-    unknown, is labelled as for a model deeper than any value given, so `k=9` still reads
-    `k=9`; one that would then read as the untouched model (`k=0`) reads as what was asked."""
+def scheme_text(cfg: DictConfig, num_layers: int | None) -> str:
+    """`k=3`: the scheme's label. A scheme invalid for the model (the sweep is then refused,
+    naming these labels), or for a model whose layer count is unknown, is labelled as for a
+    model deeper than any value given, so `k=9` still reads `k=9`; one that would then read as
+    the untouched model (`k=0`) reads as what was asked."""
     from reinitlab.reinit import SCHEMES, resolve_scheme, scheme_label
 
     params = OmegaConf.to_container(cfg.reinit, resolve=True)
@@ -427,4 +464,9 @@ def _label(cfg: DictConfig, num_layers: int | None) -> str:
         label = f"{name} " + " ".join(
             f"{k}={params.get(k)}" for k in shown if params.get(k) is not None
         )
-    return f"{cfg.task.name} {label} seed {cfg.seed}"
+    return label
+
+
+def _label(cfg: DictConfig, num_layers: int | None) -> str:
+    """`rte k=3 seed 0`: the task, the scheme's label and the seed."""
+    return f"{cfg.task.name} {scheme_text(cfg, num_layers)} seed {cfg.seed}"

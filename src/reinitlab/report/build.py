@@ -455,6 +455,18 @@ def figure_kind(scheme: str) -> str:
     return impl.figure if impl is not None else "bars"
 
 
+def decisions_table(dirs: list[str | Path]) -> pd.DataFrame:
+    """The adaptive-seeds decisions of the sweeps in `dirs` (decisions.csv): one row per
+    variant against its cell's baseline, with the sweep it came from."""
+    from reinitlab.decide.study import read_decisions
+
+    rows = []
+    for d in dirs:
+        for dec in read_decisions(Path(d)) or []:
+            rows.append({"sweep": str(d), **dec.as_dict()})
+    return pd.DataFrame(rows)
+
+
 def build_report(
     dirs: list[str | Path],
     out_dir: str | Path,
@@ -489,6 +501,9 @@ def build_report(
     report.notes = _notes(report)
     if not runs.empty:
         report.tables["recipe"] = recipes_table(runs)
+    decisions = decisions_table(dirs)
+    if not decisions.empty:
+        report.tables["decisions"] = decisions
 
     report.transfer = transfer_cells(runs, n_resamples=n_resamples, seed=seed)
     records_by_dir = {r["run_dir"]: r for r in collection.records}

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from reinitlab.decide.study import format_decisions, read_decisions
 from reinitlab.sweep.ledger import STATES, Job, Ledger
 
 
@@ -54,6 +55,9 @@ def format_status(sweep_dir: Path, ledger: Ledger) -> str:
                 lines.append(
                     f"    pid {lease.get('pid')} on {lease.get('host')}, for {age / 60:.0f} min"
                 )
+    decisions = read_decisions(sweep_dir)
+    if decisions:
+        lines += ["decisions (adaptive seeds):", format_decisions(decisions)]
     return "\n".join(lines)
 
 
@@ -94,7 +98,9 @@ def results_table(ledger: Ledger, keys: list[str] | None = None) -> str:
 
 def as_json(ledger: Ledger) -> dict:
     """Everything `format_status` shows, as JSON (`reinitlab status --json`)."""
+    decisions = read_decisions(ledger.root)
     return {
+        "decisions": None if decisions is None else [d.as_dict() for d in decisions],
         "counts": ledger.counts(),
         "planned": ledger.planned,
         "plan_error": ledger.plan_error,
