@@ -57,3 +57,28 @@ def test_deltas_bench_pairs_runs_adjacent_in_time():
     assert s["tracker_share_pct"] == pytest.approx(100 * 1.2 / 12)
     assert s["tracker_share_cpu_pct"] == pytest.approx(100 * 0.6 / 8.8)
     assert s["tracker_calls"] == 4
+
+
+def test_stack_bench_alternates_which_way_runs_first(monkeypatch, tmp_path):
+    """bench_stack: repeat 1 runs the four solo jobs then the stack, repeat 2 the stack first,
+    and the cell's numbers come out the same whichever ran first."""
+    import bench.bench_stack as bench_stack
+
+    calls = []
+
+    def fake_measure(spec):
+        calls.append((spec["way"], tuple(spec["variants"])))
+        seconds = 10.0 if spec["way"] == "solo" else 20.0
+        return {"fit_s": seconds, "dev_s": 1.0, "wall_s": seconds + 5, "examples": 64,
+                "dev": {v: 0.5 for v in spec["variants"]}, "device": "cpu"}  # fmt: skip
+
+    monkeypatch.setattr(bench_stack, "measure", fake_measure)
+    solo_first = bench_stack.run_cell({}, tmp_path, stack_first=False)
+    order_1, calls[:] = list(calls), []
+    stack_first = bench_stack.run_cell({}, tmp_path, stack_first=True)
+    variants = tuple(bench_stack.VARIANTS)
+    assert order_1 == [("solo", (v,)) for v in variants] + [("stacked", variants)]
+    assert calls == [("stacked", variants)] + [("solo", (v,)) for v in variants]
+    assert solo_first == stack_first
+    assert solo_first["solo"]["cell_examples_per_s"] == 4 * 64 / 40
+    assert solo_first["stacked"]["cell_examples_per_s"] == 4 * 64 / 20
