@@ -121,7 +121,8 @@ def test_readme_command_works_as_printed(command, tmp_path):
     if out.returncode == 2 and HUB_REFUSAL in both:
         # a command the README presents as offline must not need the hub
         assert command in HUB_COMMANDS, (
-            f"refused for the hub, but the README has no (hub) note:\n{both[-2000:]}"
+            "refused for the hub, but the README has no (hub) note (model=mpnet-base needs "
+            f"`make install-mpnet` first, which `make test-slow` runs):\n{both[-2000:]}"
         )
         assert "Traceback" not in both
         return  # needs the hub, as the README says, and says so before anything starts
