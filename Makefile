@@ -12,7 +12,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: install install-mpnet demo test test-slow test-science test-all test-slurm lint format clean bench report
+.PHONY: install install-mpnet demo test test-slow test-all test-science test-slurm lint format clean bench report
 
 SITE := conf/site/local.yaml
 
@@ -53,18 +53,20 @@ report: install
 	$(VENV)/bin/reinitlab report "$(SWEEP)" $(if $(OUT),--out "$(OUT)",)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # the slow suite includes the real all-mpnet-base-v2 (tests/test_mpnet.py)
 test-slow: install install-mpnet
-	$(PY) -m pytest -q -m slow
-
-# long statistical studies (the adaptive-seeds error rates over >= 10,000 simulated studies)
-test-science: install
-	$(PY) -m pytest -q -m science
+	$(PY) -m pytest -q -m slow --durations=15
 
 test-all: install install-mpnet
-	$(PY) -m pytest -q -m "not slurm"
+	$(PY) -m pytest -q -m "not slurm and not science"
+
+# Long statistical studies (the stacked dropout-on seed study, the adaptive-seeds error rates
+# over 100,000 simulated studies; tens of minutes): before a release, not in CI.
+# Their latest output is kept in docs/science.md.
+test-science: install install-mpnet
+	$(PY) -m pytest -q -s -m science
 
 # Sweeps through a real single-node SLURM cluster on this machine (root, Debian): brought up
 # by scripts/slurm/up.sh, taken down afterwards even when a test fails.
