@@ -83,7 +83,7 @@ def planned_jobs(multirun_yaml: Path) -> tuple[dict[str, str], list[list[str]] |
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        from hydra_plugins.reinitlab_plugins.sweeper import expand
+        from reinitlab.sweep.overrides import expand
 
         sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_") or ""
         if not sweeper.endswith("BasicSweeper"):
