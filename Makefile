@@ -76,9 +76,12 @@ test-slurm: install
 	REINITLAB_SLURM_DIR=$(SLURM_DIR) PATH="$(SLURM_DIR)/bin:$$PATH" $(PY) -m pytest -q -m slurm; \
 	  rc=$$?; REINITLAB_SLURM_DIR=$(SLURM_DIR) scripts/slurm/down.sh; exit $$rc
 
+# lint-imports: the package layering (pyproject.toml [tool.importlinter], docs/architecture.md);
+# src first on the path, so a git worktree checks its own code rather than the editable install's
 lint: install
 	$(VENV)/bin/ruff check src tests train.py bench
 	$(VENV)/bin/ruff format --check src tests train.py bench
+	PYTHONPATH=src$${PYTHONPATH:+:$$PYTHONPATH} $(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format src tests train.py bench
@@ -93,4 +96,4 @@ bench: install install-mpnet
 	done
 
 clean:
-	rm -rf outputs .pytest_cache .ruff_cache
+	rm -rf outputs .pytest_cache .ruff_cache .import_linter_cache .grimp_cache

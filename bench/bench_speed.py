@@ -63,8 +63,9 @@ def warm_tokenization(cache_dir: str | Path, overrides: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from reinitlab.job import check_job
     from reinitlab.paths import config_dir
-    from reinitlab.training.builder import build_data, check_job
+    from reinitlab.training.builder import build_data
     from reinitlab.training.models import load_tokenizer
 
     GlobalHydra.instance().clear()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from reinitlab.errors import ReinitlabError
+from reinitlab.job import build_job, check_job
 from reinitlab.sweep.ledger import RESULT_FILENAME, Ledger
-from reinitlab.training.builder import build_job, check_job
 from tests.helpers import FAST, GLUE, REPO, compose_cfg, needs_glue
 
 QUICK = (

@@ -537,7 +537,7 @@ def test_a_head_masked_job_never_probes_its_baselines_cached_features(tmp_path):
 def test_head_on_layer_reads_that_layer_only(tiny_model_and_data):
     import copy
 
-    from reinitlab.probing.head_layer import attach_head_to_layer
+    from reinitlab.training.head_layer import attach_head_to_layer
 
     full, data, collate = tiny_model_and_data
     full = copy.deepcopy(full).eval()
@@ -566,7 +566,7 @@ def test_head_on_layer_reads_that_layer_only(tiny_model_and_data):
 
 @needs_glue
 def test_frozen_layers_stay_bit_identical_through_training(tmp_path, monkeypatch):
-    import reinitlab.probing.head_layer as head_layer
+    import reinitlab.training.head_layer as head_layer
     from reinitlab.train import train
     from reinitlab.training.models import load_model
 
@@ -621,7 +621,7 @@ def test_mpnet_features_and_head_on_layer(tmp_path):
     from torch.utils.data import DataLoader
 
     from reinitlab.probing.features import cached_features
-    from reinitlab.probing.head_layer import attach_head_to_layer
+    from reinitlab.training.head_layer import attach_head_to_layer
     from tests.helpers import padded_batch, tiny_model
 
     full = tiny_model("mpnet", layers=3, far_from_init=True, train=False)

@@ -559,7 +559,7 @@ def test_metric_choice_final_best_and_auto(tmp_path):
 
 
 def test_baseline_detection():
-    from reinitlab.report.collect import is_baseline
+    from reinitlab.reinit import scheme_is_baseline as is_baseline
 
     assert is_baseline({"name": "none", "pooler": False}, 3)
     assert is_baseline({"name": "progressive", "k": None}, 3)

@@ -26,7 +26,7 @@ def train(cfg: DictConfig, extra_callbacks: list | tuple = ()) -> dict[str, Any]
 
     `extra_callbacks` (Lightning callbacks) are added to the job's own, e.g. by benchmarks."""
     from reinitlab.chain import run_chain
-    from reinitlab.training.builder import build_job
+    from reinitlab.job import build_job
     from reinitlab.training.record import build_record, summary_line, write_result
 
     started = time.time()

@@ -90,7 +90,7 @@ class Study:
     jobs each stage needs."""
 
     def __init__(self, sweeper: Any, overrides: list[Override], policy: Policy) -> None:
-        from hydra_plugins.reinitlab_plugins.sweeper import expand
+        from reinitlab.sweep.overrides import expand
 
         check_overrides(overrides)
         self.sweeper, self.policy = sweeper, policy

@@ -17,7 +17,7 @@ another live process -- are not launched at all; re-running a finished sweep say
 sweeps started together from training a job twice.
 
 Before anything is launched or written, every job to run is composed and put through the
-checks the job itself runs before loading weights (`reinitlab.training.builder.check_job`),
+checks the job itself runs before loading weights (`reinitlab.job.check_job`),
 and every local data file it reads is parsed once (`reinitlab.data.content`, file and line):
 one invalid job refuses the whole sweep (exit 2), listing each job with its reason, and a
 reason shared by many jobs (a model that cannot be loaded) once -- an error found in seconds,
@@ -32,7 +32,6 @@ with failed jobs adds one line naming how many and exits 1.
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import shlex
 import sys
@@ -47,6 +46,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.reinitlab_plugins.local_launcher import LocalLauncher
+from reinitlab.sweep.overrides import expand
 
 log = logging.getLogger(__name__)
 
@@ -103,26 +103,6 @@ def is_baseline(reinit: DictConfig, num_layers: int | None) -> bool:
         return False  # an invalid scheme: its job fails with the message; not a baseline
 
 
-def expand(overrides: list[Override]) -> list[list[str]]:
-    """Every job's overrides: the cartesian product of the sweep's values, in command order
-    (what Hydra's basic sweeper does; a later value of one key replaces an earlier one)."""
-    choices: dict[str, list[str]] = {}
-    for o in overrides:
-        key = o.get_key_element()
-        if not o.is_sweep_override():
-            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
-        elif o.is_discrete_sweep():
-            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
-        else:
-            from reinitlab.errors import ReinitlabError
-
-            raise ReinitlabError(
-                f"{o.input_line}: the reinitlab sweeper expands lists and range() sweeps, not "
-                f"{o.value_type.name if o.value_type else 'this'} sweeps"
-            )
-    return [list(job) for job in itertools.product(*choices.values())]
-
-
 def chunks(jobs: list[list[str]], size: int | None) -> list[list[list[str]]]:
     """Launch batches of `size` jobs (all at once when `size` is unset)."""
     size = size if size and size > 0 else max(len(jobs), 1)
@@ -134,7 +114,7 @@ def job_problem(cfg: DictConfig) -> str | None:
     weights, then the content of its data files), None when nothing is."""
     from reinitlab.data.content import check_job_data
     from reinitlab.errors import ReinitlabError
-    from reinitlab.training.builder import check_job
+    from reinitlab.job import check_job
 
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reinitlab.errors import ReinitlabError
+from reinitlab.reinit import figure_label, scheme_is_baseline
 
 # The report figure (`figure_key`) whose runs make the reinit curve by default: progressive,
 # mode=reinit, whole layers, no pooler.
@@ -92,13 +93,11 @@ def reinit_curve(
 
     The curve is the progressive runs with k = 1..L drawn in `figure` (the report's figure
     name: `progressive`, `progressive zero`, `progressive [attention]`, ...); the baseline is
-    every run that changes nothing (`reinitlab.report.collect.is_baseline`: reinit=none, k = L+1 or
+    every run that changes nothing (`reinitlab.reinit.scheme_is_baseline`: reinit=none, k = L+1 or
     unset, any scheme selecting nothing; never a pooler-only run). Other runs are ignored:
     a head or block run is no baseline, a `mode=zero` run no point of the reinit curve.
     `which` is "best" or "final".
     """
-    from reinitlab.report.collect import figure_key, is_baseline  # pandas: only when asked
-
     if figure.split(" ", 1)[0] != "progressive":
         raise ReinitlabError(
             f"reinit_curve(figure={figure!r}): the curve is drawn from progressive runs; "
@@ -110,9 +109,9 @@ def reinit_curve(
     for rec in records:
         seen.add((rec.get("task"), rec.get("model")))
         scheme, num_layers = rec["scheme"], int(rec["num_layers"])
-        if is_baseline(scheme, num_layers):
+        if scheme_is_baseline(scheme, num_layers):
             base.append(float(rec[which]["metrics"][metric]))
-        elif scheme.get("name") == "progressive" and figure_key(scheme) == figure:
+        elif scheme.get("name") == "progressive" and figure_label("progressive", scheme) == figure:
             by_k[int(scheme["k"])].append(float(rec[which]["metrics"][metric]))
     if len(seen) > 1:
         raise ReinitlabError(f"records mix tasks/models {sorted(seen, key=str)}; pass one of each")

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from reinitlab.errors import ReinitlabError
+from reinitlab.reinit import scheme_is_baseline
 from reinitlab.sweep.ledger import (
     PLAN_FILENAME,
     RESULT_FILENAME,
@@ -118,7 +119,7 @@ def planned_jobs(multirun_yaml: Path) -> SweepPlan:
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        from hydra_plugins.reinitlab_plugins.sweeper import expand
+        from reinitlab.sweep.overrides import expand
 
         parsed = OverridesParser.create().parse_overrides(
             [f"{k}={v}" for k, v in params.items()] + task_overrides
@@ -214,21 +215,6 @@ def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = json.dumps(obj)
     else:
         out[prefix] = obj
-
-
-def is_baseline(scheme: dict[str, Any], num_layers: int | None) -> bool:
-    """Baseline = nothing re-initialized (the scheme registry decides: none, progressive with
-    k null or L+1, any scheme with its position unset), or a run labelled "baseline" -- unless
-    `pooler: true` re-initialized the pooler (then it is a variant of its own, compared with
-    the untouched baseline like any other)."""
-    from reinitlab.reinit import SCHEMES
-
-    if scheme.get("pooler"):
-        return False
-    if scheme.get("label") == "baseline":
-        return True
-    impl = SCHEMES.get(scheme.get("name"))
-    return impl is not None and impl.is_baseline(scheme, num_layers)
 
 
 def scheme_variant(scheme: dict[str, Any], num_layers: int | None = None) -> str:
@@ -332,7 +318,7 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
             "label": scheme_variant(scheme, num_layers),
             "variant": scheme_variant(scheme, num_layers),
             "figure": figure_key(scheme),
-            "is_baseline": is_baseline(scheme, num_layers),
+            "is_baseline": scheme_is_baseline(scheme, num_layers),
             "head_layer": layer,
             "head_index": head,
             "seed": rec["seed"],

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import CenteredNorm  # noqa: E402
 
+from reinitlab.deltas.figure import head_label, head_movement_figure, layer_label  # noqa: E402
 from reinitlab.report.io import atomic_path  # noqa: E402
 from reinitlab.report.transfer import chain_order  # noqa: E402
 
@@ -44,16 +45,6 @@ def figure_title(task, model, size, factors, chain="none") -> str:
     size_txt = "full train set" if size == "all" else f"{size} train examples"
     title = f"{task} · {model} · {size_txt}" + (f" · {factors}" if factors else "")
     return title + (f" · after {chain}" if chain != "none" else "")
-
-
-def layer_label(layer: int) -> str:
-    """`Layer 3` (1-based), the report's name for an encoder layer on every axis and table."""
-    return f"Layer {int(layer)}"
-
-
-def head_label(head: int) -> str:
-    """`H6` (1-based): a head column; with its layer it reads `L12H6`, as the run labels do."""
-    return f"H{int(head)}"
 
 
 def _curve(ax, cells, baseline, num_layers, color, label, delta_cells=None) -> None:
@@ -323,20 +314,6 @@ def movement_heatmaps(
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8, label="relative movement (shared scale)")
     fig.suptitle(title, fontsize=10)
     return save(fig, out_dir, name)
-
-
-def head_movement_figure(head: list[list[float]], title: str):
-    """Per-head relative movement as a layers x heads heatmap (1-based labels). Shared by the
-    report and the DeltaTracker's W&B image, so both draw the same picture."""
-    m = np.asarray(head, dtype=float)
-    fig, ax = plt.subplots(figsize=(0.6 * m.shape[1] + 2.5, 0.5 * m.shape[0] + 1.8))
-    im = ax.imshow(m, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(m.shape[1]), [head_label(i + 1) for i in range(m.shape[1])])
-    ax.set_yticks(range(m.shape[0]), [layer_label(i + 1) for i in range(m.shape[0])])
-    ax.set_xlabel("attention head")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax)
-    return fig
 
 
 def head_movement_heatmap(
