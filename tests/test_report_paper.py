@@ -30,7 +30,7 @@ from tests.test_report import (
 )
 
 RAW_CONFIG = re.compile(r'\{\s*"|\{&quot;|"\s*:\s*(null|false|true|"|\d)')
-FIGURE_MARKS = ("ci-band", "ci-baseline", "significance")
+FIGURE_MARKS = ("ci-bars", "ci-baseline", "paired-ci", "significance")
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +176,7 @@ def test_layer_curve_has_the_baseline_as_its_k_equals_L_plus_1_point(tmp_path):
     svg = Path(both["svg"]).read_text()
     assert "k=4" in svg and "(baseline)" in svg and "rte (mcc)" in svg and "cola (mcc)" in svg
     ids = svg_ids(Path(both["svg"]))
-    assert "ci-baseline" in ids and "ci-band" in ids
+    assert {"ci-baseline", "ci-bars", "paired-ci"} <= ids and "ci-band" not in ids
 
 
 # --- LaTeX ------------------------------------------------------------------------------------
@@ -300,10 +300,13 @@ def test_head_grids_of_a_report_share_one_zero_centred_scale(tmp_path):
     report = build_report([sweep], tmp_path / "out", n_resamples=200)
 
     def numbers(svg: Path) -> list[float]:
-        """Numbers drawn as text (matplotlib keeps each text as an SVG comment): the cell
+        """Numbers drawn as text (the house style keeps text as SVG <text>): the cell
         values and the colour bar's tick labels."""
         found = []
-        for text in re.findall(r"<!-- (.*?) -->", svg.read_text()):
+        for el in ET.parse(svg).iter():
+            if not el.tag.endswith("text"):
+                continue
+            text = "".join(el.itertext()).strip()
             with contextlib.suppress(ValueError):
                 found.append(float(text.replace("−", "-")))
         return found
@@ -316,3 +319,43 @@ def test_head_grids_of_a_report_share_one_zero_centred_scale(tmp_path):
     assert max(abs(v) for v in cola) >= 0.075 and max(abs(v) for v in rte) >= 0.075
     grids = [f for f in report.figures if f.get("kind") == "head_grid"]
     assert len(grids) == 2 and all("shared by every head grid" in f["caption"] for f in grids)
+
+
+def png_dpi(path: Path) -> tuple[float, float]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.info["dpi"]
+
+
+def test_figures_are_print_ready_vector_pdf_and_300_dpi_png(tmp_path):
+    """House style: every figure as a PDF (text as text, TrueType), an SVG with <text>, a PNG
+    at 300 dpi; the layer curve at the full text width with error bars only at the k values
+    that were run (no band), the baseline drawn once, a legend naming the bars and n, and a
+    paired-difference panel with a zero line and marks."""
+    from reinitlab.report import figures as fg
+
+    sweep = progressive_study(tmp_path, seeds=(0, 1, 2))
+    report = build_report([sweep], tmp_path / "out", n_resamples=200)
+    assert fg.STYLE.is_file() and fg.STYLE.parent.name == "report"
+    for fig in report.figures:
+        pdf = Path(fig["pdf"])
+        assert pdf.read_bytes().startswith(b"%PDF") and b"/FontFile2" in pdf.read_bytes()
+        assert png_dpi(fig["png"]) == pytest.approx((300, 300), abs=0.5)
+        assert "<text" in Path(fig["svg"]).read_text()
+    (fig,) = [f for f in report.figures if f.get("kind") == "layer_curve"]
+    ids = svg_ids(Path(fig["svg"]))
+    assert {"ci-bars", "ci-baseline", "paired-ci", "significance"} <= ids
+    assert "ci-band" not in ids
+    texts = [
+        "".join(el.itertext()) for el in ET.parse(fig["svg"]).iter() if el.tag.endswith("text")
+    ]
+    assert "re-initialized: mean ± 95% t CI, n=3" in texts
+    assert "baseline (k=L+1, dashed): mean ± 95% t CI, n=3" in texts
+    assert "Δ dev mcc (variant − baseline)" in texts
+    assert "(b) variant − baseline: mean ± 95% t CI, n=3 pairs" in texts
+    from PIL import Image
+
+    with Image.open(fig["png"]) as im:  # the full text width (7 in) at 300 dpi
+        assert 1900 <= im.size[0] <= 2300
+    assert "(b) Paired difference variant − baseline" in fig["caption"]

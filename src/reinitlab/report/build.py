@@ -38,7 +38,7 @@ class Report:
     summaries: dict[str, pd.DataFrame]
     transfer: pd.DataFrame = field(default_factory=pd.DataFrame)
     probes: pd.DataFrame = field(default_factory=pd.DataFrame)
-    figures: list[dict[str, Any]] = field(default_factory=list)  # title, caption, png, svg
+    figures: list[dict[str, Any]] = field(default_factory=list)  # title, caption, png, svg, pdf
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # head grids, recipes
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
@@ -138,7 +138,7 @@ def _interval_phrase(cells: pd.DataFrame) -> str:
             f"No intervals or significance marks: fewer than {stats.MIN_N} seeds per cell, "
             "too few for an honest interval or test."
         )
-    text = "Band/bars = " + " or ".join(names[m] for m in drawn) + " of the mean over seeds"
+    text = "Bars = " + " or ".join(names[m] for m in drawn) + " of the mean over seeds"
     if any(m.startswith("none") for m in methods):
         text += f" (none for cells with fewer than {stats.MIN_N} seeds)"
     return text + "."
@@ -163,7 +163,14 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
 
     def add(paths, title, caption, kind="other"):
         report.figures.append(
-            {"title": title, "caption": caption, "png": paths[0], "svg": paths[1], "kind": kind}
+            {
+                "title": title,
+                "caption": caption,
+                "png": paths[0],
+                "svg": paths[1],
+                "pdf": paths[2],
+                "kind": kind,
+            }
         )
 
     for key, g_runs in runs.groupby(GROUP, sort=True, dropna=False):
@@ -204,8 +211,11 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 add(
                     paths,
                     f"Layer curve: {title} ({figure})",
-                    "Dev metric vs k (layers k..L re-initialized), mean over seeds; the baseline "
-                    "(nothing re-initialized) is the point k=L+1 and the dashed line. "
+                    "(a) Dev metric vs k (layers k..L re-initialized), mean over seeds at each "
+                    "k that was run; the baseline (nothing re-initialized) is the open square "
+                    "at k=L+1 and the dashed line. (b) Paired difference variant − baseline "
+                    "(each run minus the baseline run with the same seed and training subset), "
+                    "mean over pairs; 0 = no effect. "
                     + _interval_phrase(cis)
                     + _marks_phrase(fdc)
                     + context,
@@ -307,9 +317,12 @@ def _draw_all_task_curves(report: Report, curves: dict, add) -> None:
         add(
             paths,
             f"Layer curves, all tasks: {title} ({figure})",
-            "Dev metric vs k for every task of the study (each task's primary metric), mean "
-            "over seeds; each task's baseline is its point at k=L+1 and its dashed line. "
+            "(a) Dev metric vs k for every task of the study (each task's primary metric), "
+            "mean over seeds; each task's baseline is its open square at k=L+1 and its dashed "
+            "line. (b) Paired difference variant − baseline per task (same seed and training "
+            "subset); 0 = no effect. "
             + _interval_phrase(all_cells)
+            + _marks_phrase(pd.concat([d for *_, d in drawn]))
             + _context(all_runs),
             "layer_curves_all",
         )
@@ -431,9 +444,12 @@ def _draw_movement(
         add(
             paths,
             f"Weight movement per layer: {title}",
-            "Relative movement of each encoder layer from its fit-start weights "
-            "(mean over seeds), per variant; from the deltas matrices in the records. The "
-            "three panels share one colour scale." + _context(g_runs),
+            "Relative movement ‖θ−θ_start‖/‖θ_start‖ of each encoder layer from its "
+            "fit-start weights (mean over seeds), per variant; from the deltas matrices in the "
+            "records. Left panel: the whole layer, one norm over all its parameters "
+            "(attention, feed-forward and layer norms); it is a norm-weighted average of its "
+            "parts, not their sum, and the barely moving layer norms can pull it below both. "
+            "The three panels share one colour scale." + _context(g_runs),
         )
     if head_example is not None:
         paths = fg.head_movement_heatmap(*head_example, title, fig_dir, f"head_movement_{name}")

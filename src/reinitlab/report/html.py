@@ -212,11 +212,12 @@ def write_html(report) -> Path:
     if report.figures:
         parts.append("<h2>Figures</h2>")
         for f in report.figures:
-            svg = Path(f["svg"]).relative_to(report.out_dir)
+            vector = [Path(f[k]).relative_to(report.out_dir) for k in ("pdf", "svg")]
             parts.append(
                 f"<figure><h3>{html.escape(f['title'])}</h3>{_img(f['png'])}<figcaption>"
-                f"{html.escape(f['caption'])} (vector: <code>{html.escape(str(svg))}</code>)"
-                "</figcaption></figure>"
+                f"{html.escape(f['caption'])} (vector: "
+                + ", ".join(f"<code>{html.escape(str(v))}</code>" for v in vector)
+                + ")</figcaption></figure>"
             )
     parts += ["<h2>Aggregates</h2>", _table(report.aggregates, AGG_COLS)]
     parts += ["<h2>Paired deltas vs baseline</h2>", _table(report.delta_cells, DELTA_COLS)]
