@@ -19,6 +19,7 @@ from scipy import stats as sps
 
 from reinitlab.report.build import build_report
 from reinitlab.report.io import LATEX_DIGITS
+from reinitlab.report.io import header as human_header
 from tests.test_report import (
     L,
     head_value,
@@ -196,16 +197,24 @@ def test_latex_tables_hold_the_csv_numbers(paper):
     tex_files = sorted(out.glob("*.tex"))
     names = {p.stem for p in tex_files}
     assert {"aggregates", "delta_cells", "summary_per_layer", "summary_per_head", "recipe"} <= names
-    assert "head_grid_cola_tiny_all_heads" in names and "runs" in names
+    assert "head_grid_cola_tiny_all_heads" in names
+    # the wide per-run tables stay CSV only
+    assert not {"runs", "deltas"} & names and (out / "runs.csv").is_file()
     checked = 0
     for tex_path in tex_files:
         tex = tex_path.read_text()
         assert tex.isascii() and "\\toprule" in tex and "\\bottomrule" in tex
+        assert f"\\label{{tab:{tex_path.stem}}}" in tex and "\\caption{" in tex
         header, rows = latex_rows(tex)
         csv = pd.read_csv(tex_path.with_suffix(".csv"))
+        by_header = {human_header(c): c for c in csv.columns}
         assert len(rows) == len(csv), tex_path.name
-        for j, col in enumerate(header):
-            assert col in csv.columns, (tex_path.name, col)
+        assert not any("_" in h for h in header), header  # human headers, no snake_case
+        for j, head in enumerate(header):
+            col = by_header[head.replace("$\\Delta$", "Δ")]
+            if pd.api.types.is_numeric_dtype(csv[col]) and csv[col].dtype != bool:
+                spec = tex.split("\\begin{tabular}{", 1)[1].split("}\n", 1)[0]
+                assert spec.replace("p{3.2cm}", "p")[j] == "r", (tex_path.name, col)
             if not pd.api.types.is_float_dtype(csv[col]):
                 continue
             for i, value in enumerate(csv[col]):
@@ -359,3 +368,31 @@ def test_figures_are_print_ready_vector_pdf_and_300_dpi_png(tmp_path):
     with Image.open(fig["png"]) as im:  # the full text width (7 in) at 300 dpi
         assert 1900 <= im.size[0] <= 2300
     assert "(b) Paired difference variant − baseline" in fig["caption"]
+
+
+def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
+    """One compact table per study: `mean ± half-interval (n)` per variant and task, * where
+    the paired test is significant, † where decisions.json says the comparison was decided."""
+    import json
+
+    sweep = progressive_study(tmp_path, seeds=(0, 1, 2), tasks=("rte", "cola"))
+    (sweep / "decisions.json").write_text(
+        json.dumps([{"task": "rte", "label": "k=3", "decision": "worse", "seeds": 3}])
+    )
+    build_report([sweep], tmp_path / "out", n_resamples=200)
+    (csv,) = (tmp_path / "out").glob("paper_*.csv")
+    table = pd.read_csv(csv).set_index("label")
+    assert list(table.index) == ["baseline", "k=1", "k=2", "k=3"]
+    assert list(table.columns) == ["cola", "rte"]
+    values = [round(0.8 - 0.1 * (L + 1 - 3) + noise(s, 3), 6) for s in (0, 1, 2)]
+    lo, hi = sps.t.interval(0.95, 2, statistics.mean(values), sps.sem(values))
+    want = f"{statistics.mean(values):.3f} ± {(hi - lo) / 2:.3f} (3)"
+    assert table.loc["k=3", "rte"] == want + "*†" and table.loc["k=3", "cola"] == want + "*"
+    assert not table.loc["baseline", "rte"].endswith("*")
+    tex = csv.with_suffix(".tex").read_text()
+    assert (
+        "$\\pm$" in tex
+        and "$^\\dagger$" in tex
+        and "\\caption{Dev metric per variant and task" in tex
+    )
+    assert "Variant & cola & rte" in tex

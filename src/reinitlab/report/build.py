@@ -502,6 +502,8 @@ def build_report(
     report.notes = _notes(report)
     if not runs.empty:
         report.tables["recipe"] = recipes_table(runs)
+        decisions = read_decisions([s["dir"] for s in collection.sweeps])
+        report.tables.update(paper_tables(agg, dcells, decisions))
 
     report.transfer = transfer_cells(runs, n_resamples=n_resamples, seed=seed)
     records_by_dir = {r["run_dir"]: r for r in collection.records}
@@ -559,11 +561,95 @@ def _notes(report: Report) -> list[str]:
     return notes
 
 
-def _write_tables(report: Report) -> None:
-    """Every table as CSV and as a booktabs LaTeX table beside it (runs.tex: the page's run
-    columns; runs.csv keeps every config key)."""
-    from reinitlab.report.html import RUN_COLS
+TABLE_CAPTIONS = {
+    "aggregates": "Dev metric per cell (task, variant): mean, standard deviation and 95% "
+    "interval of the mean over seeds (none below {min_n} seeds).",
+    "delta_cells": "Paired difference variant - baseline per cell (same seed and training "
+    "subset): mean, 95% interval and paired test; p (Holm) adjusted across each figure's cells.",
+    "recipe": "Fine-tuning recipe of each study, task and model.",
+    "summary_per_layer": "Per-layer summary of the head re-initialization deltas vs baseline.",
+    "summary_per_head": "Per-head summary of the head re-initialization deltas vs baseline.",
+    "transfer": "Transfer matrix: mean dev metric per final task and intermediate task(s), "
+    "and the paired difference vs direct fine-tuning.",
+    "probes": "Linear-probe dev metric and hidden-state variability per layer (baseline runs).",
+}
+SIGNIFICANT_MARK, DECIDED_MARK = "*", "†"
 
+
+def read_decisions(sweep_dirs: list[str]) -> pd.DataFrame:
+    """The adaptive-seed decisions a sweep recorded (`<sweep>/decisions.json`: a list of
+    {task, variant label, decision, ...}), when it has any; one row per (task, label)."""
+    import json
+
+    rows = []
+    for d in sweep_dirs:
+        path = Path(d) / "decisions.json"
+        if not path.is_file():
+            continue
+        for item in json.loads(path.read_text()):
+            label = item.get("label", item.get("variant label", item.get("variant")))
+            rows.append(
+                {"task": item.get("task"), "label": label, "decision": item.get("decision")}
+            )
+    return pd.DataFrame(rows, columns=["task", "label", "decision"])
+
+
+def paper_tables(
+    agg: pd.DataFrame, dcells: pd.DataFrame, decisions: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The study's result table as papers print it, one per (model, train size, other varied
+    config, chain): rows = variants, columns = tasks, cells `mean ± half-interval (n)` (the
+    half-width of the 95% interval; no ± where n supports none), `*` where the paired test vs
+    the baseline is significant (Holm p < 0.05), `†` where a sequential decision was made."""
+    if agg.empty:
+        return {}
+    sig = set()
+    if not dcells.empty and "p_holm" in dcells:
+        hit = dcells[dcells["p_holm"] < fg.SIGNIFICANT]
+        cols = ["task", "model", "size", "factors", "label"]
+        sig = set(hit[cols].itertuples(index=False, name=None))
+    decided = set(decisions[["task", "label"]].itertuples(index=False, name=None))
+    out = {}
+    for (model, size, factors, chain), g in agg.groupby(
+        ["model", "size", "factors", "chain"], sort=True, dropna=False
+    ):
+        g = g.assign(label=g["label"].where(~g["is_baseline"], "baseline"))
+        g = g.drop_duplicates(["task", "label"])
+        order = g.assign(k=g.get("scheme.k", pd.Series(dtype=float)).fillna(1e9))
+        order = order.sort_values(["is_baseline", "k", "label"], ascending=[False, True, True])
+        labels = list(dict.fromkeys(order["label"]))
+        tasks = sorted(g["task"].unique())
+        table = pd.DataFrame(index=labels, columns=tasks, dtype=object)
+        for _, r in g.iterrows():
+            text = f"{r['mean']:.3f}"
+            if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"]):
+                text += f" ± {(r['ci_high'] - r['ci_low']) / 2:.3f}"
+            text += f" ({int(r['n'])})"
+            if (r["task"], model, size, factors, r["label"]) in sig:
+                text += SIGNIFICANT_MARK
+            if (r["task"], r["label"]) in decided:
+                text += DECIDED_MARK
+            table.loc[r["label"], r["task"]] = text
+        name = fg.slug("paper", model, size, factors, _via(chain))
+        out[name] = table.fillna("--").rename_axis("label").reset_index()
+    return out
+
+
+def _paper_caption(report: Report, name: str) -> str:
+    metrics = ", ".join(
+        sorted({f"{t}: {m}" for t, m in report.runs[["task", "primary_metric"]].to_numpy()})
+    )
+    return (
+        f"Dev metric per variant and task ({metrics}): mean ± half-width of the 95% interval "
+        f"over seeds (n seeds); no ± below {stats.MIN_N} seeds. {SIGNIFICANT_MARK} = paired "
+        f"difference vs the baseline significant (Holm p < 0.05); {DECIDED_MARK} = decided by "
+        f"the sequential seed rule (decisions.json). {_context(report.runs).strip()}"
+    )
+
+
+def _write_tables(report: Report) -> None:
+    """Every table as CSV and, for the tables a paper prints, as a booktabs LaTeX table beside
+    it (captioned and labelled); the wide per-run tables (runs, deltas) stay CSV only."""
     out = report.out_dir
     tables = {
         "aggregates": report.aggregates,
@@ -576,9 +662,17 @@ def _write_tables(report: Report) -> None:
         tables["transfer"] = report.transfer
     if not report.probes.empty:
         tables["probes"] = report.probes
-    report.files += write_table(report.runs, out / "runs.csv", columns=RUN_COLS)
+    report.files += write_table(report.runs, out / "runs.csv", latex=False)
     for name, df in tables.items():
-        report.files += write_table(df, out / f"{name}.csv")
+        caption = TABLE_CAPTIONS.get(name, "").format(min_n=stats.MIN_N) or None
+        if name.startswith("paper_"):
+            caption = _paper_caption(report, name)
+        elif name.startswith("head_grid_"):
+            caption = "Mean paired difference variant - baseline per layer and head."
+        elif name.startswith("layer_curve_"):
+            caption = "Layer curve points: dev metric per k; the baseline is k = L+1."
+        latex = name != "deltas"
+        report.files += write_table(df, out / f"{name}.csv", latex=latex, caption=caption)
     problems = pd.DataFrame(
         [
             {

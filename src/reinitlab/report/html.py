@@ -219,6 +219,16 @@ def write_html(report) -> Path:
                 + ", ".join(f"<code>{html.escape(str(v))}</code>" for v in vector)
                 + ")</figcaption></figure>"
             )
+    for name, table in report.tables.items():
+        if name.startswith("paper_"):
+            parts += [
+                f"<h2>Paper table {html.escape(name.removeprefix('paper_'))}</h2>",
+                "<p>Mean ± half-width of the 95% interval over seeds (n seeds); * = paired "
+                "difference vs the baseline significant (Holm p &lt; 0.05); † = decided by the "
+                f"sequential seed rule (<code>{html.escape(name)}.csv</code>, <code>.tex</code>)."
+                "</p>",
+                _table(table),
+            ]
     parts += ["<h2>Aggregates</h2>", _table(report.aggregates, AGG_COLS)]
     parts += ["<h2>Paired deltas vs baseline</h2>", _table(report.delta_cells, DELTA_COLS)]
     if not report.transfer.empty:
