@@ -761,5 +761,8 @@ def test_report_over_a_real_tiny_multirun(tmp_path):
     assert figures == ["head_movement", "layers", "movement", "probe"]
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "reinit.k=1,4" in page
+    from tests.test_report_paper import assert_report_prints
+
+    assert_report_prints(out)  # `pdflatex report.tex` prints the study as a journal takes it
     (first,) = sweep.glob("0_*/result.json")  # job dirs: <number>_<hash of overrides>
     assert json.loads(first.read_text())["task"] == "wnli"

@@ -478,6 +478,7 @@ def build_report(
 ) -> Report:
     """Collect the runs under `dirs`, compute aggregates and paired deltas, draw the figures, and
     write the tables and report.html into `out_dir`; `metric` as in `runs_frame`."""
+    from reinitlab.report.document import write_report_tex
     from reinitlab.report.html import write_html
 
     out = Path(out_dir)
@@ -510,6 +511,7 @@ def build_report(
     if not runs.empty:
         _draw(report, records_by_dir, n_resamples, seed)
     _write_tables(report)
+    report.files.append(write_report_tex(report))
     report.files.append(write_html(report))
     return report
 

@@ -7,6 +7,7 @@ import); this module keeps the names the report code imports."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -87,6 +88,23 @@ HEADERS = {
 }
 # Text wider than this is set in a wrapping column, so no table runs off the page.
 _WRAP_CHARS = 24
+_WRAP_CM = 3.6
+# Rough width of a \\small table (points per character, padding per column) and the widest a
+# table may be before it is scaled to the text width (17 cm), so no table runs off the page.
+_PT_PER_CHAR, _PT_PER_COLUMN, _MAX_WIDTH_PT = 4.6, 12.0, 480.0
+
+
+def _estimated_width_pt(frame: pd.DataFrame, fmt: str) -> float:
+    width = 0.0
+    for c, spec in zip(frame.columns, re.findall(r"p\{[^}]*\}|[lrc]", fmt), strict=True):
+        if spec.startswith("p"):
+            width += _WRAP_CM / 2.54 * 72
+            continue
+        cells = frame[c].map(lambda v: f"{v:.{LATEX_DIGITS}f}" if isinstance(v, float) else str(v))
+        width += _PT_PER_CHAR * max([len(header(str(c))), *cells.str.len()])
+    return width + _PT_PER_COLUMN * len(frame.columns)
+
+
 _NOT_FOR_PAPER_PREFIX = ("config.", "final.", "best.", "seeds.", "scheme.")
 
 
@@ -137,7 +155,7 @@ def _column_format(frame: pd.DataFrame) -> str:
         if frame[c].dtype != bool and numbers.notna().sum() == frame[c].notna().sum() > 0:
             spec.append("r")
         elif frame[c].astype(str).str.len().max() > _WRAP_CHARS:
-            spec.append(r"p{3.2cm}")
+            spec.append(f"p{{{_WRAP_CM:.1f}cm}}")
         else:
             spec.append("l")
     return "".join(spec)
@@ -158,6 +176,7 @@ def latex_table(
         if frame[c].dtype == bool:
             frame[c] = frame[c].map({True: "yes", False: "no"})
     fmt = _column_format(frame)
+    too_wide = _estimated_width_pt(frame, fmt) > _MAX_WIDTH_PT
     frame.columns = [header(c) for c in frame.columns]
     styler = (
         frame.style.hide(axis="index")
@@ -167,6 +186,8 @@ def latex_table(
     text = styler.to_latex(hrules=True, column_format=fmt)
     for char, tex in _LATEX_TEXT.items():
         text = text.replace(char, tex)
+    if too_wide:
+        text = "\\resizebox{\\linewidth}{!}{%\n" + text.rstrip("\n") + "%\n}\n"
     if caption is not None or label is not None:
         head = "\\begin{table}[htbp]\n\\centering\n\\small\n"
         if caption is not None:
@@ -175,6 +196,14 @@ def latex_table(
             head += f"\\label{{{label}}}\n"
         text = head + text + "\\end{table}\n"
     return text.encode("ascii", "replace").decode("ascii")
+
+
+def _cell_text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def write_table(
@@ -194,8 +223,15 @@ def write_table(
     if latex:
         cols = columns if columns is not None else paper_columns(df)
         cols = [c for c in cols if c in paper_columns(df)] if not df.empty else list(df.columns)
+        caption = caption or csv_path.stem
+        # a column with one value in every row is said once, in the caption
+        same = [c for c in cols if len(df) > 1 and df[c].astype(str).nunique() == 1]
+        if same and len(same) < len(cols):
+            said = "; ".join(f"{header(str(c))} {_cell_text(df[c].iloc[0])}" for c in same)
+            caption += f" Every row: {said}."
+            cols = [c for c in cols if c not in same]
         tex = csv_path.with_suffix(".tex")
         label = "tab:" + csv_path.stem
-        text = latex_table(df[cols], caption=caption or csv_path.stem, label=label)
+        text = latex_table(df[cols], caption=caption, label=label)
         paths.append(write_text(tex, text))
     return paths
