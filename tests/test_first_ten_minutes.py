@@ -243,3 +243,27 @@ def test_status_orders_job_dirs_as_numbers(tmp_path):
         (tmp_path / str(n) / ".hydra").mkdir(parents=True)
         write_json_atomic(tmp_path / str(n) / "failed.json", {"error": f"job {n}"})
     assert [j.dir.name for j in Ledger(tmp_path).jobs] == ["0", "1", "2", "10", "11"]
+
+
+def test_status_during_a_running_sweep_calls_jobs_not_started_queued(tmp_path):
+    """While a job of the sweep runs, the planned jobs that have not started are waiting their
+    turn: `queued`, not `missing` (which reads as lost); once nothing runs, they are missing."""
+    import time
+
+    from reinitlab.atomic import write_json_atomic
+    from reinitlab.sweep.ledger import JOB_FILENAME, RUNNING_FILENAME, write_plan
+    from reinitlab.sweep.status import format_status
+
+    plan = write_plan(
+        tmp_path, [{"job_key": f"j{i}", "overrides": [f"seed={i}"]} for i in range(3)]
+    )
+    running = tmp_path / plan[0].dirname
+    write_json_atomic(running / JOB_FILENAME, {"job_key": "j0", "overrides": ["seed=0"]})
+    lease = {"pid": 1, "host": "elsewhere", "heartbeat": time.time(), "started": time.time()}
+    write_json_atomic(running / RUNNING_FILENAME, lease)
+    text = format_status(tmp_path, Ledger(tmp_path))
+    assert "queued 2 | running 1" in text and "missing" not in text
+    assert "queued (not started yet; the sweep is still running):" in text
+    (running / RUNNING_FILENAME).unlink()  # the sweep stopped: nothing runs any more
+    text = format_status(tmp_path, Ledger(tmp_path))
+    assert "missing 2 | running 0" in text and "queued" not in text
