@@ -35,7 +35,12 @@ from reinitlab import hub
 from reinitlab.data.tasks import TaskSpec
 from reinitlab.errors import ModelSourceError, ReinitlabError
 from reinitlab.reinit import apply_reset, module_targets
-from reinitlab.training.model_pieces import PiecesSpec, assembled_dir, pieces_installed
+from reinitlab.training.model_pieces import (
+    PiecesSpec,
+    assembled_dir,
+    pieces_installed,
+    read_config,
+)
 
 
 def _package_path(package: str) -> str:
@@ -166,6 +171,12 @@ def load_config(spec: Mapping[str, Any], task: TaskSpec | None = None) -> Pretra
         if model_type == "bert":
             return BertConfig(**values)
         return AutoConfig.for_model(model_type, **values)
+    name_or_path = spec.get("name_or_path")
+    if spec.get("source") == "pieces" and not (name_or_path and looks_like_path(name_or_path)):
+        pieces = PiecesSpec.from_config(spec["pieces"])
+        if pieces_installed(pieces):  # read from the pieces: a check assembles nothing
+            values = read_config(pieces)
+            return AutoConfig.for_model(values.pop("model_type"), **(values | extra))
     return from_source(spec, "config", AutoConfig.from_pretrained, **extra)
 
 
