@@ -267,3 +267,18 @@ def test_status_during_a_running_sweep_calls_jobs_not_started_queued(tmp_path):
     (running / RUNNING_FILENAME).unlink()  # the sweep stopped: nothing runs any more
     text = format_status(tmp_path, Ledger(tmp_path))
     assert "missing 2 | running 0" in text and "queued" not in text
+
+
+def test_the_paper_study_offline_is_refused_in_one_line_offering_both_offline_models(tmp_path):
+    """experiment=paper_layers reads BERT-base's layers when the sweep is planned: offline,
+    one error line (no traceback), the model named once, and both offline models offered."""
+    sweep = tmp_path / "sweep"
+    out = train_py("-m", "experiment=paper_layers", f"data.glue_dir={GLUE}",
+                   "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={sweep}",
+                   cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    both = out.stdout + out.stderr
+    assert both.count("is not in the local Hugging Face cache") == 1, both
+    assert "model 'bert-base-cased' is not in" in both and "('bert-base-cased')" not in both
+    assert "model=mpnet-base" in both and "model=minilm-l6" in both
+    assert not sweep.exists()

@@ -33,9 +33,18 @@ def register() -> None:
 
 
 def _sweep(what: str, *, _root_):
+    """A refusal (no model offline, a bad option) is printed once and exits 2 here: raised,
+    OmegaConf would wrap it and Hydra print a long traceback around the one line that matters."""
+    import sys
+
+    from reinitlab.errors import ReinitlabError
     from reinitlab.reinit.sweeps import resolve_sweep  # imports transformers: only when used
 
-    return resolve_sweep(what, _root_=_root_)
+    try:
+        return resolve_sweep(what, _root_=_root_)
+    except ReinitlabError as e:
+        print(f"reinitlab: error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def register_sweeps() -> None:
