@@ -282,3 +282,19 @@ def test_the_paper_study_offline_is_refused_in_one_line_offering_both_offline_mo
     assert "model 'bert-base-cased' is not in" in both and "('bert-base-cased')" not in both
     assert "model=mpnet-base" in both and "model=minilm-l6" in both
     assert not sweep.exists()
+
+
+def test_a_refused_single_run_leaves_no_output_folder(tmp_path):
+    """`train.py reinit.k=99` is refused (exit 2, one line) and leaves no outputs/<date>/...
+    folder; a folder that holds something else is never removed."""
+    out = train_py("model=tiny", "logger=none", "reinit.k=99", f"data.glue_dir={GLUE}",
+                   cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and "reinit.k=99 is out of range" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "outputs").exists(), sorted(tmp_path.rglob("*"))
+    kept = tmp_path / "mine"
+    (kept / "notes.txt").parent.mkdir()
+    (kept / "notes.txt").write_text("keep me")
+    out = train_py("model=tiny", "logger=none", "reinit.k=99", f"data.glue_dir={GLUE}",
+                   f"hydra.run.dir={kept}", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and (kept / "notes.txt").read_text() == "keep me"
