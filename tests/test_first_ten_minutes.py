@@ -298,3 +298,23 @@ def test_a_refused_single_run_leaves_no_output_folder(tmp_path):
     out = train_py("model=tiny", "logger=none", "reinit.k=99", f"data.glue_dir={GLUE}",
                    f"hydra.run.dir={kept}", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 2 and (kept / "notes.txt").read_text() == "keep me"
+
+
+def test_the_progress_bar_counts_epochs_from_1_and_keeps_metrics_on_one_line():
+    """The rich bar's own description is `Epoch 1/3` from the first frame (never a 0-based
+    `Epoch 0/2`), and its metrics column never wraps (cut with … instead)."""
+    from lightning.pytorch import Trainer
+
+    from reinitlab.training.console import epoch_description, epoch_progress_bar
+
+    assert epoch_description(0, 3) == "Epoch 1/3" and epoch_description(2, 3) == "Epoch 3/3"
+    bar = epoch_progress_bar()
+    trainer = Trainer(max_epochs=3, callbacks=[bar], logger=False, enable_checkpointing=False)
+    bar.setup(trainer, None, stage="fit")  # what fit() does first
+    assert bar._get_train_description(0).strip() == "Epoch 1/3"
+    bar._init_progress(trainer)
+    try:
+        column = bar._metric_component.get_table_column()
+        assert column.no_wrap and column.overflow == "ellipsis"
+    finally:
+        bar._stop_progress()
