@@ -465,7 +465,7 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     (sweep / "decisions.json").write_text(
         json.dumps([{"task": "rte", "label": "k=3", "decision": "worse", "seeds": 3}])
     )
-    build_report([sweep], tmp_path / "out", n_resamples=200)
+    report = build_report([sweep], tmp_path / "out", n_resamples=200)
     (csv,) = (tmp_path / "out").glob("paper_*.csv")
     table = pd.read_csv(csv).set_index("label")
     assert list(table.index) == ["baseline", "k=1", "k=2", "k=3"]
@@ -482,3 +482,9 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
         and "\\caption{Dev metric per variant and task" in tex
     )
     assert "Variant & cola & rte" in tex
+    # the decided comparison is marked in its layer curve's paired panel, and only there
+    curves = {f["title"].split(":")[1].split("·")[0].strip(): f for f in report.figures
+              if f.get("kind") == "layer_curve"}  # fmt: skip
+    assert "decision" in svg_ids(Path(curves["rte"]["svg"]))
+    assert "decision" not in svg_ids(Path(curves["cola"]["svg"]))
+    assert "† = decided by the sequential seed rule" in curves["rte"]["caption"]

@@ -44,6 +44,10 @@ class Report:
     files: list[Path] = field(default_factory=list)
     parquet_written: bool = False
     n_resamples: int = 10_000
+    # the sequential seed rule's decisions (<sweep>/decisions.json), when a sweep has them
+    decisions: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["task", "label", "decision"])
+    )
 
 
 def _baseline_summary(
@@ -201,9 +205,11 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 curves.setdefault((model, size, factors, chain, figure), []).append(
                     (task, metric, cells, baseline, fdc, f_runs)
                 )
+                decided = frozenset(report.decisions.loc[report.decisions["task"] == task, "label"])
                 paths = fg.layer_curve(
-                    cells, baseline, fdc, metric, f"{title}\n{figure}", fig_dir, f"layers_{name}"
-                )
+                    cells, baseline, fdc, metric, f"{title}\n{figure}", fig_dir,
+                    f"layers_{name}", decided,
+                )  # fmt: skip
                 report.tables[f"layer_curve_{name}"] = _curve_table(cells, baseline)
                 cis = (
                     pd.concat([cells, pd.DataFrame([baseline])]) if baseline is not None else cells
@@ -218,6 +224,7 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                     "mean over pairs; 0 = no effect. "
                     + _interval_phrase(cis)
                     + _marks_phrase(fdc)
+                    + (f" {DECIDED_MARK} = decided by the sequential seed rule." if decided else "")
                     + context,
                     "layer_curve",
                 )
@@ -503,8 +510,8 @@ def build_report(
     report.notes = _notes(report)
     if not runs.empty:
         report.tables["recipe"] = recipes_table(runs)
-        decisions = read_decisions([s["dir"] for s in collection.sweeps])
-        report.tables.update(paper_tables(agg, dcells, decisions))
+        report.decisions = read_decisions([s["dir"] for s in collection.sweeps])
+        report.tables.update(paper_tables(agg, dcells, report.decisions))
 
     report.transfer = transfer_cells(runs, n_resamples=n_resamples, seed=seed)
     records_by_dir = {r["run_dir"]: r for r in collection.records}

@@ -136,10 +136,11 @@ def _curve(ax, cells, baseline, num_layers, color, label, base_label="baseline")
     )  # fmt: skip
 
 
-def _paired(ax, cells, delta_cells, color, label, offset=0.0) -> bool:
+def _paired(ax, cells, delta_cells, color, label, offset=0.0, decided=frozenset()) -> bool:
     """The paired effect of each k: mean of (run − baseline run of the same seed and subset)
     with its paired interval as error bars where n supports one, * where Holm p < 0.05 (gid
-    `significance`); returns whether anything was drawn."""
+    `significance`), † below the variants in `decided` (labels the sequential seed rule
+    decided; gid `decision`); returns whether anything was drawn."""
     if delta_cells is None or delta_cells.empty:
         return False
     k_of = cells.set_index("variant")["scheme.k"]
@@ -160,6 +161,11 @@ def _paired(ax, cells, delta_cells, color, label, offset=0.0) -> bool:
             if np.isfinite(pi) and pi < SIGNIFICANT:
                 ax.annotate("*", (xi, ti), textcoords="offset points", xytext=(0, 1),
                             ha="center", fontsize=10, color=color, gid="significance")  # fmt: skip
+    bottom = np.where(np.isfinite(lo), lo, y)
+    for xi, bi, name in zip(x, bottom, d["label"], strict=True):
+        if name in decided:
+            ax.annotate("†", (xi, bi), textcoords="offset points", xytext=(0, -9),
+                        ha="center", color=color, gid="decision")  # fmt: skip
     return True
 
 
@@ -186,18 +192,19 @@ def layer_curve(
     title: str,
     out_dir: Path,
     name: str,
+    decided: frozenset = frozenset(),
 ) -> list[Path]:
     """Two panels, the full text width: (a) primary metric vs k (layers k..L re-initialized),
     mean and interval at each k that was run, the baseline as the point k = L+1 and a
     reference line; (b) the paired difference variant − baseline per k with its paired
-    interval, a zero line and * where Holm p < 0.05."""
+    interval, a zero line, * where Holm p < 0.05 and † under the variants in `decided`."""
     num_layers = _num_layers(cells)
     fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(PAGE_IN, 2.9), layout="constrained")
     _curve(ax, cells, baseline, num_layers, "C0", "re-initialized")
     _k_axis(ax, cells["scheme.k"], num_layers)
     ax.set_ylabel(f"dev {metric}")
     ax.set_title("(a) dev metric", loc="left")
-    _paired(ax_d, cells, delta_cells, "C0", "(b) variant − baseline")
+    _paired(ax_d, cells, delta_cells, "C0", "(b) variant − baseline", decided=decided)
     _zero_line(ax_d)
     _k_axis(ax_d, cells["scheme.k"], num_layers)
     ax_d.set_ylabel(f"Δ dev {metric} (variant − baseline)")
