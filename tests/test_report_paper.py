@@ -488,3 +488,25 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     assert "decision" in svg_ids(Path(curves["rte"]["svg"]))
     assert "decision" not in svg_ids(Path(curves["cola"]["svg"]))
     assert "† = decided by the sequential seed rule" in curves["rte"]["caption"]
+
+
+def test_latex_tables_keep_their_results_even_when_every_row_agrees(tmp_path):
+    """A column that describes the rows (model, train size) is said once in the caption when
+    every row has the same value; results (means, intervals, the paper table's cells) stay in
+    the table even when every variant scored the same."""
+    sweep = tmp_path / "flat"
+    for num, (k, seed) in enumerate((k, s) for k in (1, 4) for s in (0, 1, 2)):
+        rec = record("rte", progressive_scheme(k), seed, 0.5 + 0.01 * seed)
+        write_job(sweep, num, ["task=rte", f"reinit.k={k}", f"seed={seed}"], rec)
+    build_report([sweep], tmp_path / "out", n_resamples=100)
+    out = tmp_path / "out"
+    header, rows = latex_rows((out / "aggregates.tex").read_text())
+    assert header[:2] == ["Variant", "n"] and "Mean" in header and len(rows) == 2
+    assert (
+        "Every row: Task rte; Model tiny; Train examples all"
+        in (out / "aggregates.tex").read_text()
+    )
+    (paper,) = out.glob("paper_*.tex")
+    assert "decided" not in paper.read_text()  # no decisions.json: no † explained
+    header, rows = latex_rows(paper.read_text())
+    assert header == ["Variant", "rte"] and rows[0][1].startswith("0.510 $\\pm$")

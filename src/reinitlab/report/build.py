@@ -648,11 +648,16 @@ def _paper_caption(report: Report, name: str) -> str:
     metrics = ", ".join(
         sorted({f"{t}: {m}" for t, m in report.runs[["task", "primary_metric"]].to_numpy()})
     )
+    decided = (
+        f"; {DECIDED_MARK} = decided by the sequential seed rule (decisions.json)"
+        if not report.decisions.empty
+        else ""
+    )
     return (
         f"Dev metric per variant and task ({metrics}): mean ± half-width of the 95% interval "
         f"over seeds (n seeds); no ± below {stats.MIN_N} seeds. {SIGNIFICANT_MARK} = paired "
-        f"difference vs the baseline significant (Holm p < 0.05); {DECIDED_MARK} = decided by "
-        f"the sequential seed rule (decisions.json). {_context(report.runs).strip()}"
+        f"difference vs the baseline significant (Holm p < 0.05){decided}. "
+        f"{_context(report.runs).strip()}"
     )
 
 
@@ -677,9 +682,11 @@ def _write_tables(report: Report) -> None:
         if name.startswith("paper_"):
             caption = _paper_caption(report, name)
         elif name.startswith("head_grid_"):
-            caption = "Mean paired difference variant - baseline per layer and head."
+            what = name.removeprefix("head_grid_").replace("_", " ")
+            caption = f"Mean paired difference variant - baseline per layer and head ({what})."
         elif name.startswith("layer_curve_"):
-            caption = "Layer curve points: dev metric per k; the baseline is k = L+1."
+            what = name.removeprefix("layer_curve_").replace("_", " ")
+            caption = f"Layer curve points ({what}): dev metric per k; the baseline is k = L+1."
         latex = name != "deltas"
         report.files += write_table(df, out / f"{name}.csv", latex=latex, caption=caption)
     problems = pd.DataFrame(

@@ -444,7 +444,7 @@ def head_movement_figure(head: list[list[float]], title: str):
     ax.set_xlabel("attention head")
     ax.set_ylabel("encoder layer")
     ax.set_title(title)
-    fig.colorbar(im, ax=ax, label="‖θ−θ_start‖ / ‖θ_start‖ (Q/K/V rows, output columns)")
+    fig.colorbar(im, ax=ax, label="‖θ−θ_start‖ / ‖θ_start‖")
     return fig
 
 

@@ -86,6 +86,18 @@ HEADERS = {
     "study": "Study",
     "count": "Count",
 }
+# Columns that say what a row is about (not results): said in the caption when all rows agree.
+_DESCRIBING = {
+    "task",
+    "model",
+    "size",
+    "factors",
+    "chain",
+    "primary_metric",
+    "ci_method",
+    "test",
+    "study",
+}
 # Text wider than this is set in a wrapping column, so no table runs off the page.
 _WRAP_CHARS = 24
 _WRAP_CM = 3.6
@@ -224,8 +236,11 @@ def write_table(
         cols = columns if columns is not None else paper_columns(df)
         cols = [c for c in cols if c in paper_columns(df)] if not df.empty else list(df.columns)
         caption = caption or csv_path.stem
-        # a column with one value in every row is said once, in the caption
-        same = [c for c in cols if len(df) > 1 and df[c].astype(str).nunique() == 1]
+        # a describing column with one value in every row is said once, in the caption
+        # (results stay in the table, however alike)
+        same = [
+            c for c in cols if c in _DESCRIBING and len(df) > 1 and df[c].astype(str).nunique() == 1
+        ]
         if same and len(same) < len(cols):
             said = "; ".join(f"{header(str(c))} {_cell_text(df[c].iloc[0])}" for c in same)
             caption += f" Every row: {said}."
