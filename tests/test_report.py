@@ -821,5 +821,33 @@ def test_report_over_a_real_tiny_multirun(tmp_path):
     assert figures == ["head_movement", "layers", "movement", "probe"]
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "reinit.k=1,4" in page
+    from tests.test_report_paper import assert_report_prints
+
+    assert_report_prints(out)  # `pdflatex report.tex` prints the study as a journal takes it
     (first,) = sweep.glob("0_*/result.json")  # job dirs: <number>_<hash of overrides>
     assert json.loads(first.read_text())["task"] == "wnli"
+
+
+def test_page_names_seed_values_train_size_rounds_wall_time_shows_every_metric(tmp_path):
+    """A one-seed STS-B run: the page's seed column lists seed values under a name that is no
+    count, says which size it means, rounds wall time to 0.1 s, shows Spearman beside the
+    primary Pearson, and counts the best epoch from 1 in runs.csv as on the console."""
+    sweep = tmp_path / "stsb"
+    for num, k in enumerate((1, 4)):
+        rec = record("stsb", progressive_scheme(k), 0, 0.8 - 0.1 * (4 - k), wall_time_s=112.25)
+        rec["primary_metric"] = "pearson"
+        rec["final"]["metrics"] = {"val/pearson": 0.7, "val/spearman": 0.6543, "val/primary": 0.7}
+        rec["best"] = {"epoch": 1, "step": 4, "metrics": rec["final"]["metrics"]}
+        write_job(sweep, num, ["task=stsb", f"reinit.k={k}", "seed=0"], rec)
+    out = tmp_path / "out"
+    build_report([sweep], out, n_resamples=100)
+    page = (out / "report.html").read_text()
+    headers = re.findall(r"<th>(.*?)</th>", page)
+    assert "seeds" not in headers and "size" not in headers
+    assert {"seed values", "seeds (count)", "train examples", "dev spearman"} <= set(headers)
+    assert "wall time (s)" in headers and "best epoch (1-based)" in headers
+    assert "<td>112.2</td>" in page and "112.2500" not in page
+    assert "<td>0.6543</td>" in page  # Spearman on the page
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs["best_epoch"]) == [2, 2]  # the record's epoch 1 is the second epoch
+    assert runs["final.val/spearman"].tolist() == [0.6543, 0.6543]

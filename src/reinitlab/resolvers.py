@@ -55,10 +55,25 @@ def resolve_sweep(what: str, *, _root_: Any) -> str:
     return sweep_values(what, num_layers, num_heads, width)
 
 
+def sweep_or_exit(what: str, *, _root_: Any) -> str:
+    """`resolve_sweep` as registered: a refusal (no model offline, a bad option) is printed
+    once and exits 2 here; raised, OmegaConf would wrap it and Hydra print a long traceback
+    around the one line that matters."""
+    import sys
+
+    from reinitlab.errors import ReinitlabError
+
+    try:
+        return resolve_sweep(what, _root_=_root_)
+    except ReinitlabError as e:
+        print(f"reinitlab: error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 def register_sweeps() -> None:
     """Register `reinitlab_sweep` and `reinitlab_hash` (8 hex digits of sha256): the resolvers
     that need no per-config cache."""
-    OmegaConf.register_new_resolver("reinitlab_sweep", resolve_sweep, replace=True)
+    OmegaConf.register_new_resolver("reinitlab_sweep", sweep_or_exit, replace=True)
     OmegaConf.register_new_resolver(
         "reinitlab_hash",
         lambda text="": hashlib.sha256(str(text).encode()).hexdigest()[:8],

@@ -22,15 +22,20 @@ def head_label(head: int) -> str:
 
 def head_movement_figure(head: list[list[float]], title: str):
     """Per-head relative movement as a layers x heads heatmap (1-based labels). Shared by the
-    report and the DeltaTracker's W&B image, so both draw the same picture."""
+    report and the DeltaTracker's W&B image, so both draw the same picture (the report draws
+    it under its house style, `report.figures.styled`)."""
     import matplotlib.pyplot as plt  # the caller chose the backend (the report: Agg)
 
     m = np.asarray(head, dtype=float)
-    fig, ax = plt.subplots(figsize=(0.6 * m.shape[1] + 2.5, 0.5 * m.shape[0] + 1.8))
+    # one column (3.3 in) up to the text width (7 in) of a paper, as the report's figures
+    width = min(7.0, max(3.3, 0.45 * m.shape[1] + 1.8))
+    fig, ax = plt.subplots(figsize=(width, 0.3 * m.shape[0] + 1.3), layout="constrained")
     im = ax.imshow(m, cmap="viridis", aspect="auto")
+    ax.grid(False)
     ax.set_xticks(range(m.shape[1]), [head_label(i + 1) for i in range(m.shape[1])])
     ax.set_yticks(range(m.shape[0]), [layer_label(i + 1) for i in range(m.shape[0])])
     ax.set_xlabel("attention head")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax)
+    ax.set_ylabel("encoder layer")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="‖θ−θ_start‖ / ‖θ_start‖")
     return fig

@@ -329,7 +329,7 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
             "primary": chosen["metrics"]["val/primary"],
             "final_primary": rec["final"]["metrics"]["val/primary"],
             "best_primary": (rec.get("best") or rec["final"])["metrics"]["val/primary"],
-            "best_epoch": (rec.get("best") or {}).get("epoch"),
+            "best_epoch": _one_based((rec.get("best") or {}).get("epoch")),
             "epochs": rec.get("epochs"),
             "steps": rec.get("steps"),
             "wall_time_s": rec.get("wall_time_s"),
@@ -356,6 +356,11 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
     return df.sort_values(["task", "model", "size", "scheme", "variant", "seed"]).reset_index(
         drop=True
     )
+
+
+def _one_based(epoch):
+    """Records count epochs from 0 (Lightning); the report, like the console, from 1."""
+    return None if epoch is None else int(epoch) + 1
 
 
 def varying_config_columns(df: pd.DataFrame) -> list[str]:

@@ -32,7 +32,11 @@ def format_status(sweep_dir: Path, ledger: Ledger) -> str:
     missing job with its reason."""
     c = ledger.counts()
     planned = "" if ledger.planned is None else f" | planned {ledger.planned}"
-    lines = [f"sweep {sweep_dir}", " | ".join(f"{s} {c[s]}" for s in STATES) + planned]
+    # while jobs run, a planned job not started yet is waiting its turn, not lost
+    names = {s: s for s in STATES}
+    if c["running"]:
+        names["missing"] = "queued"
+    lines = [f"sweep {sweep_dir}", " | ".join(f"{names[s]} {c[s]}" for s in STATES) + planned]
     if ledger.plan_problem:
         lines.append(f"plan: {ledger.plan_problem}")
     now = time.time()
@@ -40,7 +44,11 @@ def format_status(sweep_dir: Path, ledger: Ledger) -> str:
         jobs = ledger.by_state(state)
         if not jobs:
             continue
-        lines.append(f"{state}:")
+        lines.append(
+            "queued (not started yet; the sweep is still running):"
+            if names[state] == "queued"
+            else f"{state}:"
+        )
         for job in jobs:
             lines.append(_job_line(job))
             if state == "failed":
