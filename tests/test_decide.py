@@ -129,6 +129,30 @@ def test_undecided_at_budget_keeps_its_interval():
     assert finished([d])
 
 
+def test_each_task_has_its_own_equivalence_margin():
+    """margin={cola: 0.02, stsb: 0.01}: the same tiny differences are equivalent on CoLA
+    (interval inside +-0.02) but not on STS-B (not inside +-0.01); a task the mapping leaves
+    out gets no `equivalent` at all."""
+    p = Policy(min_seeds=3, max_seeds=3, alpha=0.05, margin={"cola": 0.02, "stsb": 0.01})
+    assert (p.margin_for("cola"), p.margin_for("stsb"), p.margin_for("rte")) == (0.02, 0.01, None)
+    diffs = [0.006, -0.0045, 0.0015]  # mean 0.001, sd 0.005268, n = 3
+    comps = [Comparison(t, t, "k=6") for t in ("cola", "stsb", "rte")]
+    results = []
+    for t in ("cola", "stsb", "rte"):
+        results += results_for(t, None, [0.5, 0.5, 0.5])
+        results += results_for(t, "k=6", [0.5 + d for d in diffs])
+    got = {d.task: d for d in decide(comps, results, p)}
+    # per task family of one comparison: the look's interval is the t interval at the spent level
+    (level,) = p.look_levels(1)
+    half = stats.t.isf(level / 2, 2) * np.std(diffs, ddof=1) / math.sqrt(3)
+    assert got["cola"].high == pytest.approx(np.mean(diffs) + half)
+    assert 0.01 < half < 0.02  # so the margins are what tells the tasks apart
+    assert got["cola"].decision == "equivalent"
+    assert got["stsb"].decision == "undecided" and got["rte"].decision == "undecided"
+    with pytest.raises(ReinitlabError, match=r"adaptive.margin=.*mapping task"):
+        Policy(margin={"cola": -0.1})
+
+
 def test_a_duplicate_result_is_refused_not_counted():
     comps = [Comparison("rte", "c", "k=2")]
     results = results_for("c", None, [0.5, 0.6, 0.55]) + [Result("c", None, 0, 0.5)]

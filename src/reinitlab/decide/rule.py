@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -55,7 +56,9 @@ class Policy:
     max_seeds: int = 10  # a comparison still undecided here ends "undecided at budget"
     seeds_per_stage: int = 1  # seeds added to each undecided comparison per later stage
     alpha: float = 0.05  # family-wise error over all looks and comparisons of a family
-    margin: float | None = None  # |difference| below which variants are `equivalent`; None: never
+    # |difference| below which variants are `equivalent` (the primary metric's units); a
+    # mapping task -> margin gives each task its own (a task left out: no equivalence); None: never
+    margin: float | Mapping[str, float] | None = None
     family: str = "task"  # error controlled per task, or over the whole study
     shape: float = 0.25  # the boundary's Wang-Tsiatis shape: 0.5 Pocock, 0 O'Brien-Fleming
 
@@ -73,12 +76,26 @@ class Policy:
             raise bad("seeds_per_stage", self.seeds_per_stage, "an integer >= 1")
         if not 0 < float(self.alpha) < 1:
             raise bad("alpha", self.alpha, "a number between 0 and 1 (exclusive)")
-        if self.margin is not None and not float(self.margin) > 0:
-            raise bad("margin", self.margin, "a positive number, or null (no equivalence)")
+        margins = self.margin.values() if isinstance(self.margin, Mapping) else [self.margin]
+        for m in margins:
+            if m is not None and not (isinstance(m, int | float) and m > 0):
+                raise bad(
+                    "margin",
+                    self.margin,
+                    "a positive number, a mapping task -> positive number (e.g. "
+                    "{cola:0.02,stsb:0.01}), or null (no equivalence)",
+                )
         if not 0 <= float(self.shape) <= 0.5:
             raise bad("shape", self.shape, "a number from 0 (O'Brien-Fleming) to 0.5 (Pocock)")
         if self.family not in FAMILIES:
             raise bad("family", self.family, f"one of {', '.join(FAMILIES)}")
+
+    def margin_for(self, task: str) -> float | None:
+        """The equivalence margin of `task`'s comparisons (None: no `equivalent` for it)."""
+        if isinstance(self.margin, Mapping):
+            m = self.margin.get(task)
+            return None if m is None else float(m)
+        return None if self.margin is None else float(self.margin)
 
     def looks(self) -> list[int]:
         """The sample sizes at which comparisons are decided, fixed before any data."""

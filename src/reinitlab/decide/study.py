@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +116,7 @@ def decide(
     for c in comparisons:
         m = sizes[c.task if policy.family == "task" else "study"]
         diffs = paired_prefix(values, c, seeds)
-        o = sequential(diffs, policy, m)
+        o = sequential(diffs, replace(policy, margin=policy.margin_for(c.task)), m)
         code, n = int(o.decision), int(o.n)
         need = seeds_needed(code, n, policy) if n else policy.min_seeds
         decided = code != UNDECIDED
