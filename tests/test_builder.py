@@ -67,3 +67,19 @@ def test_train_chain_stage_and_probe_build_the_same_run(tmp_path):
         got = model.state_dict()
         assert got.keys() == want.keys()
         assert all(torch.equal(got[k], want[k]) for k in want)  # same weights, same fresh head
+
+
+def test_a_pretrained_model_keeps_plain_layers_a_weightless_template_can_switch_modes(tmp_path):
+    """transformers 5 kernelizes pretrained models by default (hub kernels): the loaded MiniLM
+    must keep its plain PyTorch layers, so its meta-device copy (the stacked launcher's
+    template) can switch between train and eval without re-kernelizing."""
+    from reinitlab.data.tasks import TaskSpec
+    from reinitlab.training.models import load_model
+
+    cfg = compose_cfg(tmp_path, "model=minilm-l6", "task=stsb", "logger=none")
+    model = load_model(cfg.model, TaskSpec.from_config(cfg.task), head_seed=0)
+    assert getattr(model, "use_kernels", False) is False
+    template = model.to("meta")
+    template.train()
+    template.eval()
+    assert not template.training and next(template.parameters()).is_meta

@@ -28,6 +28,7 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     PretrainedConfig,
+    PreTrainedModel,
 )
 from transformers.utils import logging as hf_logging
 
@@ -205,6 +206,14 @@ def classifier_head(model: nn.Module) -> nn.Module:
     return head
 
 
+# transformers 5 swaps layers for hub kernels by default when the `kernels` package is there
+# (a dependency of transformers 5.2x): other numerics than the plain PyTorch layers a study
+# compares, a download on a GPU machine, and every `.train()` / `.eval()` re-kernelizes, which
+# fails on the stacked launcher's weightless (meta) template. Plain layers, always; older
+# transformers have no hub kernels, or have them off by default.
+NO_HUB_KERNELS = {"use_kernels": False} if hasattr(PreTrainedModel, "set_use_kernels") else {}
+
+
 def load_model(spec: Mapping[str, Any], task: TaskSpec, head_seed: int) -> nn.Module:
     """Pretrained encoder (+ pooler) with a fresh task head drawn from `head_seed`.
 
@@ -226,7 +235,9 @@ def load_model(spec: Mapping[str, Any], task: TaskSpec, head_seed: int) -> nn.Mo
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()
         try:
-            model = from_source(spec, "weights", auto.from_pretrained, config=config)
+            model = from_source(
+                spec, "weights", auto.from_pretrained, config=config, **NO_HUB_KERNELS
+            )
         finally:
             hf_logging.set_verbosity(verbosity)
     head = module_targets(model, classifier_head(model))
