@@ -30,10 +30,10 @@ with failed jobs adds one line naming how many and exits 1.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hydra_plugins.reinitlab_plugins.local_launcher import LocalLauncher
+from hydra_plugins.reinitlab_plugins.composer import JobComposer, Progress
+from hydra_plugins.reinitlab_plugins.local_launcher import ConfiguredLauncher, LocalLauncher
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,7 @@ def job_problem(cfg: DictConfig) -> str | None:
     from reinitlab.errors import ReinitlabError
     from reinitlab.training.builder import check_job
 
-    cfg = copy.deepcopy(cfg)
-    with open_dict(cfg):
+    with open_dict(cfg):  # (the job's own copy: the sweeper composes one per job)
         # The job's output dir exists only once Hydra runs it (`${hydra:runtime.output_dir}`);
         # nothing checked here writes there, but the trainer node interpolates it.
         cfg.paths.output_dir = str(Path(cfg.hydra.sweep.dir) / "unlaunched")
@@ -151,7 +151,9 @@ def refuse_invalid(jobs: list[dict[str, Any]], total: int) -> None:
     from reinitlab.errors import ReinitlabError
 
     by_reason: dict[str, list[str]] = {}
-    for job in jobs:
+    progress = Progress("checking", len(jobs))
+    for i, job in enumerate(jobs, 1):
+        progress(i)
         problem = job_problem(job["cfg"])
         if problem is not None:
             by_reason.setdefault(problem, []).append(job["label"])
@@ -171,17 +173,16 @@ def refuse_invalid(jobs: list[dict[str, Any]], total: int) -> None:
     raise ReinitlabError("\n".join(lines))
 
 
-def format_dry_run(planned: list[dict[str, Any]], to_run: list[dict[str, Any]],
-                   dirs: dict[str, str], state: dict[str, str]) -> str:  # fmt: skip
-    """The dry run's listing: every job with its directory, state and label, in plan order."""
+def dry_run_lines(planned: list[dict[str, Any]], to_run: list[dict[str, Any]],
+                  dirs: dict[str, str], state: dict[str, str]) -> Iterator[str]:  # fmt: skip
+    """The dry run's listing line by line (printed as it goes: ten thousand jobs stream)."""
     run = {j["job_key"] for j in to_run}
-    lines = [f"[reinitlab] dry run: {len(run)} of {len(planned)} jobs would run"]
+    yield f"[reinitlab] dry run: {len(run)} of {len(planned)} jobs would run"
     for i, job in enumerate(planned, 1):
         key = job["job_key"]
         what = "run" if key in run else state.get(key, "skip")
         added = "  (baseline added)" if job["baseline_added"] else ""
-        lines.append(f"  {i:>3}  {dirs[key]:<12} {what:<9} {job['label']}{added}")
-    return "\n".join(lines)
+        yield f"  {i:>3}  {dirs[key]:<12} {what:<9} {job['label']}{added}"
 
 
 class ReinitlabSweeper(Sweeper):
@@ -209,6 +210,7 @@ class ReinitlabSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
+        self.composer: JobComposer | None = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -221,17 +223,22 @@ class ReinitlabSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        self.composer = JobComposer(hydra_context.config_loader, config)
+        if isinstance(self.launcher, ConfiguredLauncher):
+            self.launcher.composer = self.composer  # jobs are not composed from scratch again
 
     def _describe(self, overrides: list[str]) -> dict[str, Any]:
         from reinitlab.sweep.jobkey import config_hash, identity_config
 
-        assert self.hydra_context is not None and self.config is not None
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        assert self.composer is not None
+        cfg = self.composer.compose(list(overrides))
         num_layers = self._layers(cfg.model)
+        identity = identity_config(cfg)
         return {
             "overrides": list(overrides),
-            "job_key": config_hash(identity_config(cfg)),
-            "group": config_hash(identity_config(cfg, drop=("reinit",))),
+            "job_key": config_hash(identity),
+            # (what identity_config(cfg, drop=("reinit",)) gives, without resolving it again)
+            "group": config_hash({k: v for k, v in identity.items() if k != "reinit"}),
             "baseline": is_baseline(cfg.reinit, num_layers),
             "label": _label(cfg, num_layers),
             "cache_dir": cfg.data.get("cache_dir") if "data" in cfg else None,
@@ -242,7 +249,9 @@ class ReinitlabSweeper(Sweeper):
         """The jobs to run: the user's (exact duplicates dropped) then the missing baselines."""
         planned: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for overrides in jobs:
+        progress = Progress("composing", len(jobs))
+        for i, overrides in enumerate(jobs, 1):
+            progress(i)
             job = self._describe(overrides)
             if job["job_key"] not in seen:
                 seen.add(job["job_key"])
@@ -292,7 +301,8 @@ class ReinitlabSweeper(Sweeper):
         if self.dry_run:
             previous = read_plan(sweep_dir) if sweep_dir.is_dir() else None
             dirs = {p.job_key: p.dirname for p in merged_plan(previous or [], planned)}
-            print(format_dry_run(planned, to_run, dirs, state), flush=True)
+            for line in dry_run_lines(planned, to_run, dirs, state):
+                print(line, flush=True)
             return []
         cache_dirs = {j["cache_dir"] for j in planned if j["cache_dir"]}
         for cache_dir in sorted(cache_dirs):
