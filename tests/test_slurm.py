@@ -93,6 +93,20 @@ def test_multirun_completes_through_slurm_with_every_record(tmp_path):
     }
 
 
+def test_jobs_per_task_runs_a_12_job_sweep_as_3_array_tasks_each_job_in_the_ledger(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = on_slurm(
+        sweep, "task=wnli", "reinit.k=1,2", "seed=0,1,2,3", "hydra.launcher.jobs_per_task=4",
+        timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(records(sweep)) == 12  # 2 k x 4 seeds + 4 baselines, each its own record
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 3  # three array tasks
+    status = sweep_status(sweep)
+    assert status.counts()["completed"] == 12 and status.planned == 12
+    assert all(j.attempts == 1 for j in status.jobs)
+
+
 def test_a_killed_job_is_reported_failed_without_hanging_and_the_rest_finish(tmp_path):
     sweep = tmp_path / "sweep"
     # job 1 trains for long enough to be killed while running; job 0 is quick

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,30 @@ class _Base:
     def __init__(self, cfg: DictConfig | None) -> None:
         self.cfg = cfg  # None: this base is composed by Hydra for every job
         self.verified = False
+        self.identity: dict[str, Any] | None = None  # identity_config(cfg), once
+        self.refs: list[str] = []  # the interpolations outside the hydra node
+        self.fast: bool | None = None  # whether identities may be set leaf by leaf
+
+
+def interpolations(cfg: DictConfig) -> list[str]:
+    """Every string value holding an interpolation, outside the hydra node."""
+    found, stack = [], [OmegaConf.to_container(cfg, resolve=False)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(v for k, v in node.items() if k != "hydra")
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, str) and "${" in node:
+            found.append(node)
+    return found
+
+
+def _referenced(key: str, refs: list[str]) -> bool:
+    """Whether an interpolation may read `key` or a node above it (`${optim}` reads optim.lr)."""
+    parts = key.split(".")
+    prefixes = [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(re.search(rf"(?<![\w.]){re.escape(p)}(?!\w)", ref) for p in prefixes for ref in refs)
 
 
 def _overlaps(a: str, b: str) -> bool:
@@ -61,6 +86,16 @@ class JobComposer:
         self.bases: dict[tuple[str, ...], _Base] = {}
         self.hydra_compositions = 0
         self._groups: dict[str, bool] = {}
+        self._parsed: dict[str, Override] = {}
+
+    def parse(self, overrides: Sequence[str]) -> list[Override]:
+        """Hydra's parse of each override, once per distinct string (a study of ten thousand
+        jobs has a few dozen: `seed=0` ... `seed=9`, `reinit.k=1` ...)."""
+        missing = [o for o in overrides if o not in self._parsed]
+        if missing:
+            for line, o in zip(missing, self.parser.parse_overrides(missing), strict=True):
+                self._parsed[line] = o
+        return [self._parsed[o] for o in overrides]
 
     # --- Hydra's own composition ----------------------------------------------------------
 
@@ -87,7 +122,7 @@ class JobComposer:
     def split(self, overrides: Sequence[str]) -> tuple[tuple[str, ...], list[Override]] | None:
         """(the structural overrides, the parsed value overrides), None when the job must be
         composed by Hydra whole (a value override overlapping a structural one)."""
-        parsed = self.parser.parse_overrides(list(overrides))
+        parsed = self.parse(overrides)
         structural = [o for o in parsed if not self._mergeable(o)]
         values = [o for o in parsed if self._mergeable(o)]
         fixed = [*self.master_keys, *(o.key_or_group for o in structural)]
@@ -108,7 +143,7 @@ class JobComposer:
         cfg = copy.deepcopy(base)
         for o in values:
             OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
-        parsed = self.parser.parse_overrides(list(overrides))
+        parsed = self.parse(overrides)
         task = [o for o in parsed if not o.is_hydra_override()]
         with open_dict(cfg.hydra):
             cfg.hydra.overrides.hydra = self.master_hydra + [
@@ -141,6 +176,37 @@ class JobComposer:
                 return reference
         return cfg
 
+    def fast_identity(self, overrides: Sequence[str]) -> tuple[dict[str, Any], DictConfig] | None:
+        """(the job's identity, i.e. `identity_config` of its config, and its base config)
+        without composing the job: the base's identity with the job's values set leaf by
+        leaf. None when the job has to be composed (`compose`) to tell. The first job of each
+        base is also composed and compared; a base that differs is never taken this way."""
+        from reinitlab.sweep.jobkey import identity_config
+
+        split = self.split(overrides)
+        if split is None:
+            return None
+        structural, values = split
+        base = self._base(structural)
+        if base.cfg is None or base.fast is False:
+            return None
+        if base.identity is None:
+            base.refs = interpolations(base.cfg)
+            if any("${." in ref for ref in base.refs):  # relative interpolations: not here
+                base.fast = False
+                return None
+            base.identity = identity_config(base.cfg)
+        identity = copy.deepcopy(base.identity)
+        for o in values:
+            if not o.is_hydra_override() and not _set_leaf(identity, o, base.refs):
+                return None
+        if base.fast is None:
+            base.fast = identity_config(self.compose(overrides)) == identity
+            if not base.fast:
+                log.debug("identity set by leaves differs for %s; composing", structural)
+                return None
+        return identity, base.cfg
+
 
 class Progress:
     """A progress line for planning and validation that take long (> `after_s`): jobs done of
@@ -171,6 +237,32 @@ class Progress:
             f"{left:.0f} s left)",
             flush=True,
         )
+
+
+def _set_leaf(identity: dict[str, Any], o: Override, refs: list[str]) -> bool:
+    """Set one value override in a job's identity (a resolved container), as merging it into
+    the config and resolving would; False when that cannot be told without doing so: the key
+    is new, a node, read by an interpolation, left out of identities, or the value is one
+    (an interpolation, a list or a dict)."""
+    from reinitlab.sweep.jobkey import EXCLUDED_KEYS, UNSET_DEFAULTS
+
+    key = o.key_or_group
+    if key in UNSET_DEFAULTS or key.split(".")[0] == "model":
+        return False  # (the model's layer count is read from the base's model config)
+    if any(_overlaps(key, x) for x in EXCLUDED_KEYS) or _referenced(key, refs):
+        return False
+    value = o.value()
+    plain = value is None or isinstance(value, bool | int | float)
+    if not (plain or (isinstance(value, str) and "${" not in value)):
+        return False
+    *parents, leaf = key.split(".")
+    node: Any = identity
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], dict | list):
+        return False
+    node[leaf] = value
+    return True
 
 
 def override_dirname(task: list[Override], job_config: DictConfig) -> str:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +83,16 @@ class _LayerCounts:
         return self.cache[name]
 
 
-def is_baseline(reinit: DictConfig, num_layers: int | None) -> bool:
+def is_baseline(reinit: DictConfig | dict[str, Any], num_layers: int | None) -> bool:
     """Whether the scheme selects nothing: `none`, progressive k=null/L+1, and any scheme left at
     its defaults (e.g. the presets' own `block`/`heads`/`permute` baselines); the scheme
     registry decides, against the model when its layer count is known."""
     from reinitlab.errors import ReinitlabError
     from reinitlab.reinit import SCHEMES, resolve_scheme
 
-    params = OmegaConf.to_container(reinit, resolve=True)
+    params = (
+        dict(reinit) if isinstance(reinit, dict) else OmegaConf.to_container(reinit, resolve=True)
+    )
     impl = SCHEMES.get(params.get("name"))
     if impl is None:
         return False  # an unknown scheme: its job fails with the message
@@ -145,16 +147,19 @@ def job_problem(cfg: DictConfig) -> str | None:
     return None
 
 
-def refuse_invalid(jobs: list[dict[str, Any]], total: int) -> None:
-    """Refuse the whole sweep when any job is invalid, listing each with its reason; a reason
-    shared by several jobs (a model that cannot be loaded, a missing data folder) once."""
+def refuse_invalid(
+    jobs: list[dict[str, Any]], total: int, problem_of: Callable[[dict], str | None]
+) -> None:
+    """Refuse the whole sweep when any job is invalid (`problem_of` says why), listing each
+    with its reason; a reason shared by several jobs (a model that cannot be loaded, a missing
+    data folder) once."""
     from reinitlab.errors import ReinitlabError
 
     by_reason: dict[str, list[str]] = {}
     progress = Progress("checking", len(jobs))
     for i, job in enumerate(jobs, 1):
         progress(i)
-        problem = job_problem(job["cfg"])
+        problem = problem_of(job)
         if problem is not None:
             by_reason.setdefault(problem, []).append(job["label"])
     if not by_reason:
@@ -211,6 +216,8 @@ class ReinitlabSweeper(Sweeper):
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
         self.composer: JobComposer | None = None
+        self._checked: dict[tuple, str | None] = {}  # job_problem per seed-free job
+        self._baselines: dict[tuple, bool] = {}
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -228,22 +235,65 @@ class ReinitlabSweeper(Sweeper):
             self.launcher.composer = self.composer  # jobs are not composed from scratch again
 
     def _describe(self, overrides: list[str]) -> dict[str, Any]:
+        """A job's key, group, label, ... from its identity: set leaf by leaf on its base's
+        when the composer can (no config composed per job), else from its composed config."""
         from reinitlab.sweep.jobkey import config_hash, identity_config
 
         assert self.composer is not None
-        cfg = self.composer.compose(list(overrides))
-        num_layers = self._layers(cfg.model)
-        identity = identity_config(cfg)
+        fast = self.composer.fast_identity(list(overrides))
+        cfg = None
+        if fast is None:
+            cfg = self.composer.compose(list(overrides))
+            identity, base = identity_config(cfg), cfg
+        else:
+            identity, base = fast
+        num_layers = self._layers(base.model)
+        reinit = identity["reinit"]
         return {
             "overrides": list(overrides),
             "job_key": config_hash(identity),
             # (what identity_config(cfg, drop=("reinit",)) gives, without resolving it again)
             "group": config_hash({k: v for k, v in identity.items() if k != "reinit"}),
-            "baseline": is_baseline(cfg.reinit, num_layers),
-            "label": _label(cfg, num_layers),
-            "cache_dir": cfg.data.get("cache_dir") if "data" in cfg else None,
-            "cfg": cfg,
+            "baseline": self._is_baseline(reinit, num_layers),
+            "label": _label(identity["task"]["name"], reinit, identity["seed"], num_layers),
+            "cache_dir": base.data.get("cache_dir") if "data" in base else None,
+            "seed": identity.get("seed"),
+            "cfg": cfg,  # composed when needed (validation), else None
         }
+
+    def _is_baseline(self, reinit: dict[str, Any], num_layers: int | None) -> bool:
+        """`is_baseline`, once per distinct scheme and layer count."""
+        import json
+
+        key = (json.dumps(reinit, sort_keys=True, default=str), num_layers)
+        if key not in self._baselines:
+            self._baselines[key] = is_baseline(reinit, num_layers)
+        return self._baselines[key]
+
+    def problem(self, job: dict[str, Any]) -> str | None:
+        """`job_problem` of a job, checked once per job that differs only in `seed`: the seed
+        enters the job check through `check_seed` alone (see `check_job`), so the other seeds
+        of a valid job need only that. A job found invalid is checked in full, each."""
+        from reinitlab.errors import ReinitlabError
+        from reinitlab.training.options import check_seed
+
+        assert self.composer is not None
+        split = self.composer.split(job["overrides"])
+        if split is None:
+            return job_problem(job["cfg"] or self.composer.compose(job["overrides"]))
+        structural, values = split
+        key = (structural, tuple(str(o.input_line) for o in values if o.key_or_group != "seed"))
+        if key not in self._checked:
+            cfg = job["cfg"] or self.composer.compose(job["overrides"])
+            self._checked[key] = job_problem(cfg)
+            return self._checked[key]
+        if self._checked[key] is not None:
+            return job_problem(job["cfg"] or self.composer.compose(job["overrides"]))
+        try:
+            check_seed(job["seed"])
+        except ReinitlabError as e:
+            return str(e)
+        return None
 
     def plan(self, jobs: list[list[str]]) -> list[dict[str, Any]]:
         """The jobs to run: the user's (exact duplicates dropped) then the missing baselines."""
@@ -289,7 +339,7 @@ class ReinitlabSweeper(Sweeper):
         if not self.skip_completed:
             to_run = planned
         if self.validate:
-            refuse_invalid(to_run, len(planned))
+            refuse_invalid(to_run, len(planned), self.problem)
         added = sum(j["baseline_added"] for j in planned)
         print(
             f"[reinitlab] sweep {sweep_dir}: {len(planned)} jobs ({added} baselines added); "
@@ -400,16 +450,16 @@ class ReinitlabSweeper(Sweeper):
         )
 
 
-def _label(cfg: DictConfig, num_layers: int | None) -> str:
+def _label(task: str, reinit: dict[str, Any], seed: Any, num_layers: int | None) -> str:
     """`rte k=3 seed 0`: the task, the scheme's label and the seed. When the model's layer
     count is unknown (it cannot be loaded; the sweep is then refused, naming these labels) the
     label is taken as for a model deeper than any value given, so `k=9` still reads `k=9`."""
     from reinitlab.reinit import scheme_label
 
-    params = OmegaConf.to_container(cfg.reinit, resolve=True)
+    params = dict(reinit)
     name = params.pop("name", None)
     try:
         label = scheme_label(name, params, num_layers if num_layers is not None else 10**6)
     except Exception:  # noqa: BLE001 -- an invalid scheme is refused by the job checks
         label = f"{name} " + " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
-    return f"{cfg.task.name} {label} seed {cfg.seed}"
+    return f"{task} {label} seed {seed}"

@@ -95,8 +95,7 @@ def read_json(path: Path) -> tuple[Any, str | None]:
         return None, f"not valid JSON ({e})"
 
 
-def _read_dict(path: Path) -> dict[str, Any] | None:
-    obj, _ = read_json(path)
+def _dict_or_none(obj: Any) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
@@ -399,15 +398,22 @@ JOB_MARKERS = frozenset({JOB_FILENAME, RESULT_FILENAME, RUNNING_FILENAME, FAILED
 
 def _job_dirs(root: Path) -> list[Path]:
     """Directories under (and including) `root` that hold a job: a Hydra job dir or any of
-    the ledger's per-job files. One walk, each directory listed once: a study of ten thousand
-    jobs is read in one pass, not once per kind of file."""
+    the ledger's per-job files."""
+    return [d for d, _ in _walk_jobs(root)]
+
+
+def _walk_jobs(root: Path) -> list[tuple[Path, frozenset[str]]]:
+    """(job dir, the ledger files it holds) under `root`, in job order. One walk, each
+    directory listed once: a study of ten thousand jobs is read in one pass, not once per kind
+    of file, and files a directory does not hold are never opened."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         if LOCK_DIRNAME in dirnames:
             dirnames.remove(LOCK_DIRNAME)
-        if ".hydra" in dirnames or not JOB_MARKERS.isdisjoint(filenames):
-            found.append(Path(dirpath))
-    return sorted(found, key=natural_key)
+        held = JOB_MARKERS.intersection(filenames)
+        if ".hydra" in dirnames or held:
+            found.append((Path(dirpath), frozenset(held)))
+    return sorted(found, key=lambda item: natural_key(item[0]))
 
 
 def _fallback_key(job_dir: Path, record: dict[str, Any] | None, overrides: list[str]) -> str:
@@ -427,11 +433,17 @@ def _fallback_key(job_dir: Path, record: dict[str, Any] | None, overrides: list[
     return f"dir:{job_dir}"
 
 
-def _read_attempt(job_dir: Path) -> _Attempt:
-    info = _read_dict(job_dir / JOB_FILENAME) or {}
-    result_path = job_dir / RESULT_FILENAME
+def _read_attempt(job_dir: Path, held: frozenset[str] | None = None) -> _Attempt:
+    """What `job_dir` says about its job; `held`: the ledger files it holds, when known (the
+    others are not opened)."""
+
+    def read(name: str) -> tuple[Any, str | None]:
+        return read_json(job_dir / name) if held is None or name in held else (None, "missing")
+
+    info, _ = read(JOB_FILENAME)
+    info = info if isinstance(info, dict) else {}
     record = corrupt = None
-    raw, why = read_json(result_path)  # read once: it decides both the state and the key
+    raw, why = read(RESULT_FILENAME)  # read once: it decides both the state and the key
     if why != "missing":
         corrupt = why or check_record(raw)
         record = raw if corrupt is None else None
@@ -455,8 +467,8 @@ def _read_attempt(job_dir: Path) -> _Attempt:
         attempts=attempts if isinstance(attempts, int) else 1,
         record=record,
         corrupt=corrupt,
-        lease=_read_dict(job_dir / RUNNING_FILENAME),
-        failed=_read_dict(job_dir / FAILED_FILENAME),
+        lease=_dict_or_none(read(RUNNING_FILENAME)[0]),
+        failed=_dict_or_none(read(FAILED_FILENAME)[0]),
         mtime=mtime,
     )
 
@@ -531,8 +543,8 @@ class Ledger:
 
     def _read(self) -> list[Job]:
         by_key: dict[str, list[_Attempt]] = {}
-        for d in _job_dirs(self.root):
-            a = _read_attempt(d)
+        for d, held in _walk_jobs(self.root):
+            a = _read_attempt(d, held)
             by_key.setdefault(a.key, []).append(a)
         jobs: dict[str, Job] = {k: _decide(k, v) for k, v in by_key.items()}
         ordered: list[Job] = []
