@@ -14,7 +14,10 @@ import pytest
 
 from reinitlab.sweep.ledger import Attempt, Ledger, Skip, claim, read_job
 from reinitlab.sweep.status import format_status
+from tests.helpers import needs_glue
 from tests.helpers.finished_sweep import make_finished_sweep, synthetic_key
+from tests.test_first_ten_minutes import train_py
+from tests.test_sweeps import QUICK
 
 _WATCH: list[list[tuple[str, str]]] = []
 
@@ -120,3 +123,18 @@ def test_status_reads_each_job_directory_once(tmp_path):
     assert max(counts.values()) == 1, counts.most_common(3)  # no file, no listing read twice
     job_dirs = {p.parent for kind, p in map(lambda x: (x[0], Path(x[1])), seen) if kind == "open"}
     assert len([d for d in job_dirs if d != sweep]) == 400
+
+
+@needs_glue
+def test_the_job_check_once_per_seed_free_job_still_refuses_a_bad_seed(tmp_path):
+    """The sweeper checks a job in full once per job that differs only in `seed`, and the
+    other seeds with check_seed alone: an invalid seed among valid ones is still refused, with
+    the job check's own message, and the valid jobs are not."""
+    sweep = tmp_path / "sweep"
+    out = train_py("-m", *QUICK, "task=rte", "reinit.k=1,2", "seed=0,-1,1",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "the sweep is refused: 3 of 9 jobs are invalid, so none was launched" in out.stderr
+    assert "3 jobs (rte k=1 seed -1; rte k=2 seed -1; rte baseline seed -1)" in out.stderr
+    assert "seed=-1: allowed: an integer >= 0 (sweep with seed=0,1,2)" in out.stderr
+    assert not sweep.exists()
