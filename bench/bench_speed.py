@@ -56,6 +56,29 @@ def glue_dir() -> Path:
     return Path(os.environ.get("GLUE_DIR") or REPO.parent / "shared" / "data" / "glue")
 
 
+def warm_tokenization(cache_dir: str | Path, overrides: list[str]) -> None:
+    """Tokenize into `cache_dir` every split that a job composed with `overrides` reads, before
+    anything is timed: otherwise the side of a comparison that runs first pays the cold cache
+    and every later one reads it warm."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from reinitlab.job import check_job
+    from reinitlab.paths import config_dir
+    from reinitlab.training.builder import build_data
+    from reinitlab.training.models import load_tokenizer
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[*overrides, f"data.glue_dir={glue_dir()}", f"data.cache_dir={cache_dir}"],
+        )
+    spec = check_job(cfg)
+    build_data(spec.task, load_tokenizer(cfg.model), cfg.data, spec.seeds)
+    GlobalHydra.instance().clear()
+
+
 # ----------------------------------------------------------------------------- worker side
 
 

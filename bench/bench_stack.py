@@ -19,7 +19,8 @@ optimizer step) and of the dev passes, and examples/s per variant (training exam
 variant / training-step seconds; in a stack every variant sees every example in the stack's
 time).
 The ratio stacked/solo of the cell's throughput is taken within the run: the machine is shared
-and noisy. `--quick` trains on the first 1,024 examples (about 4 minutes on 2 cores; the
+and noisy. The tokenization cache is built before either way is timed, so both read it warm,
+and repeats alternate which way runs first. `--quick` trains on the first 1,024 examples (about 4 minutes on 2 cores; the
 full epoch is 8,551). On a CUDA machine the same command measures the GPU (the device the
 jobs pick: trainer.accelerator=auto); `--bert-base --precision bf16-mixed` the BERT-base size.
 
@@ -47,7 +48,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench_gpu import BERT_BASE_OVERRIDES  # noqa: E402
-from bench_speed import glue_dir  # noqa: E402
+from bench_speed import glue_dir, warm_tokenization  # noqa: E402
 
 VARIANTS = {
     "baseline": "reinit=none",
@@ -176,14 +177,26 @@ def measure(spec: dict) -> dict:
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "wall_s": wall}
 
 
-def run_cell(base: dict, out: Path) -> dict:
-    """The four variants solo (four processes) and stacked (one); timings of each way."""
+def run_cell(base: dict, out: Path, stack_first: bool = False) -> dict:
+    """The four variants solo (four processes) and stacked (one); timings of each way.
+    `stack_first`: the stack runs before the solo jobs (repeats alternate the order)."""
     variants = list(VARIANTS)
-    solo = [
-        measure({**base, "way": "solo", "variants": [v], "out": str(out / "solo")})
-        for v in variants
-    ]
-    stack = measure({**base, "way": "stacked", "variants": variants, "out": str(out / "stack")})
+
+    def run_solo():
+        return [
+            measure({**base, "way": "solo", "variants": [v], "out": str(out / "solo")})
+            for v in variants
+        ]
+
+    def run_stack():
+        return measure({**base, "way": "stacked", "variants": variants, "out": str(out / "stack")})
+
+    if stack_first:
+        stack = run_stack()
+        solo = run_solo()
+    else:
+        solo = run_solo()
+        stack = run_stack()
     examples = solo[0]["examples"]  # one variant's training examples (1 epoch)
     solo_fit = sum(r["fit_s"] for r in solo)
     return {
@@ -219,7 +232,8 @@ def to_markdown(result: dict) -> str:
         f"examples, {len(VARIANTS)} variants ({', '.join(VARIANTS)}), batch 32, "
         f"{s['threads']} torch threads, {s['precision']}, device "
         f"{result['runs'][0]['solo']['device']}; "
-        f"medians of {len(result['runs'])} repeat(s), each way in fresh processes.",
+        f"medians of {len(result['runs'])} repeat(s) (alternating which way runs first), "
+        "each way in fresh processes, the tokenization cache built before either is timed.",
         "",
         "| way | wall time (s) | training steps (s) | dev passes (s) | examples/s per variant "
         "| cell examples/s |",
@@ -280,10 +294,21 @@ def main(argv: list[str] | None = None) -> int:
             "cache_dir": str(Path(tmp) / "cache"),
             "train_samples": "null" if samples is None else samples,
         }
+        # Both ways read the same cache, built before either is timed (no cold first side).
+        warm_tokenization(
+            base["cache_dir"],
+            [
+                f"model={args.model}",
+                *base["model_overrides"],
+                f"task={args.task}",
+                f"data.max_train_samples={base['train_samples']}",
+            ],
+        )
         runs = []
         for r in range(repeats):
-            print(f"[bench_stack] repeat {r + 1}/{repeats}: 4 solo jobs, then 1 stack", flush=True)
-            runs.append(run_cell(base, Path(tmp) / f"r{r}"))
+            order = "1 stack, then 4 solo jobs" if r % 2 else "4 solo jobs, then 1 stack"
+            print(f"[bench_stack] repeat {r + 1}/{repeats}: {order}", flush=True)
+            runs.append(run_cell(base, Path(tmp) / f"r{r}", stack_first=bool(r % 2)))
     median = {
         way: {
             key: statistics.median(run[way][key] for run in runs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from bench.bench_speed import StepMeter
@@ -32,3 +33,52 @@ def test_window_counts_padding_of_the_batch_and_of_the_positions_computed():
     assert s["pad_fraction"] == 1 - 40 / 56 and s["pad_fraction_computed"] == 0.0
     # packed: [10, 10, 2, 2] -> rows of 10: [10], [10], [2, 2] = 30 positions; [4] x 4 -> 16
     assert p["pad_fraction_computed"] == 1 - 40 / 46
+
+
+def test_deltas_bench_pairs_runs_adjacent_in_time():
+    """bench_deltas: medians per side, the overhead of the medians, and each on/off ratio
+    taken within one pair (off, on in pair 1; on, off in pair 2; ...), by hand."""
+    from bench.bench_deltas import summarize
+
+    def run(on, wall, cpu, tracker=0.0):
+        return {"tracking": on, "wall_s": wall, "cpu_s": cpu, "tracker_s": tracker,
+                "tracker_cpu_s": tracker / 2, "tracker_calls": 4 if on else 0}  # fmt: skip
+
+    runs = [run(False, 10, 8), run(True, 11, 8.8, 1.0),  # pair 1
+            run(True, 30, 9.0, 2.0), run(False, 20, 9.0),  # pair 2: a busier machine
+            run(False, 12, 8.5), run(True, 12, 8.6, 1.2)]  # fmt: skip
+    s = summarize(runs)
+    assert s["median_off"] == {"wall_s": 12, "cpu_s": 8.5, "tracker_s": 0, "tracker_cpu_s": 0}
+    assert s["median_on"]["wall_s"] == 12 and s["median_on"]["cpu_s"] == 8.8
+    assert s["overhead_wall_pct"] == pytest.approx(0.0)
+    assert s["overhead_cpu_pct"] == pytest.approx(100 * (8.8 / 8.5 - 1))
+    assert s["pair_ratio_wall"] == pytest.approx([1.1, 1.5, 1.0])
+    assert s["pair_ratio_cpu"] == pytest.approx([1.1, 1.0, 8.6 / 8.5])
+    assert s["tracker_share_pct"] == pytest.approx(100 * 1.2 / 12)
+    assert s["tracker_share_cpu_pct"] == pytest.approx(100 * 0.6 / 8.8)
+    assert s["tracker_calls"] == 4
+
+
+def test_stack_bench_alternates_which_way_runs_first(monkeypatch, tmp_path):
+    """bench_stack: repeat 1 runs the four solo jobs then the stack, repeat 2 the stack first,
+    and the cell's numbers come out the same whichever ran first."""
+    import bench.bench_stack as bench_stack
+
+    calls = []
+
+    def fake_measure(spec):
+        calls.append((spec["way"], tuple(spec["variants"])))
+        seconds = 10.0 if spec["way"] == "solo" else 20.0
+        return {"fit_s": seconds, "dev_s": 1.0, "wall_s": seconds + 5, "examples": 64,
+                "dev": {v: 0.5 for v in spec["variants"]}, "device": "cpu"}  # fmt: skip
+
+    monkeypatch.setattr(bench_stack, "measure", fake_measure)
+    solo_first = bench_stack.run_cell({}, tmp_path, stack_first=False)
+    order_1, calls[:] = list(calls), []
+    stack_first = bench_stack.run_cell({}, tmp_path, stack_first=True)
+    variants = tuple(bench_stack.VARIANTS)
+    assert order_1 == [("solo", (v,)) for v in variants] + [("stacked", variants)]
+    assert calls == [("stacked", variants)] + [("solo", (v,)) for v in variants]
+    assert solo_first == stack_first
+    assert solo_first["solo"]["cell_examples_per_s"] == 4 * 64 / 40
+    assert solo_first["stacked"]["cell_examples_per_s"] == 4 * 64 / 20

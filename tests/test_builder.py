@@ -8,7 +8,8 @@ import torch
 from omegaconf import OmegaConf
 
 from reinitlab.chain.plan import plan_chain
-from reinitlab.training.builder import build_data, build_job, build_model, check_job
+from reinitlab.job import build_job, check_job
+from reinitlab.training.builder import build_data, build_model
 from tests.helpers import compose_cfg, needs_glue
 
 OVERRIDES = (
@@ -40,7 +41,7 @@ def test_train_chain_stage_and_probe_build_the_same_run(tmp_path):
     cfg = compose_cfg(tmp_path, *OVERRIDES)
     job = build_job(cfg)  # what train() fits
 
-    # reinitlab probe: check_job + build_data + build_model, as probing/command.py does
+    # reinitlab probe: check_job + build_data + build_model, as reinitlab/probe.py does
     spec = check_job(cfg)
     probe_data = build_data(spec.task, job.data.tokenizer, cfg.data, spec.seeds)
     probe_model = build_model(cfg.model, spec.task, spec.seeds)

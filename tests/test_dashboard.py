@@ -230,3 +230,38 @@ def test_a_sweep_without_wandb_runs_is_a_clear_error(tmp_path, capsys):
     assert not (sweep / "wandb_workspace.json").exists()  # nothing half-written
     assert cli_main(["dashboard", str(tmp_path / "nowhere"), *args[2:]]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_dashboard_of_an_unfinished_sweep_says_how_many_jobs_it_shows(
+    tmp_path, monkeypatch, capsys
+):
+    """2 of 4 jobs done (one running, one failed): the workspace is built, and the command
+    says it holds 2 of the 4 jobs and why the others are not there."""
+    import time
+
+    from reinitlab.atomic import write_json_atomic
+    from reinitlab.report import dashboard
+    from reinitlab.sweep.ledger import FAILED_FILENAME, RUNNING_FILENAME
+    from tests.test_report import progressive_scheme, record, write_job
+
+    sweep = tmp_path / "sweep"
+    for num, k in enumerate((1, 4)):
+        write_job(sweep, num, [f"reinit.k={k}"], record("rte", progressive_scheme(k), 0, 0.5))
+    failed = write_job(sweep, 2, ["reinit.k=2"], None)
+    write_json_atomic(failed / FAILED_FILENAME, {"error": "boom", "kind": "error"})
+    running = write_job(sweep, 3, ["reinit.k=3"], None)
+    now = time.time()
+    write_json_atomic(
+        running / RUNNING_FILENAME,
+        {"pid": 1, "host": "elsewhere", "heartbeat": now, "started": now},
+    )
+    # the completed jobs' W&B files, as read_run would return them
+    monkeypatch.setattr(dashboard, "find_run_files", lambda d: [Path(d) / "run.wandb"])
+    runs = iter([fake_run(f"r{i}", {"study": "s", "task": {"name": "rte"}}, ["val/primary"], {})
+                 for i in range(2)])  # fmt: skip
+    monkeypatch.setattr(dashboard, "read_run", lambda path: next(runs))
+    args = ["dashboard", str(sweep), "--entity", "e", "--project", "p"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "the sweep is not finished: the workspace is built from 2 of 4 jobs" in out
+    assert "(1 failed, 1 running)" in out

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from reinitlab.errors import ReinitlabError
+from reinitlab.job import build_job, check_job
 from reinitlab.sweep.ledger import RESULT_FILENAME, Ledger
-from reinitlab.training.builder import build_job, check_job
 from tests.helpers import FAST, GLUE, REPO, compose_cfg, needs_glue
 
 QUICK = (
@@ -243,3 +243,78 @@ def test_status_orders_job_dirs_as_numbers(tmp_path):
         (tmp_path / str(n) / ".hydra").mkdir(parents=True)
         write_json_atomic(tmp_path / str(n) / "failed.json", {"error": f"job {n}"})
     assert [j.dir.name for j in Ledger(tmp_path).jobs] == ["0", "1", "2", "10", "11"]
+
+
+def test_status_during_a_running_sweep_calls_jobs_not_started_queued(tmp_path):
+    """While a job of the sweep runs, the planned jobs that have not started are waiting their
+    turn: `queued`, not `missing` (which reads as lost); once nothing runs, they are missing."""
+    import time
+
+    from reinitlab.atomic import write_json_atomic
+    from reinitlab.sweep.ledger import JOB_FILENAME, RUNNING_FILENAME, write_plan
+    from reinitlab.sweep.status import format_status
+
+    plan = write_plan(
+        tmp_path, [{"job_key": f"j{i}", "overrides": [f"seed={i}"]} for i in range(3)]
+    )
+    running = tmp_path / plan[0].dirname
+    write_json_atomic(running / JOB_FILENAME, {"job_key": "j0", "overrides": ["seed=0"]})
+    lease = {"pid": 1, "host": "elsewhere", "heartbeat": time.time(), "started": time.time()}
+    write_json_atomic(running / RUNNING_FILENAME, lease)
+    text = format_status(tmp_path, Ledger(tmp_path))
+    assert "queued 2 | running 1" in text and "missing" not in text
+    assert "queued (not started yet; the sweep is still running):" in text
+    (running / RUNNING_FILENAME).unlink()  # the sweep stopped: nothing runs any more
+    text = format_status(tmp_path, Ledger(tmp_path))
+    assert "missing 2 | running 0" in text and "queued" not in text
+
+
+def test_the_paper_study_offline_is_refused_in_one_line_offering_both_offline_models(tmp_path):
+    """experiment=paper_layers reads BERT-base's layers when the sweep is planned: offline,
+    one error line (no traceback), the model named once, and both offline models offered."""
+    sweep = tmp_path / "sweep"
+    out = train_py("-m", "experiment=paper_layers", f"data.glue_dir={GLUE}",
+                   "hydra.sweeper.dry_run=true", f"hydra.sweep.dir={sweep}",
+                   cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    both = out.stdout + out.stderr
+    assert both.count("is not in the local Hugging Face cache") == 1, both
+    assert "model 'bert-base-cased' is not in" in both and "('bert-base-cased')" not in both
+    assert "model=mpnet-base" in both and "model=minilm-l6" in both
+    assert not sweep.exists()
+
+
+def test_a_refused_single_run_leaves_no_output_folder(tmp_path):
+    """`train.py reinit.k=99` is refused (exit 2, one line) and leaves no outputs/<date>/...
+    folder; a folder that holds something else is never removed."""
+    out = train_py("model=tiny", "logger=none", "reinit.k=99", f"data.glue_dir={GLUE}",
+                   cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and "reinit.k=99 is out of range" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "outputs").exists(), sorted(tmp_path.rglob("*"))
+    kept = tmp_path / "mine"
+    (kept / "notes.txt").parent.mkdir()
+    (kept / "notes.txt").write_text("keep me")
+    out = train_py("model=tiny", "logger=none", "reinit.k=99", f"data.glue_dir={GLUE}",
+                   f"hydra.run.dir={kept}", cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 2 and (kept / "notes.txt").read_text() == "keep me"
+
+
+def test_the_progress_bar_counts_epochs_from_1_and_keeps_metrics_on_one_line():
+    """The rich bar's own description is `Epoch 1/3` from the first frame (never a 0-based
+    `Epoch 0/2`), and its metrics column never wraps (cut with … instead)."""
+    from lightning.pytorch import Trainer
+
+    from reinitlab.training.console import epoch_description, epoch_progress_bar
+
+    assert epoch_description(0, 3) == "Epoch 1/3" and epoch_description(2, 3) == "Epoch 3/3"
+    bar = epoch_progress_bar()
+    trainer = Trainer(max_epochs=3, callbacks=[bar], logger=False, enable_checkpointing=False)
+    bar.setup(trainer, None, stage="fit")  # what fit() does first
+    assert bar._get_train_description(0).strip() == "Epoch 1/3"
+    bar._init_progress(trainer)
+    try:
+        column = bar._metric_component.get_table_column()
+        assert column.no_wrap and column.overflow == "ellipsis"
+    finally:
+        bar._stop_progress()

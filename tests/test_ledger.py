@@ -94,7 +94,10 @@ def test_a_damaged_plan_is_named_with_how_to_recover_and_never_crashes(tmp_path)
     assert led.counts()["completed"] == 1 and led.planned is None
     assert "plan: the sweep plan" in format_status(tmp_path, led)
     col = collect([tmp_path])
-    assert [(p.kind, p.where) for p in col.problems] == [("corrupt", str(tmp_path / PLAN_FILENAME))]
+    # no job, so not a corrupt one: the report counts it as status does, in status's words
+    assert [(p.kind, p.where) for p in col.problems] == [("plan", str(tmp_path / PLAN_FILENAME))]
+    assert col.problems[0].reason == led.plan_problem
+    assert "cannot be counted" in col.problems[0].reason and "Delete it" in col.problems[0].reason
     (tmp_path / PLAN_FILENAME).write_text('{"jobs": [{"job_key": 3}]}')
     assert "lacks a job_key" in Ledger(tmp_path).plan_error
 
@@ -435,7 +438,10 @@ def test_ctrl_c_is_recorded_as_interrupted(tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 130, err[-3000:]
+    # one line on the console: what happened, where it is recorded, how to run it again
+    assert "Traceback" not in err
+    assert "[reinitlab] interrupted (Ctrl-C): job " in err and f"hydra.run.dir={run_dir}" in err
     failed = json.loads((run_dir / FAILED_FILENAME).read_text())
     assert failed["kind"] == "interrupted" and "interrupted" in failed["error"], failed
     assert Ledger(run_dir).jobs[0].kind == "interrupted"

@@ -265,3 +265,35 @@ def test_the_extra_and_make_install_mpnet_install_the_configured_pieces():
     makefile = (REPO / "Makefile").read_text().replace("\\\n", " ")
     listed = re.search(r"^MPNET_PIECES := (.*)$", makefile, re.M).group(1).split()
     assert listed == wanted
+
+
+def test_the_job_check_reads_the_config_from_the_pieces_and_assembles_nothing(
+    tmp_path, monkeypatch
+):
+    """check_job (and so a dry run) loads only the model's config: read straight out of the
+    pieces' zip, nothing assembled or written into the cache; the layers are the model's."""
+    from dataclasses import asdict
+
+    from reinitlab.training.models import load_config
+
+    spec, where, model = split_model_zip(tmp_path)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REINITLAB_CACHE_DIR", str(cache))
+    monkeypatch.setattr(model_pieces, "installed_piece", locator(where))
+    block = {**asdict(spec), "parts": [asdict(p) for p in spec.parts]}
+    model_spec = {"name": "fake", "source": "pieces", "name_or_path": "no/hub", "pieces": block}
+    config = load_config(model_spec)
+    assert config.model_type == "mpnet" and config.num_hidden_layers == 2
+    assert config.hidden_size == model.config.hidden_size
+    assert not cache.exists()  # nothing assembled, nothing written
+    # a missing piece is named, still before anything is written
+    monkeypatch.setattr(
+        model_pieces,
+        "installed_piece",
+        lambda piece: (
+            where.get(piece.distribution) if piece.distribution != "fake-part-002" else None
+        ),
+    )
+    with pytest.raises(ReinitlabError, match="piece 2/3 of fake.zip .* is missing"):
+        load_config(model_spec)
+    assert not cache.exists()

@@ -16,7 +16,7 @@ import lightning as L
 import pytest
 import torch
 
-from tests.helpers import GLUE, compose_cfg, needs_glue
+from tests.helpers import GLUE, assert_same_end, compose_cfg, needs_glue
 
 TINY = (
     "model=tiny",
@@ -28,9 +28,11 @@ TINY = (
 
 
 class Capture(L.Callback):
-    """The optimizer the job really used, its scheduler's length, and the final weights."""
+    """The optimizer the job really used, its scheduler's length, and the weights at the
+    start and the end of training."""
 
     def on_train_start(self, trainer, pl_module):
+        self.initial = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
         opt = trainer.optimizers[0]
         self.fused = bool(opt.defaults.get("fused"))
         self.total_steps = int(trainer.estimated_stepping_batches)  # the schedule's length
@@ -54,15 +56,10 @@ def test_speedups_leave_results_unchanged(tmp_path):
     plain, cap_plain = run(tmp_path, "plain", "optim.fused=false", "data.group_by_length=false")
     assert cap_fused.fused is True and cap_plain.fused is False
     # fused AdamW: the same update up to float rounding -> same weights and metrics
-    assert cap_fused.weights.keys() == cap_plain.weights.keys()
-    for k, w in cap_fused.weights.items():
-        torch.testing.assert_close(w, cap_plain.weights[k], rtol=1e-4, atol=1e-6, msg=k)
-    moved = max(
-        (cap_fused.weights[k] - w).abs().max().item()
-        for k, w in load_initial_weights(tmp_path).items()
-        if k in cap_fused.weights and "classifier" not in k
-    )
-    assert moved > 1e-6  # training really changed the weights (the comparison is not vacuous)
+    for k, w in cap_plain.initial.items():  # both started from the same weights
+        assert torch.equal(w, cap_fused.initial[k]), k
+    # each tensor differs by < 1% of how far it moved, and every one moved
+    assert_same_end(cap_fused.weights, cap_plain.weights, cap_plain.initial)
     for key, value in fused["final"]["metrics"].items():
         assert value == pytest.approx(plain["final"]["metrics"][key], abs=1e-4), key
     assert fused["steps"] == plain["steps"] == 6  # 96 examples / 32 x 2 epochs
@@ -75,14 +72,6 @@ def test_speedups_leave_results_unchanged(tmp_path):
     assert cap_grouped.total_steps == cap_plain.total_steps == 6
     assert grouped["config"]["optim"] == {**plain["config"]["optim"], "fused": True}
     assert grouped["final"]["metrics"].keys() == plain["final"]["metrics"].keys()
-
-
-def load_initial_weights(tmp_path: Path) -> dict[str, torch.Tensor]:
-    from reinitlab.data.tasks import load_task
-    from reinitlab.training.models import load_model
-
-    cfg = compose_cfg(tmp_path / "init", *TINY)
-    return load_model(cfg.model, load_task("stsb"), head_seed=0).state_dict()
 
 
 @needs_glue
@@ -140,3 +129,28 @@ def test_second_job_of_a_sweep_never_retokenizes(tmp_path):
         hits.append(dict(dm.cache_hits))
     assert hits == [{"train": False, "validation": False}, {"train": True, "validation": True}]
     assert len(list((tmp_path / "tokenized").glob("*.pt"))) == 2
+
+
+def test_same_end_check_catches_what_a_fixed_tolerance_misses():
+    """A LayerNorm gain that moved 1e-4 in training and differs by half of that between two
+    runs passes `rtol=1e-4` (its tolerance is 1e-4 of the value 1.0), not `assert_same_end`;
+    nor does a tensor that never moved."""
+    initial = {"norm.weight": torch.ones(4), "dense.weight": torch.zeros(4)}
+    reference = {
+        "norm.weight": initial["norm.weight"] + 1e-4,
+        "dense.weight": torch.full((4,), 0.1),
+    }
+    final = {
+        "norm.weight": reference["norm.weight"] + 5e-5,
+        "dense.weight": reference["dense.weight"],
+    }
+    torch.testing.assert_close(final["norm.weight"], reference["norm.weight"], rtol=1e-4, atol=0)
+    with pytest.raises(
+        AssertionError, match=r"norm.weight: differs by [45]\.?\d*e-05, moved 0?\.?\d+"
+    ):
+        assert_same_end(final, reference, initial)
+    close = {**final, "norm.weight": reference["norm.weight"] + 5e-7}
+    ratios = assert_same_end(close, reference, initial)
+    assert ratios["norm.weight"] == pytest.approx(5e-3, rel=0.1) and ratios["dense.weight"] == 0
+    with pytest.raises(AssertionError, match="dense.weight did not move"):
+        assert_same_end(close, {**reference, "dense.weight": torch.zeros(4)}, initial)

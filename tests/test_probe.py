@@ -182,6 +182,58 @@ def test_reinit_curve_from_result_records():
         reinit_curve([*records, {**rec(2, 0.1), "task": "rte"}])
 
 
+def test_reinit_curve_takes_only_its_own_runs_and_true_baselines():
+    """A study mixing schemes: heads, layers and block runs are no baselines, mode=zero and
+    parts runs no points of the reinit curve; values chosen so each mix-up shows."""
+
+    def rec(value, seed=0, **scheme):
+        return {
+            "task": "cola",
+            "model": "tiny",
+            "num_layers": 3,
+            "scheme": {"pooler": False, "label": "x", **scheme},
+            "seed": seed,
+            "best": {"metrics": {"val/primary": value}},
+        }
+
+    records = [
+        # true baselines: nothing reset (k unset, k = L+1 in either mode, reinit=none)
+        rec(0.58, name="progressive", k=None, mode="reinit", label="baseline"),
+        rec(0.60, seed=1, name="progressive", k=4, mode="zero", label="baseline"),
+        rec(0.62, seed=2, name="none", label="baseline"),
+        # the plain reinit curve
+        rec(0.2, name="progressive", k=1, mode="reinit"),
+        rec(0.3, seed=1, name="progressive", k=1, mode="reinit"),
+        rec(0.4, name="progressive", k=2, mode="reinit"),
+        rec(0.5, name="progressive", k=3, mode="reinit"),
+        # other progressive figures: zeroed layers, one part, the pooler too
+        rec(0.0, name="progressive", k=1, mode="zero"),
+        rec(0.05, name="progressive", k=2, mode="zero"),
+        rec(0.45, name="progressive", k=2, mode="reinit", parts=["attention"]),
+        rec(0.1, name="progressive", k=3, mode="reinit", pooler=True),
+        # other schemes: each resets something, so none of them is a baseline
+        rec(0.1, name="heads", layer=1, head=1, mode="reinit"),
+        rec(0.0, name="heads", layer=2, head=1, mode="mask"),
+        rec(0.2, name="layers", layers=[2], mode="reinit"),
+        rec(0.0, name="block", start=1, width=2, mode="reinit"),
+        rec(0.9, name="none", pooler=True),  # the pooler alone: a variant, not a baseline
+    ]
+    curve, baseline = reinit_curve(records)
+    assert curve == pytest.approx({1: (0.2 + 0.3) / 2, 2: 0.4, 3: 0.5})
+    assert baseline == pytest.approx((0.58 + 0.60 + 0.62) / 3)  # 0.6
+    zero, zero_base = reinit_curve(records, figure="progressive zero")
+    assert zero == pytest.approx({1: 0.0, 2: 0.05}) and zero_base == pytest.approx(0.6)
+    parts, _ = reinit_curve(records, figure="progressive [attention]")
+    assert parts == pytest.approx({2: 0.45})
+    # the drop the Spearman correlation ranks is measured from the true baseline
+    out = probe_reinit_spearman([0.0, 0.3, 0.2, 0.1], curve, baseline)
+    assert out["drop"] == pytest.approx([0.35, 0.2, 0.1])
+    with pytest.raises(ReinitlabError, match="figure='heads'.*progressive"):
+        reinit_curve(records, figure="heads")
+    with pytest.raises(ReinitlabError, match="no baseline"):
+        reinit_curve([r for r in records if r["scheme"]["label"] != "baseline"])
+
+
 # ---------------------------------------------------------------- features and their cache
 
 
@@ -260,6 +312,85 @@ def test_features_are_extracted_once_per_model_state(tiny_model_and_data, tmp_pa
     assert len(calls) == 4
     with pytest.raises(ReinitlabError, match="probe.pooling='max'"):
         features.cached_features(model, loader, "max", tmp_path, key)
+
+
+def test_head_masks_key_the_feature_cache_and_never_share_an_entry(
+    tiny_model_and_data, tmp_path, monkeypatch, capsys
+):
+    """mode=mask changes hidden states through hooks, not weights: a masked model and its
+    unmasked twin (same weights) each get their own, correct features, whichever runs first."""
+    import copy
+
+    from torch.utils.data import DataLoader
+
+    import reinitlab.probing.features as features
+    from reinitlab.reinit.adapters import EncoderAdapter
+    from reinitlab.reinit.masking import install_head_masks, remove_head_mask
+
+    model, data, collate = tiny_model_and_data
+    loader = DataLoader(data, batch_size=16, collate_fn=collate)
+    plain = copy.deepcopy(model)
+    masked = copy.deepcopy(model)
+    install_head_masks(masked, [(1, 0), (1, 1)])  # encoder layer 2 (0-based 1), heads 1 and 2
+    fresh_plain = features.extract_features(plain, loader)[0]["mean"]
+    fresh_masked = features.extract_features(masked, loader)[0]["mean"]
+    # the mask changes layer 2 and above by a real amount, and nothing below it
+    torch.testing.assert_close(fresh_masked[:2], fresh_plain[:2], rtol=0, atol=0)
+    assert (fresh_masked[2:] - fresh_plain[2:]).abs().amax(dim=(1, 2)).min() > 1e-2
+
+    calls = []
+    real = features.extract_features
+    monkeypatch.setattr(features, "extract_features", lambda *a: calls.append(1) or real(*a))
+    key = {"task": "cola", "split": "train"}
+    cache = tmp_path / "cache"
+
+    def probe(m):
+        return features.cached_features(m, loader, "mean", cache, key, verbose=False)
+
+    def written():
+        return sorted((cache / "features").glob("*.pt"))
+
+    first_masked = probe(masked)  # the masked run first: it must not be read by the baseline
+    assert not first_masked.cache_hit and len(calls) == 1 and len(written()) == 2
+    first_plain = probe(plain)
+    assert not first_plain.cache_hit and len(calls) == 2 and len(written()) == 4
+    torch.testing.assert_close(first_masked.features, fresh_masked, rtol=0, atol=0)
+    torch.testing.assert_close(first_plain.features, fresh_plain, rtol=0, atol=0)
+    again_masked, again_plain = probe(masked), probe(plain)
+    assert again_masked.cache_hit and again_plain.cache_hit and len(calls) == 2
+    assert again_masked.path != again_plain.path
+    torch.testing.assert_close(again_masked.features, fresh_masked, rtol=0, atol=0)
+    torch.testing.assert_close(again_plain.features, fresh_plain, rtol=0, atol=0)
+    # the key is the installed state, not the object: the same mask on a fresh copy is a hit,
+    # other heads a miss, and removing the mask gives back the unmasked entry
+    twin = copy.deepcopy(model)
+    install_head_masks(twin, [(1, 1), (1, 0)])
+    assert probe(twin).path == again_masked.path and probe(twin).cache_hit
+    install_head_masks(twin, [(1, 2)])
+    other = probe(twin)
+    assert not other.cache_hit and len(calls) == 3 and len(written()) == 6
+    remove_head_mask(EncoderAdapter(twin).attention_projections(1)[3])
+    assert probe(twin).path == again_plain.path and probe(twin).cache_hit and len(calls) == 3
+    # a hook that cannot say what it does: features computed fresh, the cache neither read nor
+    # written, and the reason said
+    hooked = copy.deepcopy(model)
+
+    def double(module, args, out):
+        return (out[0] * 2, *out[1:]) if isinstance(out, tuple) else out * 2
+
+    hooked.bert.encoder.layer[0].register_forward_hook(double)
+    capsys.readouterr()
+    before = written()
+    fresh_hooked = real(hooked, loader)[0]["mean"]
+    for _ in range(2):
+        got = features.cached_features(hooked, loader, "mean", cache, key)
+        assert not got.cache_hit and got.path is None
+        torch.testing.assert_close(got.features, fresh_hooked, rtol=0, atol=0)
+    assert written() == before and len(calls) == 5
+    assert not torch.allclose(fresh_hooked[2], fresh_plain[2])  # layer 2 reads the doubled output
+    err = capsys.readouterr().err
+    assert "not cached" in err and "double on encoder.layer.0" in err
+    assert features.model_fingerprint(hooked) is None
 
 
 def test_probe_model_state_reports_a_cache_hit_the_second_time(
@@ -370,13 +501,43 @@ def test_probe_before_and_after_training_go_into_the_record_and_wandb(tmp_path):
     assert plain["final"]["metrics"] == record["final"]["metrics"]
 
 
+@pytest.mark.slow
+@needs_glue
+def test_a_head_masked_job_never_probes_its_baselines_cached_features(tmp_path):
+    """Through training's callbacks (masks installed at setup, probe at fit start): a
+    `reinit.mode=mask` job after its baseline, with one shared cache, extracts its own
+    features; its probe differs from the baseline's above the masked layer only."""
+    from reinitlab.train import train
+
+    fast = [
+        "model=tiny",
+        "task=cola",
+        "debug=fast",
+        "deltas.enabled=false",
+        "probe.before=true",
+        "probe.max_dev_samples=200",
+    ]
+    shared = f"data.cache_dir={tmp_path / 'shared'}"
+    base = train(compose_cfg(tmp_path / "base", *fast, shared))["probe"]["before"]
+    masked_cfg = ["reinit=heads", "reinit.heads=[[3,1],[3,2],[3,3]]", "reinit.mode=mask"]
+    masked = train(compose_cfg(tmp_path / "masked", *fast, shared, *masked_cfg))
+    assert masked["reinit_plan"]["masked_heads"] and not masked["reset_tensors"]
+    probe = masked["probe"]["before"]
+    assert (base["cache_hit"], probe["cache_hit"]) == (False, False)
+    assert probe["model_fingerprint"] != base["model_fingerprint"]
+    assert len(list((tmp_path / "shared" / "features").glob("*.pt"))) == 8  # 2 states x 4
+    # layer 3's heads are masked: embeddings and layers 1-2 probe the same, layer 3 not
+    assert probe["metric"][:3] == base["metric"][:3]
+    assert probe["variability"][3] != base["variability"][3]
+
+
 # ---------------------------------------------------------------- head on layer ℓ, frozen below
 
 
 def test_head_on_layer_reads_that_layer_only(tiny_model_and_data):
     import copy
 
-    from reinitlab.probing.head_layer import attach_head_to_layer
+    from reinitlab.training.head_layer import attach_head_to_layer
 
     full, data, collate = tiny_model_and_data
     full = copy.deepcopy(full).eval()
@@ -405,7 +566,7 @@ def test_head_on_layer_reads_that_layer_only(tiny_model_and_data):
 
 @needs_glue
 def test_frozen_layers_stay_bit_identical_through_training(tmp_path, monkeypatch):
-    import reinitlab.probing.head_layer as head_layer
+    import reinitlab.training.head_layer as head_layer
     from reinitlab.train import train
     from reinitlab.training.models import load_model
 
@@ -460,7 +621,7 @@ def test_mpnet_features_and_head_on_layer(tmp_path):
     from torch.utils.data import DataLoader
 
     from reinitlab.probing.features import cached_features
-    from reinitlab.probing.head_layer import attach_head_to_layer
+    from reinitlab.training.head_layer import attach_head_to_layer
     from tests.helpers import padded_batch, tiny_model
 
     full = tiny_model("mpnet", layers=3, far_from_init=True, train=False)

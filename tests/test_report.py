@@ -509,6 +509,15 @@ def test_probe_results_are_drawn_beside_the_reinit_curve(tmp_path):
                 record("cola", progressive_scheme(k), seed, progressive_value(k, seed), **extra),
             )
             num += 1
+        # runs of other figures at the same k, ranked the other way: not on the curve
+        for k in (1, 2, 3):
+            zero = {**progressive_scheme(k), "mode": "zero", "label": f"k={k} zero"}
+            overrides = [f"k={k}", "mode=zero", f"seed={seed}"]
+            write_job(sweep, num, overrides, record("cola", zero, seed, 0.7 - 0.2 * k))
+            num += 1
+        heads = {"name": "heads", "layer": 1, "head": 1, "mode": "reinit", "label": "L1H1"}
+        write_job(sweep, num, ["heads", f"seed={seed}"], record("cola", heads, seed, 0.0))
+        num += 1
     report = build_report([sweep], tmp_path / "out", n_resamples=300)
     probes = pd.read_csv(tmp_path / "out" / "probes.csv")
     row = probes[(probes["stage"] == "after") & (probes["layer"] == 2)].iloc[0]
@@ -550,7 +559,7 @@ def test_metric_choice_final_best_and_auto(tmp_path):
 
 
 def test_baseline_detection():
-    from reinitlab.report.collect import is_baseline
+    from reinitlab.reinit import scheme_is_baseline as is_baseline
 
     assert is_baseline({"name": "none", "pooler": False}, 3)
     assert is_baseline({"name": "progressive", "k": None}, 3)
@@ -677,10 +686,61 @@ def test_bad_input_empty_dir_no_records_and_a_corrupt_record(tmp_path, capsys):
     )
     captured = capsys.readouterr()
     assert f"corrupt: {bad / 'result.json'}" in captured.err and "not valid JSON" in captured.err
-    assert "2 runs done" in captured.out and "1 unreadable" in captured.out
+    assert "2 runs done" in captured.out and "1 corrupt" in captured.out
     runs = pd.read_csv(tmp_path / "rep" / "runs.csv")
     assert sorted(runs["scheme.k"]) == [1, 4]
     assert str(bad / "result.json") in (tmp_path / "rep" / "report.html").read_text()
+
+
+def test_an_unreadable_multirun_yaml_is_said_and_the_missing_count_marked_incomplete(
+    tmp_path, capsys
+):
+    """The progressive sweep plans 12 jobs, one never started: counted from an intact
+    multirun.yaml; from a damaged one the report says which file, why, and that jobs never
+    started are not counted, in the collection, on the console, in the html and problems.csv."""
+    from reinitlab.report.collect import collect
+
+    sweep = make_progressive_sweep(tmp_path)
+    intact = collect([sweep])
+    assert intact.sweeps[0]["planned"] == 12
+    assert sorted(p.kind for p in intact.problems) == ["failed", "missing"]
+    multirun = sweep / "multirun.yaml"
+    text = multirun.read_text()
+
+    def plan_problems(content: str) -> list:
+        multirun.write_text(content)
+        col = collect([sweep])
+        assert [p.kind for p in col.problems if p.kind != "plan"] == ["failed"]  # none missing
+        assert col.sweeps[0]["planned"] is None and col.sweeps[0]["plan_error"]
+        return [p for p in col.problems if p.kind == "plan"]
+
+    # not YAML, a sweep that does not parse, another sweeper: each named with its reason
+    (broken,) = plan_problems(text.replace("    params:\n", "    params: [\n"))
+    assert broken.where == str(multirun) and f"{multirun} could not be read" in broken.reason
+    assert "cannot be counted" in broken.reason
+    (unparsed,) = plan_problems(text.replace("reinit.k: 1,2,3,4", "reinit.k: range(1,"))
+    assert "its sweep could not be expanded" in unparsed.reason and "range(1," in unparsed.reason
+    optuna = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    (other,) = plan_problems(
+        text.replace("hydra._internal.core_plugins.basic_sweeper.BasicSweeper", optuna)
+    )
+    assert "basic sweeper only" in other.reason and optuna in other.reason
+
+    multirun.write_text(text.replace("    params:\n", "    params: [\n"))
+    out = tmp_path / "rep"
+    assert cli_main(["report", str(sweep), "--out", str(out), "--bootstrap", "200"]) == 0
+    captured = capsys.readouterr()
+    assert f"reinitlab report: plan: {multirun}" in captured.err
+    assert f"{multirun} could not be read" in captured.err
+    assert "0 missing (not counted in 1 sweep(s) whose plan could not be read)" in captured.out
+    page = (out / "report.html").read_text()
+    assert "The missing count is incomplete" in page and f"{multirun} could not be read" in page
+    assert "unknown: its plan could not be read" in page
+    problems = pd.read_csv(out / "problems.csv")
+    assert sorted(problems["kind"]) == ["failed", "plan"]
+    # no multirun.yaml at all: no plan, and nothing to say about one
+    multirun.unlink()
+    assert [p.kind for p in collect([sweep]).problems] == ["failed"]
 
 
 # --- a real tiny multirun -------------------------------------------------------------------
@@ -761,5 +821,33 @@ def test_report_over_a_real_tiny_multirun(tmp_path):
     assert figures == ["head_movement", "layers", "movement", "probe"]
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "reinit.k=1,4" in page
+    from tests.test_report_paper import assert_report_prints
+
+    assert_report_prints(out)  # `pdflatex report.tex` prints the study as a journal takes it
     (first,) = sweep.glob("0_*/result.json")  # job dirs: <number>_<hash of overrides>
     assert json.loads(first.read_text())["task"] == "wnli"
+
+
+def test_page_names_seed_values_train_size_rounds_wall_time_shows_every_metric(tmp_path):
+    """A one-seed STS-B run: the page's seed column lists seed values under a name that is no
+    count, says which size it means, rounds wall time to 0.1 s, shows Spearman beside the
+    primary Pearson, and counts the best epoch from 1 in runs.csv as on the console."""
+    sweep = tmp_path / "stsb"
+    for num, k in enumerate((1, 4)):
+        rec = record("stsb", progressive_scheme(k), 0, 0.8 - 0.1 * (4 - k), wall_time_s=112.25)
+        rec["primary_metric"] = "pearson"
+        rec["final"]["metrics"] = {"val/pearson": 0.7, "val/spearman": 0.6543, "val/primary": 0.7}
+        rec["best"] = {"epoch": 1, "step": 4, "metrics": rec["final"]["metrics"]}
+        write_job(sweep, num, ["task=stsb", f"reinit.k={k}", "seed=0"], rec)
+    out = tmp_path / "out"
+    build_report([sweep], out, n_resamples=100)
+    page = (out / "report.html").read_text()
+    headers = re.findall(r"<th>(.*?)</th>", page)
+    assert "seeds" not in headers and "size" not in headers
+    assert {"seed values", "seeds (count)", "train examples", "dev spearman"} <= set(headers)
+    assert "wall time (s)" in headers and "best epoch (1-based)" in headers
+    assert "<td>112.2</td>" in page and "112.2500" not in page
+    assert "<td>0.6543</td>" in page  # Spearman on the page
+    runs = pd.read_csv(out / "runs.csv")
+    assert list(runs["best_epoch"]) == [2, 2]  # the record's epoch 1 is the second epoch
+    assert runs["final.val/spearman"].tolist() == [0.6543, 0.6543]

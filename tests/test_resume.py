@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from reinitlab.data.batching import EpochSampler
 from reinitlab.sweep.status import sweep_status
-from reinitlab.training.resume import CHECKPOINT_RELPATH, PREEMPT_AT_STEP_ENV, EpochSampler
+from reinitlab.training.resume import CHECKPOINT_RELPATH, PREEMPT_AT_STEP_ENV
 from tests.helpers import GLUE, needs_glue
 from tests.helpers.wandb_reader import find_run_files, read_run
 from tests.test_sweeps import multirun, records

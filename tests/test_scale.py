@@ -138,3 +138,22 @@ def test_the_job_check_once_per_seed_free_job_still_refuses_a_bad_seed(tmp_path)
     assert "3 jobs (rte k=1 seed -1; rte k=2 seed -1; rte baseline seed -1)" in out.stderr
     assert "seed=-1: allowed: an integer >= 0 (sweep with seed=0,1,2)" in out.stderr
     assert not sweep.exists()
+
+
+def test_a_copied_sweep_claims_from_its_own_directories(tmp_path):
+    """The key's directory list is relative to the sweep: a copy of a sweep (moved, or copied
+    to try something) never reads or skips by the original's job dirs."""
+    import shutil
+
+    sweep = make_finished_sweep(tmp_path / "sweep", 4)
+    key, out = "abcdef0123456789", sweep / "4_abcdef01"
+    first = claim(sweep, key, out, [])
+    (out / "result.json").write_text((next(sweep.glob("0_*")) / "result.json").read_text())
+    first.complete()
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    shutil.rmtree(copy / "4_abcdef01")  # lost in the copy only
+    again = claim(copy, key, copy / "4_abcdef01", [])
+    assert isinstance(again, Attempt)  # the original's completed attempt is not the copy's
+    again.complete()
+    assert read_job(sweep, key, out).state == "completed"

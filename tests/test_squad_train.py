@@ -17,9 +17,9 @@ from reinitlab.data.squad_features import prepare_features
 from reinitlab.data.squad_io import load_squad_split
 from reinitlab.data.tasks import load_task
 from reinitlab.errors import ReinitlabError
+from reinitlab.job import check_job
 from reinitlab.paths import config_dir
 from reinitlab.reinit import apply_plan, plan_scheme
-from reinitlab.training.builder import check_job
 from reinitlab.training.models import load_model, load_tokenizer
 from reinitlab.training.qa_module import QuestionAnswering
 from tests.helpers.compose import compose_cfg
@@ -231,7 +231,7 @@ def test_tiny_squad_sweep_into_the_report(tmp_path, squad_dir):
 
 
 def test_probe_command_refuses_qa(tmp_path, squad_dir):
-    from reinitlab.probing.command import probe_from_config
+    from reinitlab.probe import probe_from_config
 
     cfg = compose_cfg(tmp_path, "model=tiny", "logger=none", "task=squad_v2",
                       f"data.squad_dir={squad_dir}")  # fmt: skip
@@ -257,8 +257,8 @@ def test_squad_as_the_final_task_of_a_chain(tmp_path, squad_dir, glue_dir):
     only the classifier's pooler stays behind) with its own fresh qa_outputs head."""
     from reinitlab.chain import run_chain
     from reinitlab.chain.cache import StageCache
+    from reinitlab.job import build_job
     from reinitlab.train import train
-    from reinitlab.training.builder import build_job
 
     args = ("model=tiny", "logger=none", "task=squad_v2", f"data.squad_dir={squad_dir}",
             f"data.glue_dir={glue_dir}", "intermediate=[rte]", "data.max_train_samples=8",

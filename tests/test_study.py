@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from reinitlab.job import check_job, run_filters
 from reinitlab.sweep.jobkey import job_key
-from reinitlab.training.builder import check_job, run_filters, study_name
+from reinitlab.training.builder import study_name
 from tests.helpers import TINY, compose_cfg
 
 

@@ -86,10 +86,10 @@ def hf_trainer_final_weights(tmp_path, cfg, task, init: dict[str, torch.Tensor])
 
 @needs_glue
 def test_reinitlab_loop_ends_where_the_hf_trainer_ends(tmp_path, monkeypatch):
+    from reinitlab.data.batching import EpochSampler
     from reinitlab.data.tasks import load_task
     from reinitlab.train import train
     from reinitlab.training.models import load_model
-    from reinitlab.training.resume import EpochSampler
 
     task = load_task("wnli")
     cfg = compose_cfg(

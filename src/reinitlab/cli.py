@@ -14,7 +14,7 @@ from reinitlab.errors import ReinitlabError
 
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "probe": ("reinitlab.probing.command", "linear probe + variability score for every layer"),
+    "probe": ("reinitlab.probe", "linear probe + variability score for every layer"),
     "status": (
         "reinitlab.sweep.status",
         "done / failed / missing / running jobs of a sweep directory",

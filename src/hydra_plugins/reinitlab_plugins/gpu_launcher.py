@@ -18,6 +18,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ def _job_process(
 
     from reinitlab.atomic import write_json_atomic
     from reinitlab.sweep.gpu_slots import acquire_slot, pin_to
+    from reinitlab.sweep.ledger import Terminated
 
     die_with_parent(parent)
     hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
@@ -64,13 +66,18 @@ def _job_process(
     slot = acquire_slot(gpus, jobs_per_gpu, lock_dir)  # released by the OS when we exit
     pin_to(slot)
     start = time.time()
-    ret = run_job(
-        hydra_context=hydra_context,
-        task_function=task_function,
-        config=config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
+    try:
+        ret = run_job(
+            hydra_context=hydra_context,
+            task_function=task_function,
+            config=config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+    except (Terminated, KeyboardInterrupt):
+        # The job already recorded itself as killed/interrupted and said so in one line; the
+        # traceback multiprocessing would print adds nothing (it is in the job's log).
+        raise SystemExit(1) from None
     end = time.time()
     out_dir = ret.hydra_cfg.hydra.runtime.output_dir if ret.hydra_cfg else None
     if out_dir:
@@ -89,6 +96,22 @@ def _picklable(obj: Any) -> bool:
     except Exception:  # noqa: BLE001
         return False
     return True
+
+
+@contextmanager
+def stop_with(running: dict[int, tuple[Any, ...]]):
+    """When the launcher is killed or interrupted, stop its running job processes (each records
+    itself as killed) and wait for them, so the sweep ends with their records written and no
+    orphan training left behind."""
+    try:
+        yield
+    except BaseException:
+        for proc, *_ in running.values():
+            if proc.is_alive():
+                proc.terminate()
+        for proc, *_ in running.values():
+            proc.join(timeout=60)
+        raise
 
 
 class GpuPoolLauncher(ConfiguredLauncher):
@@ -117,9 +140,7 @@ class GpuPoolLauncher(ConfiguredLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list:
         """Keep up to `len(gpus) * jobs_per_gpu` job processes running until every job has ended;
         returns the JobReturns in job order; a full disk in one job leaves the rest unstarted."""
-        import cloudpickle
-
-        from reinitlab.sweep.ledger import disk_full
+        from reinitlab.sweep.job import signals_recorded
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None
@@ -136,6 +157,16 @@ class GpuPoolLauncher(ConfiguredLauncher):
         pending = list(enumerate(job_overrides, start=initial_job_idx))
         running: dict[int, tuple[Any, str, DictConfig, Sequence[str]]] = {}
         results: dict[int, JobReturn] = {}
+        with signals_recorded(), stop_with(running):
+            self._run_pool(ctx, tmp, gpus, width, pending, running, results)
+        return [results[i] for i in sorted(results)]
+
+    def _run_pool(self, ctx, tmp, gpus, width, pending, running, results) -> None:
+        """Start job processes while slots are free and collect the ones that ended."""
+        import cloudpickle
+
+        from reinitlab.sweep.ledger import disk_full
+
         while pending or running:
             while pending and len(running) < width:
                 idx, overrides = pending.pop(0)
@@ -165,7 +196,6 @@ class GpuPoolLauncher(ConfiguredLauncher):
                 if ret.status == JobStatus.FAILED and disk_full(ret._return_value) and pending:
                     log.error(f"disk full: {len(pending)} jobs not started")
                     pending.clear()  # the sweeper stops the sweep with the message
-        return [results[i] for i in sorted(results)]
 
     @staticmethod
     def _collect(proc, result_path: str, config: DictConfig, overrides) -> JobReturn:

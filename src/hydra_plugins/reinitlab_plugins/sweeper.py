@@ -17,7 +17,8 @@ another live process -- are not launched at all; re-running a finished sweep say
 sweeps started together from training a job twice.
 
 Before anything is launched or written, every job to run is composed and put through the
-checks the job itself runs before loading weights (`reinitlab.training.builder.check_job`):
+checks the job itself runs before loading weights (`reinitlab.job.check_job`),
+and every local data file it reads is parsed once (`reinitlab.data.content`, file and line):
 one invalid job refuses the whole sweep (exit 2), listing each job with its reason, and a
 reason shared by many jobs (a model that cannot be loaded) once -- an error found in seconds,
 not after hours of the jobs before it. `dry_run=true` stops there and lists the jobs.
@@ -30,8 +31,8 @@ with failed jobs adds one line naming how many and exits 1.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.reinitlab_plugins.composer import JobComposer, Progress
 from hydra_plugins.reinitlab_plugins.local_launcher import ConfiguredLauncher, LocalLauncher
+from reinitlab.sweep.overrides import expand
 
 log = logging.getLogger(__name__)
 
@@ -104,26 +106,6 @@ def is_baseline(reinit: DictConfig | dict[str, Any], num_layers: int | None) -> 
         return False  # an invalid scheme: its job fails with the message; not a baseline
 
 
-def expand(overrides: list[Override]) -> list[list[str]]:
-    """Every job's overrides: the cartesian product of the sweep's values, in command order
-    (what Hydra's basic sweeper does; a later value of one key replaces an earlier one)."""
-    choices: dict[str, list[str]] = {}
-    for o in overrides:
-        key = o.get_key_element()
-        if not o.is_sweep_override():
-            choices[key] = [f"{key}={o.get_value_element_as_str()}"]
-        elif o.is_discrete_sweep():
-            choices[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
-        else:
-            from reinitlab.errors import ReinitlabError
-
-            raise ReinitlabError(
-                f"{o.input_line}: the reinitlab sweeper expands lists and range() sweeps, not "
-                f"{o.value_type.name if o.value_type else 'this'} sweeps"
-            )
-    return [list(job) for job in itertools.product(*choices.values())]
-
-
 def chunks(jobs: list[list[str]], size: int | None) -> list[list[list[str]]]:
     """Launch batches of `size` jobs (all at once when `size` is unset)."""
     size = size if size and size > 0 else max(len(jobs), 1)
@@ -132,16 +114,18 @@ def chunks(jobs: list[list[str]], size: int | None) -> list[list[list[str]]]:
 
 def job_problem(cfg: DictConfig) -> str | None:
     """What is wrong with one composed job (the checks the job itself runs before loading
-    weights), None when nothing is."""
+    weights, then the content of its data files), None when nothing is."""
+    from reinitlab.data.content import check_job_data
     from reinitlab.errors import ReinitlabError
-    from reinitlab.training.builder import check_job
+    from reinitlab.job import check_job
 
     with open_dict(cfg):  # (the job's own copy: the sweeper composes one per job)
         # The job's output dir exists only once Hydra runs it (`${hydra:runtime.output_dir}`);
         # nothing checked here writes there, but the trainer node interpolates it.
         cfg.paths.output_dir = str(Path(cfg.hydra.sweep.dir) / "unlaunched")
     try:
-        check_job(cfg)
+        spec = check_job(cfg)
+        check_job_data((spec.task, *(s.task for s in spec.chain.stages)), cfg.data)
     except ReinitlabError as e:
         return str(e)
     return None
@@ -202,8 +186,12 @@ class ReinitlabSweeper(Sweeper):
         skip_completed: bool = True,
         dry_run: bool = False,
         validate: bool = True,
+        seeds: str = "fixed",
+        adaptive: dict[str, Any] | None = None,
     ) -> None:
         self.max_batch_size = max_batch_size
+        self.seeds = seeds
+        self.adaptive = dict(adaptive or {})
         self.params = dict(params or {})
         self.add_baselines = add_baselines
         self.skip_completed = skip_completed
@@ -249,15 +237,18 @@ class ReinitlabSweeper(Sweeper):
             identity, base = fast
         num_layers = self._layers(base.model)
         reinit = identity["reinit"]
+        task, variant = str(identity["task"]["name"]), scheme_text(reinit, num_layers)
         return {
             "overrides": list(overrides),
             "job_key": config_hash(identity),
             # (what identity_config(cfg, drop=("reinit",)) gives, without resolving it again)
             "group": config_hash({k: v for k, v in identity.items() if k != "reinit"}),
             "baseline": self._is_baseline(reinit, num_layers),
-            "label": _label(identity["task"]["name"], reinit, identity["seed"], num_layers),
-            "cache_dir": base.data.get("cache_dir") if "data" in base else None,
+            "label": f"{task} {variant} seed {identity.get('seed')}",
+            "task": task,
             "seed": identity.get("seed"),
+            "variant": variant,
+            "cache_dir": base.data.get("cache_dir") if "data" in base else None,
             "cfg": cfg,  # composed when needed (validation), else None
         }
 
@@ -321,6 +312,10 @@ class ReinitlabSweeper(Sweeper):
     def batches(self, overrides: list[Override]) -> list[list[list[str]]]:
         """The jobs left to run, each pinned to its ledger directory, in launch batches;
         nothing at all when a job is invalid (the sweep is refused) or on a dry run."""
+        return self.launch_plan(self.plan(expand(overrides)))
+
+    def launch_plan(self, planned: list[dict[str, Any]]) -> list[list[list[str]]]:
+        """`batches` for jobs already planned (adaptive seeds plan each stage itself)."""
         from reinitlab.sweep.ledger import (
             Ledger,
             check_writable,
@@ -330,7 +325,6 @@ class ReinitlabSweeper(Sweeper):
         )
 
         assert self.config is not None
-        planned = self.plan(expand(overrides))
         sweep_dir = Path(self.config.hydra.sweep.dir)
         state = {j.key: j.state for j in Ledger(sweep_dir).jobs} if sweep_dir.is_dir() else {}
         done = [j for j in planned if state.get(j["job_key"]) == "completed"]
@@ -376,25 +370,57 @@ class ReinitlabSweeper(Sweeper):
         unwritable directory is one message (exit 2); a full disk stops the sweep; failed jobs
         are counted at the end (exit 1) instead of raising the first one's traceback."""
         from reinitlab.errors import ReinitlabError
+        from reinitlab.sweep.job import stop_code, stopped_sweep_line
 
         try:
             return self._sweep(arguments)
         except ReinitlabError as e:
             print(f"reinitlab: error: {e}", file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+        except BaseException as e:  # Ctrl-C, SIGTERM: one line, not the training's traceback
+            code = stop_code(e)
+            if code is None:
+                raise
+            assert self.config is not None
+            line = stopped_sweep_line(Path(self.config.hydra.sweep.dir), code)
+            print(f"reinitlab: {line}", file=sys.stderr, flush=True)
+            raise SystemExit(code) from None
 
     def _sweep(self, arguments: list[str]) -> Any:
-        from reinitlab.sweep.ledger import DiskFullError, disk_full, writable_error
-
         assert self.config is not None and self.launcher is not None
         assert self.hydra_context is not None
         params_conf = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        batches = self.batches(parser.parse_overrides(params_conf))
+        overrides = parser.parse_overrides(params_conf)
+        if self.seeds not in ("fixed", "adaptive"):
+            from reinitlab.errors import ReinitlabError
+
+            raise ReinitlabError(
+                f"hydra.sweeper.seeds={self.seeds!r} is not a seeds policy: use fixed (the "
+                "seeds given, the default) or adaptive (seeds added in stages where a "
+                "comparison with the baseline is undecided)"
+            )
+        if self.seeds == "adaptive":
+            from hydra_plugins.reinitlab_plugins.adaptive_seeds import run_adaptive
+
+            return run_adaptive(self, overrides)
+        batches = self.batches(overrides)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         if self.dry_run:
             print("[reinitlab] dry run: nothing was launched or written", flush=True)
             return []
+        returns, failed, total = self.run_batches(batches)
+        self.print_summary(sweep_dir)
+        self.exit_on_failures(failed, total)
+        return returns
+
+    def run_batches(self, batches: list[list[list[str]]]) -> tuple[list, list, int]:
+        """Launch the batches in order: (Hydra's returns, the failed jobs, how many ran);
+        a full disk stops them with one message."""
+        from reinitlab.sweep.ledger import DiskFullError, disk_full, writable_error
+
+        assert self.config is not None and self.launcher is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         except OSError as e:
@@ -423,17 +449,21 @@ class ReinitlabSweeper(Sweeper):
                         raise DiskFullError(
                             f"{r._return_value}. The sweep stopped after job {idx}/{total}"
                         )
-        self.print_summary(sweep_dir)
+        return returns, failed, total
+
+    def exit_on_failures(self, failed: list, total: int) -> None:
+        """One line naming how many jobs failed and exit 1, when any did."""
+        assert self.config is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
         if failed:
             print(
                 f"[reinitlab] {len(failed)} of {total} jobs failed; `reinitlab status "
-                f"{sweep_dir}` lists them with their errors, and running the same command "
+                f"{shlex.quote(str(sweep_dir))}` lists them with their errors, and running the same command "
                 "again re-runs only the failed and missing jobs",
                 file=sys.stderr,
                 flush=True,
             )
             raise SystemExit(1)
-        return returns
 
     def print_summary(self, sweep_dir: Path) -> None:
         """The sweep's results table (every job of this command, from the ledger), where they
@@ -443,23 +473,35 @@ class ReinitlabSweeper(Sweeper):
 
         print(f"\n[reinitlab] results ({sweep_dir}):", flush=True)
         print(results_table(Ledger(sweep_dir), self.keys), flush=True)
+        where = shlex.quote(str(sweep_dir))
         print(
-            f"[reinitlab] report: reinitlab report {sweep_dir}   "
-            f"(or: make report SWEEP={sweep_dir})",
+            f"[reinitlab] report: reinitlab report {where}   (or: make report SWEEP={where})",
             flush=True,
         )
 
 
-def _label(task: str, reinit: dict[str, Any], seed: Any, num_layers: int | None) -> str:
-    """`rte k=3 seed 0`: the task, the scheme's label and the seed. When the model's layer
-    count is unknown (it cannot be loaded; the sweep is then refused, naming these labels) the
-    label is taken as for a model deeper than any value given, so `k=9` still reads `k=9`."""
-    from reinitlab.reinit import scheme_label
+def scheme_text(reinit: dict[str, Any], num_layers: int | None) -> str:
+    """`k=3`: the scheme's label, from its resolved parameters. A scheme invalid for the model
+    (the sweep is then refused, naming these labels), or for a model whose layer count is
+    unknown, is labelled as for a model deeper than any value given, so `k=9` still reads
+    `k=9`; one that would then read as the untouched model (`k=0`) reads as what was asked."""
+    from reinitlab.reinit import SCHEMES, resolve_scheme, scheme_label
 
     params = dict(reinit)
     name = params.pop("name", None)
     try:
-        label = scheme_label(name, params, num_layers if num_layers is not None else 10**6)
+        resolve_scheme({"name": name, **params}, num_layers or 10**6)
+        valid = True
     except Exception:  # noqa: BLE001 -- an invalid scheme is refused by the job checks
-        label = f"{name} " + " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
-    return f"{task} {label} seed {seed}"
+        valid = False
+    try:
+        label = scheme_label(name, params, num_layers if valid and num_layers else 10**6)
+        if not valid and label in ("baseline", "pooler"):
+            raise ValueError(label)  # never name an invalid job as what it is not
+    except Exception:  # noqa: BLE001
+        impl = SCHEMES.get(name)
+        shown = impl.position if impl is not None and impl.position else tuple(params)
+        label = f"{name} " + " ".join(
+            f"{k}={params.get(k)}" for k in shown if params.get(k) is not None
+        )
+    return label

@@ -9,6 +9,10 @@ a chunk allows, and much narrower. The order depends only on (seed, epoch).
 
 Dev sets are evaluated in length order (`length_sorted_indices`): GLUE metrics do not
 depend on example order, so this only removes padding.
+
+Without length grouping, training batches come from `ResumableDataLoader`: a permutation per
+epoch drawn from (seed, epoch) alone (`EpochSampler`), resumable mid-epoch, so a job resumed
+from a checkpoint (`reinitlab.training.resume`) replays the interrupted epoch's order.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 def example_lengths(offsets: torch.Tensor) -> np.ndarray:
@@ -101,3 +105,59 @@ def pad_tokens(batches: Sequence[Sequence[int]], lengths: Sequence[int] | np.nda
     """Padding positions dynamic padding adds: sum over batches of (max length - length)."""
     lengths = np.asarray(lengths)
     return int(sum(int(lengths[b].max()) * len(b) - int(lengths[b].sum()) for b in batches))
+
+
+class EpochSampler(Sampler[int]):
+    """A random permutation per epoch drawn from (seed, epoch) alone, so a resumed job
+    reproduces the interrupted epoch's order; `skip` drops the first indices once (the batches
+    already trained on before the interruption)."""
+
+    def __init__(self, num_samples: int, seed: int):
+        self.num_samples = num_samples
+        self.seed = int(seed)
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (0-based) whose permutation `__iter__` yields next."""
+        self.epoch = int(epoch)
+
+    def permutation(self) -> list[int]:
+        """This epoch's order of all `num_samples` indices, a pure function of (seed, epoch)."""
+        # (mod 2**63: an unseeded torch.initial_seed() is a 64-bit number and would overflow)
+        g = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) % 2**63)
+        return torch.randperm(self.num_samples, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self.skip = self.skip, 0
+        return iter(self.permutation()[skip:])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ResumableDataLoader(DataLoader):
+    """The training DataLoader, resumable mid-epoch through Lightning's `state_dict` /
+    `load_state_dict` protocol: its state is (epoch, batches trained in it), the latter kept
+    up to date by `PreemptionCheckpoint` (the loader itself runs ahead: Lightning prefetches).
+    Lightning loads the state before it starts iterating, so the first epoch after a resume
+    yields only the batches the interrupted one had left."""
+
+    def __init__(self, dataset, *, seed: int, **kwargs):
+        super().__init__(
+            dataset,
+            sampler=EpochSampler(len(dataset), seed),
+            generator=torch.Generator().manual_seed(seed),  # base seed: not the global RNG
+            **kwargs,
+        )
+        self.batches_trained = 0
+
+    def state_dict(self) -> dict[str, int]:
+        """The position to resume from: epoch and batches already trained in it."""
+        return {"epoch": self.sampler.epoch, "batches_trained": self.batches_trained}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume at that position: the sampler skips the already-trained batches' examples once."""
+        self.sampler.set_epoch(state["epoch"])
+        self.sampler.skip = int(state["batches_trained"]) * int(self.batch_size)
+        self.batches_trained = int(state["batches_trained"])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from reinitlab.data.batching import (
@@ -15,9 +13,9 @@ from reinitlab.data.batching import (
     length_sorted_indices,
 )
 from reinitlab.data.glue_io import load_split, resolve_glue_dir, subset_indices, task_dir
+from reinitlab.data.module_base import TaskDataModule
 from reinitlab.data.tasks import TaskSpec
 from reinitlab.data.tokenized import (
-    PadCollator,
     TokenizedDataset,
     cache_key,
     load_or_tokenize,
@@ -26,7 +24,7 @@ from reinitlab.data.tokenized import (
 )
 
 
-class GlueDataModule(L.LightningDataModule):
+class GlueDataModule(TaskDataModule):
     """One GLUE task's train split (optionally a fixed subset) and dev sets, tokenized once and
     cached, batched with dynamic padding; the training order depends on the seeds only."""
 
@@ -37,59 +35,29 @@ class GlueDataModule(L.LightningDataModule):
         glue_dir: str | None = None,
         max_length: int = 128,
         batch_size: int = 32,
-        eval_batch_size: int = 128,
-        max_train_samples: int | None = None,
-        subset_seed: int = 0,
-        cache_dir: str | None = None,
-        pad_to_max_length: bool = False,
-        num_workers: int = 0,
         group_by_length: bool = False,
-        shuffle_seed: int = 0,
+        **options,
     ):
-        super().__init__()
-        self.task = task
-        self.tokenizer = tokenizer
+        super().__init__(task, tokenizer, max_length=max_length, batch_size=batch_size, **options)
         self.glue_root = resolve_glue_dir(glue_dir)
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.max_train_samples = max_train_samples
-        self.subset_seed = subset_seed
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
-        self.collate = PadCollator(
-            tokenizer.pad_token_id, pad_to=max_length if pad_to_max_length else None
-        )
-        self.num_workers = num_workers
         # Length-grouped training batches and length-sorted dev batches (see batching.py):
         # less padding, same epoch (every example once, a random order drawn from shuffle_seed).
         self.group_by_length = group_by_length
-        self.shuffle_seed = shuffle_seed
         self.train_set: TokenizedDataset | None = None
         self.val_sets: list[TokenizedDataset] = []
-        self.cache_hits: dict[str, bool] = {}
 
     # the `data` config group's options (read by from_config; any other key is refused)
     CONFIG_KEYS = ("glue_dir", "squad_dir", "max_length", "batch_size", "eval_batch_size",
                    "max_train_samples", "cache_dir", "pad_to_max_length", "num_workers",
                    "group_by_length")  # fmt: skip
 
-    @classmethod
-    def from_config(cls, task: TaskSpec, tokenizer, data_cfg, seeds: dict, **overrides):
-        """From the `data` config group and the job's seeds (subset draw, shuffle order)."""
-        kwargs = dict(
-            glue_dir=data_cfg.glue_dir,
-            max_length=data_cfg.max_length,
-            batch_size=data_cfg.batch_size,
-            eval_batch_size=data_cfg.eval_batch_size,
-            max_train_samples=data_cfg.max_train_samples,
-            subset_seed=seeds["subset"],
-            cache_dir=data_cfg.cache_dir,
-            pad_to_max_length=data_cfg.pad_to_max_length,
-            num_workers=data_cfg.num_workers,
-            group_by_length=data_cfg.get("group_by_length", False),
-            shuffle_seed=seeds["train"],
-        )
-        return cls(task, tokenizer, **{**kwargs, **overrides})
+    @staticmethod
+    def config_options(data_cfg) -> dict:
+        """`glue_dir` and `group_by_length` (the shared options: `TaskDataModule.from_config`)."""
+        return {
+            "glue_dir": data_cfg.glue_dir,
+            "group_by_length": data_cfg.get("group_by_length", False),
+        }
 
     def _source_file(self, split: str) -> Path | None:
         if self.glue_root is None:
@@ -148,8 +116,7 @@ class GlueDataModule(L.LightningDataModule):
         return 0 if self.train_set is None else len(self.train_set)
 
     def train_dataloader(self) -> DataLoader:
-        """Length-grouped batches when asked for, else a shuffled loader resumable mid-epoch, its
-        order a function of the training seed and the epoch."""
+        """Length-grouped batches when asked for, else the shared resumable shuffled loader."""
         if self.group_by_length:
             return DataLoader(
                 self.train_set,
@@ -159,17 +126,7 @@ class GlueDataModule(L.LightningDataModule):
                 collate_fn=self.collate,
                 num_workers=self.num_workers,
             )
-        from reinitlab.training.resume import ResumableDataLoader
-
-        # The shuffle is a function of (training seed, epoch) only, so a job resumed from a
-        # mid-epoch checkpoint replays the same order (seed_everything set initial_seed()).
-        return ResumableDataLoader(
-            self.train_set,
-            seed=torch.initial_seed(),
-            batch_size=self.batch_size,
-            collate_fn=self.collate,
-            num_workers=self.num_workers,
-        )
+        return super().train_dataloader()
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per dev set, in the task's order (primary first); longest first when grouping

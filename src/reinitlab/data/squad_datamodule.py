@@ -10,13 +10,12 @@ its question for post-processing.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from reinitlab.data.glue_io import subset_indices
+from reinitlab.data.module_base import TaskDataModule
 from reinitlab.data.squad_features import QAFeatures, prepare_features
 from reinitlab.data.squad_io import (
     QAExample,
@@ -67,10 +66,12 @@ class QACollator(PadCollator):
         return batch
 
 
-class SquadDataModule(L.LightningDataModule):
+class SquadDataModule(TaskDataModule):
     """SQuAD's train split (optionally a fixed subset of questions, stratified by
     answerable/unanswerable) and dev split as features; the training order depends on the
     seeds only."""
+
+    collator = QACollator
 
     def __init__(
         self,
@@ -79,52 +80,20 @@ class SquadDataModule(L.LightningDataModule):
         squad_dir: str | None = None,
         max_length: int = 384,
         batch_size: int = 12,
-        eval_batch_size: int = 128,
-        max_train_samples: int | None = None,
-        subset_seed: int = 0,
-        cache_dir: str | None = None,
-        pad_to_max_length: bool = False,
-        num_workers: int = 0,
-        shuffle_seed: int = 0,
+        **options,
     ):
-        super().__init__()
-        self.task = task
-        self.tokenizer = tokenizer
+        super().__init__(task, tokenizer, max_length=max_length, batch_size=batch_size, **options)
         self.squad_root = resolve_squad_dir(squad_dir)
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.max_train_samples = max_train_samples
-        self.subset_seed = subset_seed
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
-        self.collate = QACollator(
-            tokenizer.pad_token_id, pad_to=max_length if pad_to_max_length else None
-        )
-        self.num_workers = num_workers
-        self.shuffle_seed = shuffle_seed
         self.train_set: QAFeatureDataset | None = None
         self.val_sets: list[QAFeatureDataset] = []
         self.train_examples: list[QAExample] = []
         self.val_examples: list[QAExample] = []
-        self.cache_hits: dict[str, bool] = {}
 
-    @classmethod
-    def from_config(cls, task: TaskSpec, tokenizer, data_cfg, seeds: dict, **overrides):
-        """From the `data` config group (`squad_dir`; `glue_dir` and `group_by_length` do not
-        apply) and the job's seeds."""
-        kwargs = dict(
-            squad_dir=data_cfg.get("squad_dir"),
-            max_length=data_cfg.max_length,
-            batch_size=data_cfg.batch_size,
-            eval_batch_size=data_cfg.eval_batch_size,
-            max_train_samples=data_cfg.max_train_samples,
-            subset_seed=seeds["subset"],
-            cache_dir=data_cfg.cache_dir,
-            pad_to_max_length=data_cfg.pad_to_max_length,
-            num_workers=data_cfg.num_workers,
-            shuffle_seed=seeds["train"],
-        )
-        return cls(task, tokenizer, **{**kwargs, **overrides})
+    @staticmethod
+    def config_options(data_cfg) -> dict:
+        """`squad_dir` (`glue_dir` and `group_by_length` do not apply; the shared options:
+        `TaskDataModule.from_config`)."""
+        return {"squad_dir": data_cfg.get("squad_dir")}
 
     def _examples(self, split: str, subset: int | None) -> list[QAExample]:
         examples = load_squad_split(self.task.qa.version, split, self.squad_root)
@@ -195,17 +164,6 @@ class SquadDataModule(L.LightningDataModule):
     @property
     def val_features(self) -> QAFeatures:
         return self.val_sets[0].features
-
-    def train_dataloader(self) -> DataLoader:
-        from reinitlab.training.resume import ResumableDataLoader
-
-        return ResumableDataLoader(
-            self.train_set,
-            seed=torch.initial_seed(),
-            batch_size=self.batch_size,
-            collate_fn=self.collate,
-            num_workers=self.num_workers,
-        )
 
     def val_dataloader(self) -> list[DataLoader]:
         return [

@@ -224,11 +224,11 @@ def _layer_table(result: dict[str, Any]):
 
 
 def _heatmap_image(head: list[list[float]], step: int):
-    """A wandb.Image of the per-head movement: the report's figure (report.figures)."""
+    """A wandb.Image of the per-head movement: the report's figure (`reinitlab.deltas.figure`)."""
     import matplotlib.pyplot as plt
     import wandb
 
-    from reinitlab.report.figures import head_movement_figure
+    from reinitlab.deltas.figure import head_movement_figure
 
     fig = head_movement_figure(head, f"per-head movement from fit start, step {step}")
     image = wandb.Image(fig)

@@ -8,8 +8,11 @@ and returns scipy's Spearman rank correlation between them. Positive ρ: layers 
 features already probe well are the ones whose loss hurts most. The embeddings (layer 0)
 have no progressive k and are left out.
 
-`reinit_curve(records)` turns the result records of a progressive sweep (one task, one model)
-into the `curve` and `baseline` this needs, averaging over seeds.
+`reinit_curve(records)` turns the result records of a study (one task, one model) into the
+`curve` and `baseline` this needs, averaging over seeds. Only the runs on that curve count: the
+progressive runs of one figure (by default plain re-initialization of whole layers, not
+`mode=zero`, not a subset of `parts`, not `pooler=true`) and the true baselines, as the report
+defines them; a study's other runs (heads, blocks, layers, ...) are left out.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reinitlab.errors import ReinitlabError
+from reinitlab.reinit import figure_label, scheme_is_baseline
+
+# The report figure (`figure_key`) whose runs make the reinit curve by default: progressive,
+# mode=reinit, whole layers, no pooler.
+CURVE_FIGURE = "progressive"
 
 
 def _layer_number(name: str | int) -> int | None:
@@ -76,26 +84,35 @@ def probe_reinit_spearman(
 
 
 def reinit_curve(
-    records: Iterable[Mapping[str, Any]], metric: str = "val/primary", which: str = "best"
+    records: Iterable[Mapping[str, Any]],
+    metric: str = "val/primary",
+    which: str = "best",
+    figure: str = CURVE_FIGURE,
 ) -> tuple[dict[int, float], float]:
     """({k: mean metric over seeds}, baseline mean) from result records of one task and model.
 
-    Progressive runs with k = 1..L make the curve; the baseline is every run that resets no
-    layer (`reinit=none`, or progressive with k unset or k = L+1). `which` is "best" or "final".
+    The curve is the progressive runs with k = 1..L drawn in `figure` (the report's figure
+    name: `progressive`, `progressive zero`, `progressive [attention]`, ...); the baseline is
+    every run that changes nothing (`reinitlab.reinit.scheme_is_baseline`: reinit=none, k = L+1 or
+    unset, any scheme selecting nothing; never a pooler-only run). Other runs are ignored:
+    a head or block run is no baseline, a `mode=zero` run no point of the reinit curve.
+    `which` is "best" or "final".
     """
+    if figure.split(" ", 1)[0] != "progressive":
+        raise ReinitlabError(
+            f"reinit_curve(figure={figure!r}): the curve is drawn from progressive runs; "
+            f"give a progressive figure such as {CURVE_FIGURE!r} or 'progressive zero'"
+        )
     by_k: dict[int, list[float]] = defaultdict(list)
     base: list[float] = []
     seen: set[tuple[Any, Any]] = set()
     for rec in records:
         seen.add((rec.get("task"), rec.get("model")))
-        value = float(rec[which]["metrics"][metric])
         scheme, num_layers = rec["scheme"], int(rec["num_layers"])
-        k = scheme.get("k") if scheme.get("name") == "progressive" else None
-        if scheme.get("name") == "none" or k is None or k == num_layers + 1:
-            if not scheme.get("pooler"):
-                base.append(value)
-        elif scheme.get("name") == "progressive":
-            by_k[int(k)].append(value)
+        if scheme_is_baseline(scheme, num_layers):
+            base.append(float(rec[which]["metrics"][metric]))
+        elif scheme.get("name") == "progressive" and figure_label("progressive", scheme) == figure:
+            by_k[int(scheme["k"])].append(float(rec[which]["metrics"][metric]))
     if len(seen) > 1:
         raise ReinitlabError(f"records mix tasks/models {sorted(seen, key=str)}; pass one of each")
     if not base:

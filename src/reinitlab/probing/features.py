@@ -6,10 +6,18 @@ the same as `reinit.k`). Each is pooled two ways: `cls` (the first token) and `m
 average over non-pad tokens).
 
 The cache key covers everything that changes the numbers: a fingerprint of the backbone's
-weights (embeddings + encoder, not the pooler or the head, which do not touch hidden states),
-a fingerprint of the exact token ids and labels of the split, the task, split, subset,
-max length and pooling. So every probe of the same model state reuses one extraction, and a
-changed model (another `reinit.k`, a fine-tuned state) never reuses a stale one.
+state (its weights and buffers, embeddings + encoder, not the pooler or the head, which do not
+touch hidden states, and every forward hook installed in it), a fingerprint of the exact token
+ids and labels of the split, the task, split, subset, max length and pooling. So every probe of
+the same model state reuses one extraction, and a changed model (another `reinit.k`, a
+fine-tuned state, heads masked by `reinit.mode=mask`) never reuses a stale one.
+
+Hooks change hidden states without changing a weight, so the fingerprint reads them from the
+model itself rather than from the config: a forward (pre-)hook enters the key through its
+`fingerprint()` method, a JSON-able description of what it does to the module's output (the
+head masks of `reinitlab.reinit.masking` give the heads they zero). A hook without one, a
+parametrization or a replaced `forward` cannot be told apart from another: such a model is
+never cached (its features are extracted afresh each time), rather than risk a wrong hit.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from reinitlab.errors import ReinitlabError
 from reinitlab.reinit.adapters import EncoderAdapter
 
 POOLINGS = ("cls", "mean")
-FEATURE_CACHE_FORMAT = 1
+FEATURE_CACHE_FORMAT = 2  # 2: buffers and forward hooks in the model fingerprint
 
 
 def layer_names(num_layers: int) -> list[str]:
@@ -44,20 +52,80 @@ def backbone(model: nn.Module) -> nn.Module:
     return getattr(model, "base_model", model)
 
 
-def model_fingerprint(model: nn.Module) -> str:
-    """A hash of every tensor of the embeddings and encoder (names, shapes, dtypes, values).
+# Hooks known to watch a module's output without changing it (they return None), so they need
+# no `fingerprint()`: transformers 5 puts one on every layer the first time hidden states are
+# asked for, to collect them. (module, function name)
+OBSERVING_HOOKS = {("transformers.utils.output_capturing", "output_capturing_hook")}
+
+
+def _hook_name(hook: Any) -> str:
+    kind = hook if callable(hook) and hasattr(hook, "__qualname__") else type(hook)
+    return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', repr(kind))}"
+
+
+def forward_changes(model: nn.Module) -> tuple[list[dict[str, Any]], list[str]]:
+    """(a description of every forward hook that runs in the backbone, what cannot be described).
+
+    A hook is described by its class and its `fingerprint()`; the second list names each hook
+    without one (and each parametrized module or replaced `forward`), which makes the model's
+    hidden states impossible to key: `model_fingerprint` is then None.
+    """
+    from torch.nn.modules import module as torch_module
+    from torch.nn.utils import parametrize
+
+    described: list[dict[str, Any]] = []
+    unknown: list[str] = []
+
+    def visit(where: str, kind: str, hooks: Mapping[int, Any]) -> None:
+        for hook in hooks.values():
+            describe = getattr(hook, "fingerprint", None)
+            if (getattr(hook, "__module__", None), getattr(hook, "__name__", None)) in (
+                OBSERVING_HOOKS
+            ):
+                continue
+            if callable(describe):
+                described.append(
+                    {"module": where, "kind": kind, "hook": _hook_name(hook), "does": describe()}
+                )
+            else:
+                unknown.append(f"{kind} {_hook_name(hook)} on {where or 'the backbone'}")
+
+    for kind in ("forward_pre_hooks", "forward_hooks"):
+        visit("(every module)", kind, getattr(torch_module, f"_global_{kind}", {}))
+    for name, module in backbone(model).named_modules():
+        for kind in ("forward_pre_hooks", "forward_hooks"):
+            visit(name, kind, getattr(module, f"_{kind}", {}))
+        if parametrize.is_parametrized(module):
+            unknown.append(f"parametrization on {name or 'the backbone'}")
+        if "forward" in vars(module):
+            unknown.append(f"replaced forward of {name or 'the backbone'}")
+    return described, unknown
+
+
+def model_fingerprint(model: nn.Module) -> str | None:
+    """A hash of the backbone's state: every tensor of the embeddings and encoder (names,
+    shapes, dtypes, values; buffers included, persistent or not) and every forward hook's
+    description; None when a hook cannot be described (see `forward_changes`).
 
     The pooler and the classifier head are left out: they do not change hidden states, so
     runs that differ only in their head seed share one feature extraction.
     """
+    hooks, unknown = forward_changes(model)
+    if unknown:
+        return None
     base = backbone(model)
+    tensors = dict(base.state_dict())
+    for name, buffer in base.named_buffers():  # non-persistent ones are not in the state dict
+        tensors.setdefault(name, buffer)
     h = hashlib.sha256()
-    for name, tensor in sorted(base.state_dict().items()):
+    for name, tensor in sorted(tensors.items()):
         if name.startswith("pooler."):
             continue
         t = tensor.detach().to("cpu").contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if hooks:
+        h.update(json.dumps(hooks, sort_keys=True, default=str).encode())
     return h.hexdigest()[:20]
 
 
@@ -141,11 +209,22 @@ def cached_features(
 
     `key_parts` names the split (task, split, subset, max length...); the model fingerprint,
     a hash of the data itself and the pooling are added here. On a miss both poolings are
-    extracted (one forward pass) and written, so the other pooling is a hit later.
+    extracted (one forward pass) and written, so the other pooling is a hit later. A model
+    whose state cannot be fingerprinted (a hook without `fingerprint()`) is neither read from
+    nor written to the cache.
     """
     if pooling not in POOLINGS:
         raise ReinitlabError(f"probe.pooling={pooling!r} is not allowed; choose from {POOLINGS}")
     model_key = model_key or model_fingerprint(model)
+    if model_key is None and cache_dir is not None:
+        if verbose:
+            why = "; ".join(forward_changes(model)[1])
+            print(
+                f"[reinitlab] probe features: not cached, the model's hidden states cannot be "
+                f"fingerprinted ({why}); give the hook a fingerprint() method to cache them",
+                file=sys.stderr,
+            )
+        cache_dir = None
     data_key = data_fingerprint(loader.dataset)
     num_layers = EncoderAdapter(model).num_layers
     names = layer_names(num_layers)

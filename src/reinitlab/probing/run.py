@@ -10,6 +10,8 @@
 
 `metric[i]` is the task's primary GLUE metric on dev of a linear probe on layer i's
 features; `variability[i]` the NC score of layer i on the probe's training subset.
+`model_fingerprint` keys the feature cache: weights, buffers and forward hooks (head masks
+included) of the backbone; null when a hook cannot be fingerprinted (nothing is cached then).
 """
 
 from __future__ import annotations

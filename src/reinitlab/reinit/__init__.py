@@ -43,6 +43,7 @@ from reinitlab.reinit.schemes import (
     get_scheme,
     register,
     resolve_scheme,
+    scheme_is_baseline,
     scheme_label,
 )
 from reinitlab.reinit.targets import ResetTarget, module_targets
@@ -76,6 +77,7 @@ __all__ = [
     "register",
     "resolve_scheme",
     "figure_label",
+    "scheme_is_baseline",
     "scheme_label",
     "selection_targets",
 ]

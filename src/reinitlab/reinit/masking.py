@@ -41,6 +41,11 @@ class _ZeroHeadContext:
         keep = head_keep(self.heads, self.head_size, x.shape[-1], x.dtype, x.device)
         return (x * keep, *args[1:])
 
+    def fingerprint(self) -> dict[str, object]:
+        """What the hook does to the hidden states, for caches keyed by model state (the
+        probe features): which heads it zeroes, of what size."""
+        return {"zero_heads": list(self.heads), "head_size": self.head_size}
+
 
 def install_head_masks(model: nn.Module, heads: Iterable[tuple[int, int]]) -> dict[int, tuple]:
     """Mask (layer, head) pairs (0-based). Idempotent: calling it again replaces, never stacks.

@@ -507,3 +507,17 @@ def figure_label(name: str, params: Mapping[str, Any]) -> str:
         if k not in ("parts", "mode", "pooler") and v is not None
     )
     return f"{name}{rest}{_suffix(p)}"
+
+
+def scheme_is_baseline(scheme: Mapping[str, Any], num_layers: int | None) -> bool:
+    """Whether a record's scheme (its `scheme` dict: name, parameters, label) left the model
+    as pretrained: none, progressive with k null or L+1, any scheme with its position unset
+    (the registry decides), or a run labelled "baseline" -- unless `pooler: true`
+    re-initialized the pooler (then it is a variant of its own, compared with the untouched
+    baseline like any other). One definition for the report and the probe curves."""
+    if scheme.get("pooler"):
+        return False
+    if scheme.get("label") == "baseline":
+        return True
+    impl = SCHEMES.get(scheme.get("name"))
+    return impl is not None and impl.is_baseline(scheme, num_layers)

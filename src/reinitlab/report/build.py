@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from reinitlab.probing.correlation import CURVE_FIGURE
 from reinitlab.report import figures as fg
 from reinitlab.report import stats
 from reinitlab.report.collect import Collection, collect, runs_frame, varying_config_columns
@@ -38,12 +39,14 @@ class Report:
     summaries: dict[str, pd.DataFrame]
     transfer: pd.DataFrame = field(default_factory=pd.DataFrame)
     probes: pd.DataFrame = field(default_factory=pd.DataFrame)
-    figures: list[dict[str, Any]] = field(default_factory=list)  # title, caption, png, svg
+    figures: list[dict[str, Any]] = field(default_factory=list)  # title, caption, png, svg, pdf
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # head grids, recipes
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     parquet_written: bool = False
     n_resamples: int = 10_000
+    # the sequential seed rule's decisions (<sweep>/decisions.json), when a sweep has them
+    decisions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _baseline_summary(
@@ -138,7 +141,7 @@ def _interval_phrase(cells: pd.DataFrame) -> str:
             f"No intervals or significance marks: fewer than {stats.MIN_N} seeds per cell, "
             "too few for an honest interval or test."
         )
-    text = "Band/bars = " + " or ".join(names[m] for m in drawn) + " of the mean over seeds"
+    text = "Bars = " + " or ".join(names[m] for m in drawn) + " of the mean over seeds"
     if any(m.startswith("none") for m in methods):
         text += f" (none for cells with fewer than {stats.MIN_N} seeds)"
     return text + "."
@@ -163,7 +166,14 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
 
     def add(paths, title, caption, kind="other"):
         report.figures.append(
-            {"title": title, "caption": caption, "png": paths[0], "svg": paths[1], "kind": kind}
+            {
+                "title": title,
+                "caption": caption,
+                "png": paths[0],
+                "svg": paths[1],
+                "pdf": paths[2],
+                "kind": kind,
+            }
         )
 
     for key, g_runs in runs.groupby(GROUP, sort=True, dropna=False):
@@ -194,9 +204,11 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 curves.setdefault((model, size, factors, chain, figure), []).append(
                     (task, metric, cells, baseline, fdc, f_runs)
                 )
+                decided = decided_variants(report.decisions, task)
                 paths = fg.layer_curve(
-                    cells, baseline, fdc, metric, f"{title}\n{figure}", fig_dir, f"layers_{name}"
-                )
+                    cells, baseline, fdc, metric, f"{title}\n{figure}", fig_dir,
+                    f"layers_{name}", decided,
+                )  # fmt: skip
                 report.tables[f"layer_curve_{name}"] = _curve_table(cells, baseline)
                 cis = (
                     pd.concat([cells, pd.DataFrame([baseline])]) if baseline is not None else cells
@@ -204,10 +216,14 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 add(
                     paths,
                     f"Layer curve: {title} ({figure})",
-                    "Dev metric vs k (layers k..L re-initialized), mean over seeds; the baseline "
-                    "(nothing re-initialized) is the point k=L+1 and the dashed line. "
+                    "(a) Dev metric vs k (layers k..L re-initialized), mean over seeds at each "
+                    "k that was run; the baseline (nothing re-initialized) is the open square "
+                    "at k=L+1 and the dashed line. (b) Paired difference variant − baseline "
+                    "(each run minus the baseline run with the same seed and training subset), "
+                    "mean over pairs; 0 = no effect. "
                     + _interval_phrase(cis)
                     + _marks_phrase(fdc)
+                    + (f" {DECIDED_MARK} = decided by the sequential seed rule." if decided else "")
                     + context,
                     "layer_curve",
                 )
@@ -307,9 +323,12 @@ def _draw_all_task_curves(report: Report, curves: dict, add) -> None:
         add(
             paths,
             f"Layer curves, all tasks: {title} ({figure})",
-            "Dev metric vs k for every task of the study (each task's primary metric), mean "
-            "over seeds; each task's baseline is its point at k=L+1 and its dashed line. "
+            "(a) Dev metric vs k for every task of the study (each task's primary metric), "
+            "mean over seeds; each task's baseline is its open square at k=L+1 and its dashed "
+            "line. (b) Paired difference variant − baseline per task (same seed and training "
+            "subset); 0 = no effect. "
             + _interval_phrase(all_cells)
+            + _marks_phrase(pd.concat([d for *_, d in drawn]))
             + _context(all_runs),
             "layer_curves_all",
         )
@@ -383,7 +402,8 @@ def _draw_probes(report, g_runs, g_agg, records_by_dir, title, metric, key, add)
     table = probe_table(g_runs, records_by_dir)
     if table.empty:
         return
-    prog = g_agg[(g_agg["scheme"] == "progressive") & ~g_agg["is_baseline"]]
+    # the curve's own runs only: a mode=zero or parts run at the same k is another figure
+    prog = g_agg[(g_agg["figure"] == CURVE_FIGURE) & ~g_agg["is_baseline"]]
     curve = {int(r["scheme.k"]): float(r["mean"]) for _, r in prog.iterrows()}
     base_values = g_runs.loc[g_runs["is_baseline"], "primary"]
     baseline = float(base_values.mean()) if len(base_values) else None
@@ -431,9 +451,12 @@ def _draw_movement(
         add(
             paths,
             f"Weight movement per layer: {title}",
-            "Relative movement of each encoder layer from its fit-start weights "
-            "(mean over seeds), per variant; from the deltas matrices in the records. The "
-            "three panels share one colour scale." + _context(g_runs),
+            "Relative movement ‖θ−θ_start‖/‖θ_start‖ of each encoder layer from its "
+            "fit-start weights (mean over seeds), per variant; from the deltas matrices in the "
+            "records. Left panel: the whole layer, one norm over all its parameters "
+            "(attention, feed-forward and layer norms); it is a norm-weighted average of its "
+            "parts, not their sum, and the barely moving layer norms can pull it below both. "
+            "The three panels share one colour scale." + _context(g_runs),
         )
     if head_example is not None:
         paths = fg.head_movement_heatmap(*head_example, title, fig_dir, f"head_movement_{name}")
@@ -453,6 +476,27 @@ def figure_kind(scheme: str) -> str:
     return impl.figure if impl is not None else "bars"
 
 
+def decided_variants(decisions: pd.DataFrame, task: str) -> frozenset[str]:
+    """The variants of `task` the sequential seed rule decided (better, worse or equivalent;
+    not those left undecided), as labelled in the report's runs."""
+    if decisions.empty:
+        return frozenset()
+    done = decisions[(decisions["task"] == task) & (decisions["decision"] != "undecided")]
+    return frozenset(done["variant"])
+
+
+def decisions_table(dirs: list[str | Path]) -> pd.DataFrame:
+    """The adaptive-seeds decisions of the sweeps in `dirs` (decisions.csv): one row per
+    variant against its cell's baseline, with the sweep it came from."""
+    from reinitlab.decide.study import read_decisions
+
+    rows = []
+    for d in dirs:
+        for dec in read_decisions(Path(d)) or []:
+            rows.append({"sweep": str(d), **dec.as_dict()})
+    return pd.DataFrame(rows)
+
+
 def build_report(
     dirs: list[str | Path],
     out_dir: str | Path,
@@ -462,11 +506,13 @@ def build_report(
 ) -> Report:
     """Collect the runs under `dirs`, compute aggregates and paired deltas, draw the figures, and
     write the tables and report.html into `out_dir`; `metric` as in `runs_frame`."""
+    from reinitlab.report.document import write_report_tex
     from reinitlab.report.html import write_html
+    from reinitlab.sweep.ledger import check_writable
 
+    collection = collect(dirs)  # a bad input dir is refused before anything is created
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    collection = collect(dirs)
+    check_writable(out, "--out")  # a read-only sweep dir: said here, not as a traceback later
     runs = runs_frame(collection.records, metric=metric)
     if runs.empty:
         agg = deltas = dcells = pd.DataFrame()
@@ -486,12 +532,17 @@ def build_report(
     report.notes = _notes(report)
     if not runs.empty:
         report.tables["recipe"] = recipes_table(runs)
+        report.decisions = decisions_table([s["dir"] for s in collection.sweeps])
+        report.tables.update(paper_tables(agg, dcells, report.decisions))
+    if not report.decisions.empty:
+        report.tables["decisions"] = report.decisions
 
     report.transfer = transfer_cells(runs, n_resamples=n_resamples, seed=seed)
     records_by_dir = {r["run_dir"]: r for r in collection.records}
     if not runs.empty:
         _draw(report, records_by_dir, n_resamples, seed)
     _write_tables(report)
+    report.files.append(write_report_tex(report))
     report.files.append(write_html(report))
     return report
 
@@ -543,11 +594,86 @@ def _notes(report: Report) -> list[str]:
     return notes
 
 
-def _write_tables(report: Report) -> None:
-    """Every table as CSV and as a booktabs LaTeX table beside it (runs.tex: the page's run
-    columns; runs.csv keeps every config key)."""
-    from reinitlab.report.html import RUN_COLS
+TABLE_CAPTIONS = {
+    "aggregates": "Dev metric per cell (task, variant): mean, standard deviation and 95% "
+    "interval of the mean over seeds (none below {min_n} seeds).",
+    "delta_cells": "Paired difference variant - baseline per cell (same seed and training "
+    "subset): mean, 95% interval and paired test; p (Holm) adjusted across each figure's cells.",
+    "recipe": "Fine-tuning recipe of each study, task and model.",
+    "summary_per_layer": "Per-layer summary of the head re-initialization deltas vs baseline.",
+    "summary_per_head": "Per-head summary of the head re-initialization deltas vs baseline.",
+    "transfer": "Transfer matrix: mean dev metric per final task and intermediate task(s), "
+    "and the paired difference vs direct fine-tuning.",
+    "probes": "Linear-probe dev metric and hidden-state variability per layer (baseline runs).",
+}
+SIGNIFICANT_MARK, DECIDED_MARK = "*", "†"
 
+
+def paper_tables(
+    agg: pd.DataFrame, dcells: pd.DataFrame, decisions: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The study's result table as papers print it, one per (model, train size, other varied
+    config, chain): rows = variants, columns = tasks, cells `mean ± half-interval (n)` (the
+    half-width of the 95% interval; no ± where n supports none), `*` where the paired test vs
+    the baseline is significant (Holm p < 0.05), `†` where a sequential decision was made."""
+    if agg.empty:
+        return {}
+    sig = set()
+    if not dcells.empty and "p_holm" in dcells:
+        hit = dcells[dcells["p_holm"] < fg.SIGNIFICANT]
+        cols = ["task", "model", "size", "factors", "label"]
+        sig = set(hit[cols].itertuples(index=False, name=None))
+    decided = {
+        (task, variant)
+        for task in decisions.get("task", ())
+        for variant in decided_variants(decisions, task)
+    }
+    out = {}
+    for (model, size, factors, chain), g in agg.groupby(
+        ["model", "size", "factors", "chain"], sort=True, dropna=False
+    ):
+        g = g.assign(label=g["label"].where(~g["is_baseline"], "baseline"))
+        g = g.drop_duplicates(["task", "label"])
+        order = g.assign(k=g.get("scheme.k", pd.Series(dtype=float)).fillna(1e9))
+        order = order.sort_values(["is_baseline", "k", "label"], ascending=[False, True, True])
+        labels = list(dict.fromkeys(order["label"]))
+        tasks = sorted(g["task"].unique())
+        table = pd.DataFrame(index=labels, columns=tasks, dtype=object)
+        for _, r in g.iterrows():
+            text = f"{r['mean']:.3f}"
+            if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"]):
+                text += f" ± {(r['ci_high'] - r['ci_low']) / 2:.3f}"
+            text += f" ({int(r['n'])})"
+            if (r["task"], model, size, factors, r["label"]) in sig:
+                text += SIGNIFICANT_MARK
+            if (r["task"], r["label"]) in decided:
+                text += DECIDED_MARK
+            table.loc[r["label"], r["task"]] = text
+        name = fg.slug("paper", model, size, factors, _via(chain))
+        out[name] = table.fillna("--").rename_axis("label").reset_index()
+    return out
+
+
+def _paper_caption(report: Report, name: str) -> str:
+    metrics = ", ".join(
+        sorted({f"{t}: {m}" for t, m in report.runs[["task", "primary_metric"]].to_numpy()})
+    )
+    decided = (
+        f"; {DECIDED_MARK} = decided by the sequential seed rule (decisions.json)"
+        if not report.decisions.empty
+        else ""
+    )
+    return (
+        f"Dev metric per variant and task ({metrics}): mean ± half-width of the 95% interval "
+        f"over seeds (n seeds); no ± below {stats.MIN_N} seeds. {SIGNIFICANT_MARK} = paired "
+        f"difference vs the baseline significant (Holm p < 0.05){decided}. "
+        f"{_context(report.runs).strip()}"
+    )
+
+
+def _write_tables(report: Report) -> None:
+    """Every table as CSV and, for the tables a paper prints, as a booktabs LaTeX table beside
+    it (captioned and labelled); the wide per-run tables (runs, deltas) stay CSV only."""
     out = report.out_dir
     tables = {
         "aggregates": report.aggregates,
@@ -560,9 +686,19 @@ def _write_tables(report: Report) -> None:
         tables["transfer"] = report.transfer
     if not report.probes.empty:
         tables["probes"] = report.probes
-    report.files += write_table(report.runs, out / "runs.csv", columns=RUN_COLS)
+    report.files += write_table(report.runs, out / "runs.csv", latex=False)
     for name, df in tables.items():
-        report.files += write_table(df, out / f"{name}.csv")
+        caption = TABLE_CAPTIONS.get(name, "").format(min_n=stats.MIN_N) or None
+        if name.startswith("paper_"):
+            caption = _paper_caption(report, name)
+        elif name.startswith("head_grid_"):
+            what = name.removeprefix("head_grid_").replace("_", " ")
+            caption = f"Mean paired difference variant - baseline per layer and head ({what})."
+        elif name.startswith("layer_curve_"):
+            what = name.removeprefix("layer_curve_").replace("_", " ")
+            caption = f"Layer curve points ({what}): dev metric per k; the baseline is k = L+1."
+        latex = name != "deltas"
+        report.files += write_table(df, out / f"{name}.csv", latex=latex, caption=caption)
     problems = pd.DataFrame(
         [
             {

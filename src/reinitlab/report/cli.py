@@ -61,16 +61,20 @@ def run(args: argparse.Namespace) -> int:
     )
     for p in report.collection.problems:
         what = " ".join(p.overrides)
-        print(f"reinitlab report: {p.kind}: {p.where} {what}: {p.reason}", file=sys.stderr)
+        where = "" if p.kind == "plan" else f" {p.where} {what}:"  # the plan's reason names it
+        print(f"reinitlab report: {p.kind}:{where} {p.reason}", file=sys.stderr)
     for note in report.notes:
         print(f"reinitlab report: note: {note}", file=sys.stderr)
     kinds = {
         k: sum(p.kind == k for p in report.collection.problems)
-        for k in ("failed", "missing", "corrupt", "running")
+        for k in ("failed", "missing", "corrupt", "running", "plan")
     }
+    missing = f"{kinds['missing']} missing"
+    if kinds["plan"]:
+        missing += f" (not counted in {kinds['plan']} sweep(s) whose plan could not be read)"
     print(
         f"[reinitlab] report: {len(report.collection.records)} runs done, {kinds['failed']} failed, "
-        f"{kinds['missing']} missing, {kinds['corrupt']} unreadable, {kinds['running']} running; "
+        f"{missing}, {kinds['corrupt']} corrupt, {kinds['running']} running; "
         f"{len(report.figures)} figures "
         f"-> {out / 'report.html'}"
     )

@@ -4,7 +4,9 @@ A report must never drop a run silently, nor count one twice: every job is one j
 whatever the number of its attempts or directories, so its counts of completed, failed,
 running, missing and corrupt jobs are the ones `reinitlab status` shows. Jobs a sweep planned
 but never started come from the ledger's plan (reinitlab's sweeper) or, for sweeps made with
-Hydra's basic sweeper, from expanding its `multirun.yaml`.
+Hydra's basic sweeper, from expanding its `multirun.yaml`. A plan that exists but cannot be
+read or expanded is a problem of its own (kind `plan`, with the file and the reason), since the
+missing count is then incomplete; only a sweep with no plan file at all has none quietly.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from typing import Any
 import pandas as pd
 
 from reinitlab.errors import ReinitlabError
-from reinitlab.sweep.ledger import PLAN_FILENAME, RESULT_FILENAME, Job, Ledger
+from reinitlab.reinit import scheme_is_baseline
+from reinitlab.sweep.ledger import (
+    PLAN_FILENAME,
+    RESULT_FILENAME,
+    Job,
+    Ledger,
+    error_line,
+    plan_unreadable,
+)
 
 # Config keys that describe a run's identity elsewhere (scheme, task, model, seeds) or that do
 # not change what is measured (paths, logging); the rest, when it varies, splits aggregates.
@@ -45,7 +55,9 @@ _NOT_A_FACTOR = (
 
 @dataclass
 class Problem:
-    """A job the report could not use: `kind` is failed, running, missing or corrupt."""
+    """A job the report could not use: `kind` is failed, running, missing or corrupt; or
+    `plan`: a sweep plan (`sweep_plan.json`, `multirun.yaml`) that could not be read, so the
+    jobs it planned but never started are not counted as missing."""
 
     kind: str
     where: str
@@ -63,37 +75,60 @@ class Collection:
     sweeps: list[dict[str, Any]]  # per input dir: path, swept params, planned job count
 
 
-def planned_jobs(multirun_yaml: Path) -> tuple[dict[str, str], list[list[str]] | None]:
-    """(swept parameters, every job's overrides as Hydra's basic sweeper expands them).
+def _one_line(e: Exception) -> str:
+    return " ".join(error_line(e).split())  # parser messages span lines; a reason is one
 
-    The job list is None when the sweep cannot be expanded here (another sweeper plugin,
-    glob() over config groups); the report then says the planned count is unknown.
-    """
+
+@dataclass
+class SweepPlan:
+    """What a `multirun.yaml` says: the swept parameters, and every job's overrides as Hydra's
+    basic sweeper expands them; `jobs` is None when they cannot be expanded here, and `error`
+    says why."""
+
+    swept: dict[str, str]
+    jobs: list[list[str]] | None
+    error: str | None = None
+
+
+def planned_jobs(multirun_yaml: Path) -> SweepPlan:
+    """The sweep that `multirun_yaml` describes (see `SweepPlan`). Never raises: a file that
+    cannot be read, another sweeper plugin, or overrides that do not parse give `jobs=None`
+    and the reason, for the report to say that its planned count is unknown."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(multirun_yaml)
-    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
-    params = {str(k): str(v) for k, v in params.items()}
-    task_overrides = [str(x) for x in (OmegaConf.select(cfg, "hydra.overrides.task") or [])]
+    try:
+        cfg = OmegaConf.load(multirun_yaml)
+        params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+        params = {str(k): str(v) for k, v in params.items()}
+        task_overrides = [str(x) for x in (OmegaConf.select(cfg, "hydra.overrides.task") or [])]
+        sweeper = str(OmegaConf.select(cfg, "hydra.sweeper._target_") or "")
+    except Exception as e:
+        return SweepPlan({}, None, f"{multirun_yaml} could not be read: {_one_line(e)}")
     swept = dict(params)
     for ov in task_overrides:
         key, _, value = ov.partition("=")
         if "," in value or value.startswith(("range(", "choice(", "glob(")):
             swept[key] = value
+    if not sweeper.endswith("BasicSweeper"):
+        return SweepPlan(
+            swept,
+            None,
+            f"{multirun_yaml}: the report can expand the jobs of Hydra's basic sweeper only, "
+            f"this sweep used {sweeper or 'no named sweeper'}",
+        )
     try:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        from hydra_plugins.reinitlab_plugins.sweeper import expand
+        from reinitlab.sweep.overrides import expand
 
-        sweeper = OmegaConf.select(cfg, "hydra.sweeper._target_") or ""
-        if not sweeper.endswith("BasicSweeper"):
-            return swept, None
         parsed = OverridesParser.create().parse_overrides(
             [f"{k}={v}" for k, v in params.items()] + task_overrides
         )
-        return swept, expand(parsed)
-    except Exception:
-        return swept, None
+        return SweepPlan(swept, expand(parsed))
+    except Exception as e:
+        return SweepPlan(
+            swept, None, f"{multirun_yaml}: its sweep could not be expanded: {_one_line(e)}"
+        )
 
 
 def _problem(job: Job, root: Path) -> Problem:
@@ -125,16 +160,8 @@ def collect(dirs: list[str | Path]) -> Collection:
         root = Path(d)
         if not root.is_dir():
             raise ReinitlabError(f"report: {str(root)!r} is not a directory")
-        if not any(root.iterdir()):
-            raise ReinitlabError(f"report: {str(root)!r} is empty (no sweep or run output in it)")
         ledger = Ledger(root)
-        if not ledger.jobs:
-            raise ReinitlabError(
-                f"report: no result records ({RESULT_FILENAME}) and no Hydra job dirs under "
-                f"{str(root)!r}; give a sweep dir such as multirun/<date>_<id>"
-            )
-        if ledger.plan_error:
-            problems.append(Problem("corrupt", str(root / PLAN_FILENAME), ledger.plan_error))
+        ledger.require_jobs("report")
         jobs = [j for j in ledger.jobs if j.key not in seen_keys]
         seen_keys |= {j.key for j in jobs}
         for job in jobs:
@@ -151,19 +178,27 @@ def collect(dirs: list[str | Path]) -> Collection:
             records.append(rec)
         info: dict[str, Any] = {"dir": str(root), "swept": {}, "planned": ledger.planned}
         multirun_yaml = root / "multirun.yaml"
-        if multirun_yaml.is_file():
-            swept, planned = planned_jobs(multirun_yaml)
-            info["swept"] = swept
-            if ledger.plan is None and planned is not None:
-                info["planned"] = len(planned)
-                started = {frozenset(j.overrides) for j in jobs}
-                for job_overrides in planned:
-                    if frozenset(job_overrides) not in started:
-                        problems.append(
-                            Problem(
-                                "missing", str(root), "planned but never started", job_overrides
-                            )
-                        )
+        sweep = planned_jobs(multirun_yaml) if multirun_yaml.is_file() else None
+        if sweep is not None:
+            info["swept"] = sweep.swept
+        if ledger.plan is None and sweep is not None and sweep.jobs is not None:
+            info["planned"] = len(sweep.jobs)
+            started = {frozenset(j.overrides) for j in jobs}
+            for job_overrides in sweep.jobs:
+                if frozenset(job_overrides) not in started:
+                    problems.append(
+                        Problem("missing", str(root), "planned but never started", job_overrides)
+                    )
+            if ledger.plan_problem:  # damaged, though multirun.yaml gave the jobs it planned
+                problems.append(Problem("plan", str(root / PLAN_FILENAME), ledger.plan_problem))
+        elif ledger.plan is None:
+            # the ledger's own plan is the better-named problem when both are unreadable
+            unread = [(root / PLAN_FILENAME, ledger.plan_error)]
+            unread.append((multirun_yaml, sweep.error if sweep is not None else None))
+            where, why = next(((w, e) for w, e in unread if e), (None, None))
+            if why is not None:
+                info["plan_error"] = why
+                problems.append(Problem("plan", str(where), plan_unreadable(why)))
         info["job_dirs"] = sum(len(j.dirs) for j in jobs)
         sweeps.append(info)
     return Collection(records, problems, sweeps)
@@ -180,21 +215,6 @@ def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = json.dumps(obj)
     else:
         out[prefix] = obj
-
-
-def is_baseline(scheme: dict[str, Any], num_layers: int | None) -> bool:
-    """Baseline = nothing re-initialized (the scheme registry decides: none, progressive with
-    k null or L+1, any scheme with its position unset), or a run labelled "baseline" -- unless
-    `pooler: true` re-initialized the pooler (then it is a variant of its own, compared with
-    the untouched baseline like any other)."""
-    from reinitlab.reinit import SCHEMES
-
-    if scheme.get("pooler"):
-        return False
-    if scheme.get("label") == "baseline":
-        return True
-    impl = SCHEMES.get(scheme.get("name"))
-    return impl is not None and impl.is_baseline(scheme, num_layers)
 
 
 def scheme_variant(scheme: dict[str, Any], num_layers: int | None = None) -> str:
@@ -298,7 +318,7 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
             "label": scheme_variant(scheme, num_layers),
             "variant": scheme_variant(scheme, num_layers),
             "figure": figure_key(scheme),
-            "is_baseline": is_baseline(scheme, num_layers),
+            "is_baseline": scheme_is_baseline(scheme, num_layers),
             "head_layer": layer,
             "head_index": head,
             "seed": rec["seed"],
@@ -309,7 +329,7 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
             "primary": chosen["metrics"]["val/primary"],
             "final_primary": rec["final"]["metrics"]["val/primary"],
             "best_primary": (rec.get("best") or rec["final"])["metrics"]["val/primary"],
-            "best_epoch": (rec.get("best") or {}).get("epoch"),
+            "best_epoch": _one_based((rec.get("best") or {}).get("epoch")),
             "epochs": rec.get("epochs"),
             "steps": rec.get("steps"),
             "wall_time_s": rec.get("wall_time_s"),
@@ -336,6 +356,11 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
     return df.sort_values(["task", "model", "size", "scheme", "variant", "seed"]).reset_index(
         drop=True
     )
+
+
+def _one_based(epoch):
+    """Records count epochs from 0 (Lightning); the report, like the console, from 1."""
+    return None if epoch is None else int(epoch) + 1
 
 
 def varying_config_columns(df: pd.DataFrame) -> list[str]:

@@ -45,6 +45,9 @@ class StudyRuns:
     history_keys: set[str] = field(default_factory=set)
     summary_keys: set[str] = field(default_factory=set)
     without_wandb: list[str] = field(default_factory=list)  # completed jobs with no run file
+    # jobs of the sweep that are not (yet) in the workspace, by state: running, missing, ...
+    not_done: dict[str, int] = field(default_factory=dict)
+    completed: int = 0
 
 
 def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -88,7 +91,9 @@ def read_study(sweep_dir: str | Path) -> StudyRuns:
     studies = {str(r["config_flat"].get("study")) for r in runs if r["config_flat"].get("study")}
     groups = {r["group"] for r in runs if r["group"]}
     study = next(iter(studies)) if len(studies) == 1 else next(iter(groups), root.name)
-    out = StudyRuns(root, study, runs, without_wandb=missing)
+    out = StudyRuns(root, study, runs, without_wandb=missing, completed=len(collection.records))
+    for p in collection.problems:
+        out.not_done[p.kind] = out.not_done.get(p.kind, 0) + 1
     for run in runs:
         for row in run["history"]:
             out.history_keys |= {
@@ -364,6 +369,14 @@ def run(args: argparse.Namespace) -> int:
         f"[reinitlab] dashboard: study {plan.study}: {len(study.runs)} runs, grouped by "
         f"{', '.join(plan.groupby) or 'nothing'}; workspace spec -> {out}"
     )
+    if study.not_done:
+        total = study.completed + sum(study.not_done.values())
+        states = ", ".join(f"{n} {kind}" for kind, n in sorted(study.not_done.items()))
+        print(
+            f"[reinitlab] dashboard: the sweep is not finished: the workspace is built from "
+            f"{study.completed} of {total} jobs ({states}); run `reinitlab dashboard` again "
+            "when it is, for panels over every run"
+        )
     if study.without_wandb:
         print(
             f"[reinitlab] dashboard: {len(study.without_wandb)} completed job(s) have no W&B "

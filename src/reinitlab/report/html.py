@@ -81,10 +81,24 @@ RUN_COLS = [
     "primary_metric",
     "primary",
     "metric_source",
+    "best_epoch",
     "steps",
     "wall_time_s",
     "run_dir",
 ]
+# Every dev metric a task reports (STS-B: Pearson and Spearman), shown beside the primary one.
+METRIC_COLS = [f"final.val/{m}" for m in ("accuracy", "f1", "mcc", "pearson", "spearman", "exact")]
+# What the page calls a column where the CSV's name is ambiguous: `seeds` lists seed values
+# (a one-seed run reads "0", not a count), `size` is the training-set size.
+PAGE_HEADERS = {
+    "seeds": "seed values",
+    "n_seeds": "seeds (count)",
+    "size": "train examples",
+    "wall_time_s": "wall time (s)",
+    "best_epoch": "best epoch (1-based)",
+    **{c: "dev " + c.rsplit("/", 1)[1] for c in METRIC_COLS},
+}
+PAGE_FORMATS = {"wall_time_s": "{:.1f}", "steps": "{:.0f}", "best_epoch": "{:.0f}"}
 
 
 def _table(df: pd.DataFrame, cols: list[str] | None = None) -> str:
@@ -93,7 +107,18 @@ def _table(df: pd.DataFrame, cols: list[str] | None = None) -> str:
     if cols:
         df = df[[c for c in cols if c in df.columns]]
     df = df.loc[:, [c for c in df.columns if not (df[c].astype(str) == "").all()]]
-    return df.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep="–", border=0)
+    formatters = {
+        PAGE_HEADERS.get(c, c): (lambda v, f=f: "–" if pd.isna(v) else f.format(v))
+        for c, f in PAGE_FORMATS.items()
+        if c in df
+    }
+    return df.rename(columns=PAGE_HEADERS).to_html(
+        index=False,
+        float_format=lambda v: f"{v:.4f}",
+        formatters=formatters,
+        na_rep="–",
+        border=0,
+    )
 
 
 def _img(path: Path) -> str:
@@ -169,11 +194,23 @@ def write_html(report) -> Path:
         f"(planned by the sweep, never started), <b class='bad'>{kinds.get('corrupt', 0)}</b> "
         f"unreadable records, {kinds.get('running', 0)} still running.</p>",
     ]
+    if kinds.get("plan"):
+        parts.append(
+            f"<p class='bad'>The missing count is incomplete: the plan of {kinds['plan']} "
+            "sweep(s) could not be read, so their jobs planned but never started are not "
+            "counted (the reason is in the table below).</p>"
+        )
     sweep_rows = [
         {
             "sweep dir": s["dir"],
             "swept": "; ".join(f"{k}={v}" for k, v in s["swept"].items()) or "(no multirun.yaml)",
-            "planned jobs": "unknown" if s["planned"] is None else s["planned"],
+            "planned jobs": (
+                s["planned"]
+                if s["planned"] is not None
+                else "unknown: its plan could not be read"
+                if s.get("plan_error")
+                else "unknown"
+            ),
             "job dirs": s.get("job_dirs"),
         }
         for s in col.sweeps
@@ -183,12 +220,13 @@ def write_html(report) -> Path:
         seen = report.runs.groupby(["task", "model", "size"]).agg(
             schemes=("label", lambda s: ", ".join(sorted(set(map(str, s))))),
             seeds=("seed", lambda s: ", ".join(map(str, sorted(set(s))))),
+            n_seeds=("seed", "nunique"),
             runs=("seed", "size"),
         )
         parts.append(_table(seen.reset_index()))
     if col.problems:
         parts += [
-            "<h3 class='bad'>Failed, missing and unreadable runs</h3>",
+            "<h3 class='bad'>Failed, missing and unreadable runs and plans</h3>",
             _table(
                 pd.DataFrame(
                     [
@@ -212,12 +250,23 @@ def write_html(report) -> Path:
     if report.figures:
         parts.append("<h2>Figures</h2>")
         for f in report.figures:
-            svg = Path(f["svg"]).relative_to(report.out_dir)
+            vector = [Path(f[k]).relative_to(report.out_dir) for k in ("pdf", "svg")]
             parts.append(
                 f"<figure><h3>{html.escape(f['title'])}</h3>{_img(f['png'])}<figcaption>"
-                f"{html.escape(f['caption'])} (vector: <code>{html.escape(str(svg))}</code>)"
-                "</figcaption></figure>"
+                f"{html.escape(f['caption'])} (vector: "
+                + ", ".join(f"<code>{html.escape(str(v))}</code>" for v in vector)
+                + ")</figcaption></figure>"
             )
+    for name, table in report.tables.items():
+        if name.startswith("paper_"):
+            parts += [
+                f"<h2>Paper table {html.escape(name.removeprefix('paper_'))}</h2>",
+                "<p>Mean ± half-width of the 95% interval over seeds (n seeds); * = paired "
+                "difference vs the baseline significant (Holm p &lt; 0.05); † = decided by the "
+                f"sequential seed rule (<code>{html.escape(name)}.csv</code>, <code>.tex</code>)."
+                "</p>",
+                _table(table),
+            ]
     parts += ["<h2>Aggregates</h2>", _table(report.aggregates, AGG_COLS)]
     parts += ["<h2>Paired deltas vs baseline</h2>", _table(report.delta_cells, DELTA_COLS)]
     if not report.transfer.empty:
@@ -252,7 +301,8 @@ def write_html(report) -> Path:
             f"grouped by {what} (1-based).</p>",
             _table(table),
         ]
-    parts += ["<h2>All runs</h2>", _table(report.runs, RUN_COLS)]
+    metric_cols = [c for c in METRIC_COLS if c in report.runs and report.runs[c].notna().any()]
+    parts += ["<h2>All runs</h2>", _table(report.runs, RUN_COLS[:-4] + metric_cols + RUN_COLS[-4:])]
     files = ", ".join(f"<code>{html.escape(p.name)}</code>" for p in report.files)
     parts.append(f"<p>Tables beside this page: {files}.</p></body></html>")
     path = report.out_dir / "report.html"

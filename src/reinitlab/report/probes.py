@@ -81,18 +81,26 @@ def probe_figure(
 ) -> list[Path]:
     """Three panels on one layer axis: reinit curve (metric vs k), probe metric per layer
     (before/after fine-tuning), hidden-state variability per layer (log scale)."""
+    from reinitlab.report.figures import COLUMN_IN, STYLE, plt, save
+
+    with plt.style.context(STYLE):
+        fig, axes = plt.subplots(
+            3, 1, figsize=(COLUMN_IN + 1, 5.5), sharex=True, layout="constrained"
+        )
+        _draw_probe_panels(axes, table, curve, baseline, metric, title)
+    return save(fig, out_dir, name)
+
+
+def _draw_probe_panels(axes, table, curve, baseline, metric, title) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    from reinitlab.report.figures import plt, save
-
-    fig, axes = plt.subplots(3, 1, figsize=(6.4, 8.0), sharex=True, layout="constrained")
     if curve:
         ks = sorted(curve)
         axes[0].plot(ks, [curve[k] for k in ks], "o-", color="C0", label="reinit layers k..L")
     if baseline is not None:
         axes[0].axhline(baseline, color="C3", ls="--", label="baseline")
     axes[0].set_ylabel(f"fine-tuned dev {metric}")
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     for i, stage in enumerate(STAGES):
         s = table[table["stage"] == stage].sort_values("layer")
         if s.empty:
@@ -103,14 +111,11 @@ def probe_figure(
         if not v.empty:
             axes[2].plot(v["layer"], v["variability"], "o-", color=f"C{i + 1}", label=label)
     axes[1].set_ylabel(f"linear probe dev {metric}")
-    axes[1].legend(fontsize=8)
+    axes[1].legend()
     axes[2].set_ylabel("variability NC (lower = specialised)")
     if axes[2].lines:
         axes[2].set_yscale("log")
-        axes[2].legend(fontsize=8)
+        axes[2].legend()
     axes[2].set_xlabel("layer ℓ (0 = embeddings) · reinit: k = ℓ")
     axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[0].set_title(title, fontsize=10)
-    return save(fig, out_dir, name)
+    axes[0].set_title(title)

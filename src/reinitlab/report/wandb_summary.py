@@ -76,8 +76,19 @@ def log_summary(report, online: bool = False, project: str | None = None) -> Pat
             )
         run.log(data)
         run.summary.update(
-            {"runs_done": len(col.records), **{f"runs_{k}": v for k, v in kinds.items()}}
+            {
+                "runs_done": len(col.records),
+                **{f"runs_{k}": v for k, v in kinds.items()},
+                # sweeps whose plan could not be read: runs_missing leaves their jobs out
+                "plans_unreadable": sum(p.kind == "plan" for p in col.problems),
+            }
         )
+        decisions = report.tables.get("decisions")
+        if decisions is not None:  # adaptive seeds: how many variants ended each way
+            outcome = decisions["decision"].where(~decisions["at_budget"], "undecided at budget")
+            run.summary.update(
+                {f"decisions/{k}": int(v) for k, v in outcome.value_counts().items()}
+            )
         return Path(run.dir).parent
     finally:
         run.finish()

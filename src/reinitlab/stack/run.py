@@ -39,10 +39,11 @@ def train_stack(
     """Train `members` as one stack; per member, in order, its result record or the exception
     it failed with. Kills and Ctrl-C are recorded for every unfinished member, then re-raised.
     `extra_callbacks` (Lightning callbacks) join the stack's trainer, e.g. for benchmarks."""
+    from reinitlab.job import build_job
     from reinitlab.stack.module import StackedClassifier
     from reinitlab.stack.stacked import StackedModel
     from reinitlab.sweep.jobkey import job_key
-    from reinitlab.training.builder import build_job, build_trainer
+    from reinitlab.training.builder import build_trainer
 
     started = time.time()
     outcomes: list[Any] = [None] * len(members)

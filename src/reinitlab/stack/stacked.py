@@ -52,6 +52,11 @@ class _KeepFromBuffer:
     def __call__(self, module: nn.Module, args: tuple):
         return (args[0] * getattr(module, KEEP_BUFFER), *args[1:])
 
+    def fingerprint(self) -> dict[str, str]:
+        """For caches keyed by model state: the keep-vector it applies is the module's
+        `KEEP_BUFFER`, whose values the state's buffers already carry."""
+        return {"multiply_input_by_buffer": KEEP_BUFFER}
+
 
 def set_attention(model: nn.Module, implementation: str) -> None:
     """Switch a transformers model (and every sub-config) to `implementation` attention."""

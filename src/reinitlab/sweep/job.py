@@ -158,12 +158,46 @@ def record_failure(claimed: Claimed, e: BaseException) -> None:
         print(f"[reinitlab] {problem}", file=sys.stderr, flush=True)
     if kind == "preempted" and not job.multirun:
         print(f"[reinitlab] resume this run with:\n  {resume_command(job)}", flush=True)
+    if kind in ("interrupted", "killed") and not job.multirun:
+        print(f"[reinitlab] {stopped_line(claimed, kind)}", file=sys.stderr, flush=True)
     if disk_full(e) or (problem and "No space left" in problem):
         raise DiskFullError(
             f"no space left on the device while job {key} wrote to {job.output_dir} "
             f"({error_line(e)}); free space, then run the same command again: completed "
             "jobs are kept"
         ) from e
+
+
+def stop_code(exc: BaseException) -> int | None:
+    """The exit code of a run or sweep stopped by Ctrl-C (130) or SIGTERM (143), None when
+    `exc` is something else. Lightning turns a Ctrl-C in training into SystemExit(1), which
+    only the flag set by our SIGINT handler tells apart from an error."""
+    if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and INTERRUPTED.is_set()):
+        return 130
+    if isinstance(exc, Terminated):
+        return 143
+    return None
+
+
+def stopped_sweep_line(sweep_dir: Path, code: int) -> str:
+    """The one console line of a stopped sweep (each stopped job said its own line)."""
+    how = "interrupted (Ctrl-C)" if code == 130 else "killed (SIGTERM)"
+    where = shlex.quote(str(sweep_dir))
+    return (
+        f"the sweep was {how}; the jobs it stopped are recorded as such: `reinitlab status "
+        f"{where}` lists them, and the same command run again re-runs only the unfinished jobs"
+    )
+
+
+def stopped_line(claimed: Claimed, kind: str) -> str:
+    """The one console line of a single run stopped by Ctrl-C or SIGTERM: what happened, what
+    was kept and how to run it again (the traceback, if any, is only in the job's log)."""
+    how = "interrupted (Ctrl-C)" if kind == "interrupted" else "killed (SIGTERM)"
+    return (
+        f"{how}: job {claimed.key} stopped before it finished; no result was written, it is "
+        f"recorded as {kind} in {shlex.quote(str(claimed.job.output_dir))} (details in its log). "
+        f"Run it again with: {resume_command(claimed.job)}"
+    )
 
 
 def run_tracked(cfg, run: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:

@@ -143,6 +143,12 @@ class PlannedJob:
     baseline_added: bool = False
 
 
+def plan_unreadable(error: str) -> str:
+    """How status and the report say that a sweep's plan could not be read: why, and what it
+    costs (the jobs it planned but never started are nowhere else to be found)."""
+    return f"{error} (so the jobs it planned but never started cannot be counted as missing)"
+
+
 def _plan_error(path: Path, why: str) -> LedgerError:
     return LedgerError(
         f"the sweep plan {path} is damaged: {why}. Delete it and run the same sweep command "
@@ -570,6 +576,28 @@ class Ledger:
         return {s: len(self.by_state(s)) for s in STATES}
 
     @property
+    def plan_problem(self) -> str | None:
+        """A damaged plan in the words `status` and the report both print (never counted as a
+        corrupt job: it is no job), None when the plan is readable or absent."""
+        return None if self.plan_error is None else plan_unreadable(self.plan_error)
+
+    def require_jobs(self, command: str) -> None:
+        """Refuse a directory that holds no job at all (no plan, no job directory, no result
+        record): an empty or wrong folder, not a sweep with zero jobs."""
+        if self.jobs or self.plan_error is not None:
+            return
+        what = (
+            "it is empty"
+            if not any(self.root.iterdir())
+            else f"it holds no {PLAN_FILENAME}, no Hydra job dirs and no result records "
+            f"({RESULT_FILENAME})"
+        )
+        raise ReinitlabError(
+            f"{command}: {str(self.root)!r} is not a sweep directory: {what}; give a sweep dir "
+            "such as multirun/<date>_<id> (hydra.sweep.dir) or a run dir"
+        )
+
+    @property
     def planned(self) -> int | None:
         """How many jobs the plan has, None without a (readable) plan."""
         return None if self.plan is None else len(self.plan)
@@ -746,7 +774,7 @@ def key_dirs(root: Path, key: str, output_dir: Path) -> list[Path]:
     dirs = [output_dir]
     with suppress(OSError):
         for line in _index_path(root, key).read_text().splitlines():
-            d = Path(line)
+            d = root / line  # (relative to the sweep: a copied or moved sweep reads itself)
             if line and d not in dirs and d.is_dir():
                 dirs.append(d)
     return dirs
@@ -763,7 +791,11 @@ def read_job(root: Path, key: str, output_dir: Path) -> Job | None:
 def _index(root: Path, key: str, output_dir: Path) -> None:
     """Add `output_dir` to the key's directories (under the key's lock, so no two writers)."""
     path = _index_path(root, key)
-    line = str(Path(output_dir))
+    output_dir = Path(output_dir)
+    try:
+        line = str(output_dir.relative_to(root))  # a copied or moved sweep keeps its list
+    except ValueError:
+        line = str(output_dir.absolute())
     try:
         known = path.read_text().splitlines() if path.is_file() else []
         if line not in known:

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+from reinitlab.decide.study import format_decisions, read_decisions
 from reinitlab.sweep.ledger import STATES, Job, Ledger
 
 
@@ -31,15 +32,23 @@ def format_status(sweep_dir: Path, ledger: Ledger) -> str:
     missing job with its reason."""
     c = ledger.counts()
     planned = "" if ledger.planned is None else f" | planned {ledger.planned}"
-    lines = [f"sweep {sweep_dir}", " | ".join(f"{s} {c[s]}" for s in STATES) + planned]
-    if ledger.plan_error:
-        lines.append(f"plan: {ledger.plan_error} (until then, missing jobs cannot be counted)")
+    # while jobs run, a planned job not started yet is waiting its turn, not lost
+    names = {s: s for s in STATES}
+    if c["running"]:
+        names["missing"] = "queued"
+    lines = [f"sweep {sweep_dir}", " | ".join(f"{names[s]} {c[s]}" for s in STATES) + planned]
+    if ledger.plan_problem:
+        lines.append(f"plan: {ledger.plan_problem}")
     now = time.time()
     for state in ("failed", "corrupt", "running", "missing"):
         jobs = ledger.by_state(state)
         if not jobs:
             continue
-        lines.append(f"{state}:")
+        lines.append(
+            "queued (not started yet; the sweep is still running):"
+            if names[state] == "queued"
+            else f"{state}:"
+        )
         for job in jobs:
             lines.append(_job_line(job))
             if state == "failed":
@@ -54,6 +63,9 @@ def format_status(sweep_dir: Path, ledger: Ledger) -> str:
                 lines.append(
                     f"    pid {lease.get('pid')} on {lease.get('host')}, for {age / 60:.0f} min"
                 )
+    decisions = read_decisions(sweep_dir)
+    if decisions:
+        lines += ["decisions (adaptive seeds):", format_decisions(decisions)]
     return "\n".join(lines)
 
 
@@ -95,7 +107,9 @@ def results_table(ledger: Ledger, keys: list[str] | None = None) -> str:
 
 def as_json(ledger: Ledger) -> dict:
     """Everything `format_status` shows, as JSON (`reinitlab status --json`)."""
+    decisions = read_decisions(ledger.root)
     return {
+        "decisions": None if decisions is None else [d.as_dict() for d in decisions],
         "counts": ledger.counts(),
         "planned": ledger.planned,
         "plan_error": ledger.plan_error,
@@ -124,6 +138,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`reinitlab status SWEEP_DIR [--json]`."""
     ledger = sweep_status(args.sweep_dir)
+    ledger.require_jobs("status")
     if args.json:
         print(json.dumps(as_json(ledger), indent=2))
     else:

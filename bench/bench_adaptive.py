@@ -1,0 +1,168 @@
+"""Runs saved by adaptive seeds (`hydra.sweeper.seeds=adaptive`) against a fixed-n design with
+the same error control and the same power, on simulated studies shaped like real ones.
+
+    python bench/bench_adaptive.py [--quick] [--studies N] [--power P] [--out results]
+
+A simulated study is one cell (task, model, data, recipe): a baseline and its variants, with
+effects from this project's MiniLM STS-B records (README's demo: k=1 -0.54, k=4 -0.63 Pearson
+against the baseline) and the issue's shape (a far variant, a near one at +0.01, one at the
+baseline):
+
+* `far+near+zero`: k=1 (-0.6), near (+0.01), at baseline (0);
+* `k=1,4 + near + zero`: k=1 (-0.54), k=4 (-0.63), near (+0.01), at baseline (0).
+
+Every run's Pearson is normal around its variant's mean with the seed spread of this
+project's own MiniLM records: `subset` sd 0.0197 (STS-B, 2,000-example subset, 1 epoch:
+0.1714 0.1950 0.2005 0.1562 0.1613, tests/test_stack_minilm.py) with an equivalence margin of
+0.05; `full` sd 0.0080 (the study's recipe: 0.8149 0.8108 0.8152 0.7955 0.8116,
+docs/benchmarks.md) with a margin of 0.02. Variants share the cell's baseline runs.
+
+Both designs use alpha 0.05 per task (Bonferroni over the comparisons) and the same decisions
+(better/worse when the interval excludes 0, equivalent when it lies within the margin), and
+both are sized for the same power: the chance of deciding every variant correctly (worse for
+the far ones, equivalent or better for +0.01, equivalent for 0) at least `--power` (0.9).
+Fixed-n: one look at n seeds, n the smallest with that power. Adaptive: min_seeds 3, one seed
+per stage, the default boundary (Wang-Tsiatis shape 0.25), max_seeds the smallest with that
+power. Runs: the baseline's seeds (the most any variant used) plus each variant's, averaged
+over the studies. The issue's policy (max_seeds 10) is shown too, with its power. Both designs
+see the same simulated seeds; deterministic (seeded). `--quick`: 2,000 studies per scenario,
+else 20,000.
+
+Writes <out>/bench_adaptive.json and <out>/bench_adaptive.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from reinitlab.decide.rule import BETTER, EQUIVALENT, WORSE, Policy, sequential  # noqa: E402
+
+BASELINE = 0.18
+STUDIES = {
+    "far+near+zero": {"k=1": -0.6, "near": 0.01, "zero": 0.0},
+    "k=1,4 + near + zero": {"k=1": -0.54, "k=4": -0.63, "near": 0.01, "zero": 0.0},
+}
+SPREADS = {"subset": {"sd": 0.0197, "margin": 0.05}, "full": {"sd": 0.0080, "margin": 0.02}}
+MOST_SEEDS = 40
+
+
+def correct(effect: float) -> list[int]:
+    """The right decisions for a true effect: worse for the far ones, equivalent (or better,
+    for a positive effect inside the margin) otherwise."""
+    if effect < -0.1:
+        return [WORSE]
+    return [EQUIVALENT, BETTER] if effect > 0 else [EQUIVALENT]
+
+
+def simulate(effects: dict[str, float], sd: float, studies: int, seed: int) -> np.ndarray:
+    """Paired differences `[study, variant, seed]`: variants share the study's baseline runs."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(BASELINE, sd, size=(studies, 1, MOST_SEEDS))
+    means = np.array(list(effects.values()))[None, :, None] + BASELINE
+    return rng.normal(means, sd, size=(studies, len(effects), MOST_SEEDS)) - base
+
+
+def power(decision: np.ndarray, effects: dict[str, float]) -> dict[str, float]:
+    """Per variant, the share of studies that decided it correctly."""
+    return {
+        name: float(np.isin(decision[:, i], correct(e)).mean())
+        for i, (name, e) in enumerate(effects.items())
+    }
+
+
+def adaptive_run(diffs: np.ndarray, effects: dict, margin: float, max_seeds: int) -> dict:
+    policy = Policy(min_seeds=3, max_seeds=max_seeds, seeds_per_stage=1, margin=margin)
+    out = sequential(diffs[..., :max_seeds], policy, comparisons=len(effects))
+    runs = out.n.sum(axis=1) + out.n.max(axis=1)  # the variants + the shared baseline
+    return {
+        "max_seeds": max_seeds,
+        "runs": float(runs.mean()),
+        "seeds": {v: float(out.n[:, i].mean()) for i, v in enumerate(effects)},
+        "power": power(out.decision, effects),
+    }
+
+
+def run_scenario(study: str, spread: str, studies: int, target: float, seed: int) -> dict:
+    effects, sd, margin = STUDIES[study], SPREADS[spread]["sd"], SPREADS[spread]["margin"]
+    m = len(effects)
+    diffs = simulate(effects, sd, studies, seed)
+    fixed = None
+    for n in range(2, MOST_SEEDS + 1):
+        p = power(sequential(diffs[..., :n], Policy(n, n, margin=margin), m).decision, effects)
+        if min(p.values()) >= target:
+            fixed = {"n": n, "runs": (m + 1) * n, "power": p}
+            break
+    adaptive = None
+    for max_seeds in range(3, MOST_SEEDS + 1):
+        run = adaptive_run(diffs, effects, margin, max_seeds)
+        if min(run["power"].values()) >= target:
+            adaptive = run
+            break
+    saved = None if not (fixed and adaptive) else 1 - adaptive["runs"] / fixed["runs"]
+    return {
+        "study": study,
+        "spread": spread,
+        "sd": sd,
+        "margin": margin,
+        "studies": studies,
+        "power_target": target,
+        "fixed": fixed,
+        "adaptive": adaptive,
+        "saved": saved,
+        "issue_policy": adaptive_run(diffs, effects, margin, 10),
+    }
+
+
+def fmt(d: dict[str, float], digits: int) -> str:
+    return " / ".join(f"{v:.{digits}f}" for v in d.values())
+
+
+def markdown(results: list[dict]) -> str:
+    lines = [
+        "| study | spread (sd, margin) | fixed n | fixed runs | adaptive max_seeds | adaptive "
+        "runs (mean) | runs saved | seeds per variant (adaptive) | power fixed | power "
+        "adaptive | max_seeds 10: runs, power |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|---|---|",
+    ]
+    for r in results:
+        f, a, i = r["fixed"], r["adaptive"], r["issue_policy"]
+        saved = "n/a" if r["saved"] is None else f"{100 * r['saved']:.0f} %"
+        lines.append(
+            f"| {r['study']} | {r['spread']} ({r['sd']}, {r['margin']}) | {f['n']} | "
+            f"{f['runs']} | {a['max_seeds']} | {a['runs']:.1f} | {saved} | "
+            f"{fmt(a['seeds'], 1)} | {fmt(f['power'], 3)} | {fmt(a['power'], 3)} | "
+            f"{i['runs']:.1f}, {fmt(i['power'], 3)} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 studies per scenario")
+    parser.add_argument("--studies", type=int, default=None, help="studies per scenario")
+    parser.add_argument("--power", type=float, default=0.9, help="power both designs reach")
+    parser.add_argument("--out", type=Path, default=REPO / "results")
+    args = parser.parse_args(argv)
+    studies = args.studies or (2_000 if args.quick else 20_000)
+    results = [
+        run_scenario(study, spread, studies, args.power, seed=i)
+        for i, (study, spread) in enumerate((s, p) for s in STUDIES for p in SPREADS)
+    ]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_adaptive.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (args.out / "bench_adaptive.md").write_text(table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

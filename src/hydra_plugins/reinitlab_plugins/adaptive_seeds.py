@@ -1,0 +1,228 @@
+"""`hydra.sweeper.seeds=adaptive`: the sweep runs in stages, adding seeds only where a variant's
+comparison with its cell's baseline is still undecided (the rule: `reinitlab.decide`).
+
+Stage 1 runs `min_seeds` seeds (`seed`, `seed+1`, ...; `seed` from the command, default the
+config's) of every variant and of its cell's baseline. After each stage the comparisons are
+decided from the ledger's records; the next stage adds the next look's seeds to each undecided
+comparison and to its cell's baseline, until every comparison is decided or has `max_seeds`.
+A stage is an ordinary plan of jobs through the sweeper (`ReinitlabSweeper.launch_plan`), so
+the ledger's plan grows with the stages, every launcher runs them, and re-running the same
+command recomputes the same decisions from the same records and continues where the sweep
+stopped, never training a job twice. `<sweep dir>/decisions.json` is rewritten after every
+stage.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.types import Override
+from omegaconf import OmegaConf
+
+from reinitlab.decide.rule import Policy
+from reinitlab.decide.study import (
+    DECISIONS_FILENAME,
+    Comparison,
+    Decision,
+    Result,
+    decide,
+    finished,
+    format_decisions,
+    schedule,
+    seeds_per_job,
+)
+from reinitlab.errors import ReinitlabError
+
+
+def cell_text(job: dict[str, Any]) -> str:
+    """A cell's name: its job's overrides without the scheme, the seed and what is no part of
+    a job's identity (paths, logger: `reinitlab.sweep.jobkey.EXCLUDED_KEYS`), e.g. `task=stsb
+    model=minilm-l6`; the same for its variants and its baseline."""
+    from hydra_plugins.reinitlab_plugins.sweeper import is_reinit_override
+    from reinitlab.sweep.jobkey import EXCLUDED_KEYS
+
+    def kept(o: str) -> bool:
+        key = key_of(o)
+        excluded = any(key == k or key.startswith(k + ".") for k in EXCLUDED_KEYS)
+        return not (excluded or is_reinit_override(o) or key == "seed")
+
+    return " ".join(o for o in job["overrides"] if kept(o))
+
+
+def key_of(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def is_seed(override: str) -> bool:
+    return key_of(override) == "seed"
+
+
+def policy_of(sweeper: Any) -> Policy:
+    """The policy from `hydra.sweeper.adaptive.*` (every option checked, named when wrong)."""
+    from dataclasses import fields
+
+    options = OmegaConf.to_container(OmegaConf.create(sweeper.adaptive), resolve=True)
+    allowed = [f.name for f in fields(Policy)]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ReinitlabError(
+            f"hydra.sweeper.adaptive.{unknown[0]} is not an option of adaptive seeds; the "
+            f"options are {', '.join(allowed)}"
+        )
+    return Policy(**options)
+
+
+def check_overrides(overrides: list[Override]) -> None:
+    """Adaptive seeds choose the seeds: a swept `seed` is refused, naming the option."""
+    for o in overrides:
+        if o.get_key_element() == "seed" and o.is_sweep_override():
+            raise ReinitlabError(
+                f"{o.input_line}: hydra.sweeper.seeds=adaptive chooses the seeds (seed, seed+1, "
+                "... up to hydra.sweeper.adaptive.max_seeds); give one first seed (seed=N) or "
+                "none, or use hydra.sweeper.seeds=fixed to sweep seeds yourself"
+            )
+
+
+class Study:
+    """The study's cells and comparisons (from the command's jobs at the first seed) and the
+    jobs each stage needs."""
+
+    def __init__(self, sweeper: Any, overrides: list[Override], policy: Policy) -> None:
+        from reinitlab.sweep.overrides import expand
+
+        check_overrides(overrides)
+        self.sweeper, self.policy = sweeper, policy
+        self.cells = sweeper.plan(expand(overrides))  # variants and the baselines added
+        seeds = {j["seed"] for j in self.cells}
+        if len(seeds) != 1 or not isinstance(next(iter(seeds)), int):
+            raise ReinitlabError(f"adaptive seeds need one integer first seed, got {seeds}")
+        self.first_seed = int(next(iter(seeds)))
+        self.seeds = schedule(policy, self.first_seed)
+        baselines = {cell_text(j) for j in self.cells if j["baseline"]}
+        self.comparisons = [
+            Comparison(j["task"], cell_text(j), j["variant"])
+            for j in self.cells
+            if not j["baseline"]
+        ]
+        lacking = sorted({c.cell for c in self.comparisons} - baselines)
+        if lacking:
+            raise ReinitlabError(
+                "adaptive seeds compare every variant with its cell's baseline, and these "
+                f"cells have none: {'; '.join(lacking)}. Leave hydra.sweeper.add_baselines=true"
+            )
+        if not self.comparisons:
+            raise ReinitlabError(
+                "adaptive seeds need at least one variant to compare with a baseline (e.g. "
+                "'reinit.k=1,4'); this sweep has only baselines"
+            )
+        self.meta: dict[str, tuple[str, str | None, int]] = {}  # job key -> cell, variant, seed
+        self.described: dict[tuple[str, ...], dict[str, Any]] = {}  # overrides -> planned job
+
+    def results(self) -> list[Result]:
+        """The primary metric of every completed job of the study, from the ledger."""
+        from reinitlab.sweep.ledger import Ledger
+
+        sweep_dir = Path(self.sweeper.config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return []
+        out = []
+        for job, rec in Ledger(sweep_dir).records():
+            if job.key in self.meta:
+                cell, variant, seed = self.meta[job.key]
+                out.append(Result(cell, variant, seed, rec["final"]["metrics"]["val/primary"]))
+        return out
+
+    def plan_stage(self, decisions: list[Decision]) -> list[dict[str, Any]]:
+        """Every job the decisions need so far (a schedule prefix per variant and baseline),
+        planned through the sweeper; the job keys are remembered for `results`."""
+        need = seeds_per_job(decisions)
+        jobs = []
+        for j in self.cells:
+            variant = None if j["baseline"] else j["variant"]
+            n = need.get((cell_text(j), variant), 0)
+            base = [o for o in j["overrides"] if not is_seed(o)]
+            jobs += [[*base, f"seed={s}"] for s in self.seeds[:n]]
+        new = [j for j in jobs if tuple(j) not in self.described]
+        if new:  # each job composed once per command, however many stages replay
+            for p in self.sweeper.plan(new):
+                self.described[tuple(p["overrides"])] = p
+        planned = [self.described[tuple(j)] for j in jobs]
+        for p in planned:
+            variant = None if p["baseline"] else p["variant"]
+            self.meta[p["job_key"]] = (cell_text(p), variant, int(p["seed"]))
+        return planned
+
+    def decide(self) -> list[Decision]:
+        return decide(self.comparisons, self.results(), self.policy, self.first_seed)
+
+
+def write_decisions(sweep_dir: Path, decisions: list[Decision]) -> Path:
+    """`<sweep dir>/decisions.json`: one entry per comparison, written atomically."""
+    from reinitlab.atomic import write_json_atomic
+
+    return write_json_atomic(sweep_dir / DECISIONS_FILENAME, [d.as_dict() for d in decisions])
+
+
+def stage_of(decisions: list[Decision], policy: Policy) -> int:
+    """The stage the planned jobs complete: the look of the most seeds any comparison needs."""
+    most = max(d.seeds_needed for d in decisions)
+    return next(i for i, n in enumerate(policy.looks(), 1) if n >= most)
+
+
+def settle(study: Study) -> tuple[list[Decision], list[dict[str, Any]]]:
+    """The decisions the records allow and the jobs they need: planning a stage lets the
+    records of its jobs be read, which may decide more and need the next stage's, so plan and
+    decide alternate until the jobs needed stop changing (on a resumed sweep this replays the
+    stages already run, from their records)."""
+    decisions = study.decide()
+    while True:
+        planned = study.plan_stage(decisions)
+        again = study.decide()
+        if [d.seeds_needed for d in again] == [d.seeds_needed for d in decisions]:
+            return again, planned
+        decisions = again
+
+
+def run_adaptive(sweeper: Any, overrides: list[Override]) -> list:
+    """Run the study's stages until every comparison is decided or at budget; a dry run prints
+    the current decisions and the next stage's jobs."""
+    policy = policy_of(sweeper)
+    study = Study(sweeper, overrides, policy)
+    sweep_dir = Path(sweeper.config.hydra.sweep.dir)
+    returns: list = []
+    while True:
+        decisions, planned = settle(study)
+        sweeper.keys = [p["job_key"] for p in planned]
+        looks = policy.looks()
+        print(
+            f"[reinitlab] adaptive seeds, stage {stage_of(decisions, policy)} of at most "
+            f"{len(looks)} (looks at {', '.join(map(str, looks))} seeds); decisions so far:",
+            flush=True,
+        )
+        print(format_decisions(decisions), flush=True)
+        batches = sweeper.launch_plan(planned)
+        if sweeper.dry_run:
+            print("[reinitlab] dry run: nothing was launched or written", flush=True)
+            return []
+        write_decisions(sweep_dir, decisions)
+        if not batches:
+            break
+        stage_returns, failed, total = sweeper.run_batches(batches)
+        returns += stage_returns
+        if failed:
+            write_decisions(sweep_dir, settle(study)[0])
+            sweeper.print_summary(sweep_dir)
+            sweeper.exit_on_failures(failed, total)
+    sweeper.print_summary(sweep_dir)
+    if not finished(decisions):
+        print(
+            "[reinitlab] some comparisons are undecided and their next jobs are running in "
+            "another process; run the same command again when they end",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"[reinitlab] decisions ({sweep_dir / DECISIONS_FILENAME}):", flush=True)
+    print(format_decisions(decisions), flush=True)
+    return returns

@@ -1,0 +1,209 @@
+"""The sequential rule behind adaptive seeds: repeated confidence intervals on paired differences.
+
+A comparison is a variant against its cell's baseline; its samples are the paired differences
+`variant(seed s) - baseline(seed s)`, one per seed. The study looks at them after each stage,
+at the planned sample sizes `min_seeds, min_seeds + seeds_per_stage, ..., max_seeds` (the
+looks), and stops a comparison at the first look whose interval settles it.
+
+Why this rule. Re-running a fixed-n t-test after every stage inflates the error, so the looks
+need a sequential rule. We use repeated confidence intervals (Jennison & Turnbull, *Group
+Sequential Methods with Applications to Clinical Trials*, 2000, ch. 9) on a group-sequential
+boundary: the family-wise `alpha` is split evenly over the family's `m` comparisons
+(Bonferroni: valid whatever the correlation between comparisons, which share their cell's
+baseline), and each comparison's `alpha / m` is spread over its looks by a boundary of Wang &
+Tsiatis's shape, calibrated for the t statistics of exactly these looks (`nominal_levels`).
+So the chance that any interval of any comparison at any look misses its true mean difference
+is at most `alpha`. Every wrong decision (a `better` or `worse` where there is no difference,
+an `equivalent` where the difference is at the margin) needs such a miss, so the family-wise
+error of all decisions together is at most `alpha`. The looks are fixed by the policy before
+any data is seen, so the boundary is too. The default shape (0.25) sits between Pocock's and
+O'Brien & Fleming's: far variants still stop after 3-4 seeds, and the last looks, where near
+and null variants are decided, keep most of the error budget (bench/bench_adaptive.py).
+
+Libraries considered: AdaStop (`adastop`) is a permutation test between unpaired agents with
+randomised permutations and no equivalence margin or intervals; `confseq`'s confidence
+sequences need bounded observations and a C++ build; `deepsig`'s ASO is a one-shot test, not
+a sequential one. Hence the t quantiles of `scipy.stats` here. The t interval assumes roughly
+normal seed-to-seed differences (what fine-tuning's seed noise looks like at these sizes);
+`tests/test_decide.py` checks the error rates by simulation.
+
+Everything here is a pure function of arrays and the policy: no I/O, no randomness.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+from reinitlab.errors import ReinitlabError
+
+# Decision codes of the vectorised rule (`sequential`), and their names.
+UNDECIDED, BETTER, WORSE, EQUIVALENT = 0, 1, 2, 3
+DECISIONS = ("undecided", "better", "worse", "equivalent")
+FAMILIES = ("task", "study")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How seeds are added: the looks, the family-wise error and the equivalence margin."""
+
+    min_seeds: int = 3  # seeds of every variant and baseline in stage 1
+    max_seeds: int = 10  # a comparison still undecided here ends "undecided at budget"
+    seeds_per_stage: int = 1  # seeds added to each undecided comparison per later stage
+    alpha: float = 0.05  # family-wise error over all looks and comparisons of a family
+    # |difference| below which variants are `equivalent` (the primary metric's units); a
+    # mapping task -> margin gives each task its own (a task left out: no equivalence); None: never
+    margin: float | Mapping[str, float] | None = None
+    family: str = "task"  # error controlled per task, or over the whole study
+    shape: float = 0.25  # the boundary's Wang-Tsiatis shape: 0.5 Pocock, 0 O'Brien-Fleming
+
+    def __post_init__(self) -> None:
+        def bad(option: str, given: object, allowed: str) -> ReinitlabError:
+            return ReinitlabError(
+                f"hydra.sweeper.adaptive.{option}={given!r} is not allowed: {allowed}"
+            )
+
+        if not isinstance(self.min_seeds, int) or self.min_seeds < 2:
+            raise bad("min_seeds", self.min_seeds, "an integer >= 2 (an interval needs 2 seeds)")
+        if not isinstance(self.max_seeds, int) or self.max_seeds < self.min_seeds:
+            raise bad("max_seeds", self.max_seeds, f"an integer >= min_seeds ({self.min_seeds})")
+        if not isinstance(self.seeds_per_stage, int) or self.seeds_per_stage < 1:
+            raise bad("seeds_per_stage", self.seeds_per_stage, "an integer >= 1")
+        if not 0 < float(self.alpha) < 1:
+            raise bad("alpha", self.alpha, "a number between 0 and 1 (exclusive)")
+        margins = self.margin.values() if isinstance(self.margin, Mapping) else [self.margin]
+        for m in margins:
+            if m is not None and not (isinstance(m, int | float) and m > 0):
+                raise bad(
+                    "margin",
+                    self.margin,
+                    "a positive number, a mapping task -> positive number (e.g. "
+                    "{cola:0.02,stsb:0.01}), or null (no equivalence)",
+                )
+        if not 0 <= float(self.shape) <= 0.5:
+            raise bad("shape", self.shape, "a number from 0 (O'Brien-Fleming) to 0.5 (Pocock)")
+        if self.family not in FAMILIES:
+            raise bad("family", self.family, f"one of {', '.join(FAMILIES)}")
+
+    def margin_for(self, task: str) -> float | None:
+        """The equivalence margin of `task`'s comparisons (None: no `equivalent` for it)."""
+        if isinstance(self.margin, Mapping):
+            m = self.margin.get(task)
+            return None if m is None else float(m)
+        return None if self.margin is None else float(self.margin)
+
+    def looks(self) -> list[int]:
+        """The sample sizes at which comparisons are decided, fixed before any data."""
+        sizes = list(range(self.min_seeds, self.max_seeds, self.seeds_per_stage))
+        return [*sizes, self.max_seeds]
+
+    def look_levels(self, comparisons: int) -> tuple[float, ...]:
+        """The two-sided nominal error of one interval at each look, for a family of
+        `comparisons`: each comparison gets `alpha / comparisons` over all its looks."""
+        level = float(self.alpha) / max(comparisons, 1)
+        return nominal_levels(tuple(self.looks()), level, float(self.shape))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+CALIBRATION_DRAWS = 400_000  # simulated t processes behind a boundary (MC se 1.6 % of 0.02)
+CALIBRATION_SEED = 20261206  # fixed: the boundary is part of the design, the same every run
+
+
+@functools.lru_cache(maxsize=64)
+def nominal_levels(looks: tuple[int, ...], level: float, shape: float) -> tuple[float, ...]:
+    """The two-sided nominal t level of each look, such that the chance of any look's
+    interval missing the true mean is at most `level`.
+
+    The boundary has Wang & Tsiatis's shape: on the normal scale, look j's critical value is
+    `C * (n_j / n_K) ** (shape - 1/2)` (shape 0.5: Pocock's, the same at every look; 0:
+    O'Brien & Fleming's, strict early and close to the fixed-n test at the last look), turned
+    into a t quantile through its two-sided p-value. Under normal differences the looks' t
+    statistics `(mean_n - mu) / (sd_n / sqrt n)` have a joint law free of the mean and the
+    spread (a pivot), so C is computed once by simulating that law: a path misses when
+    `max_j z_j * (n_j / n_K) ** (1/2 - shape)` exceeds C (z_j: the normal quantile of look j's
+    t p-value), so C is that maximum's upper quantile, taken at `level` less two Monte Carlo
+    standard errors so that the error stays below `level` despite the simulation. One look
+    needs no simulation: the plain t interval is exact."""
+    if len(looks) == 1:
+        return (level,)
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    weights = (np.asarray(looks, dtype=float) / looks[-1]) ** (0.5 - shape)
+    largest = []
+    for start in range(0, CALIBRATION_DRAWS, 50_000):
+        x = rng.standard_normal((min(50_000, CALIBRATION_DRAWS - start), looks[-1]))
+        total, total_sq = np.cumsum(x, axis=1), np.cumsum(x**2, axis=1)
+        worst = np.full(x.shape[0], -np.inf)
+        for n, w in zip(looks, weights, strict=True):
+            m = total[:, n - 1] / n
+            sd = np.sqrt(np.maximum(total_sq[:, n - 1] - n * m**2, 0.0) / (n - 1))
+            z = stats.norm.isf(stats.t.sf(np.abs(m) * np.sqrt(n) / sd, n - 1))
+            worst = np.maximum(worst, z * w)
+        largest.append(worst)
+    worst = np.concatenate(largest)
+    target = level - 2 * math.sqrt(level * (1 - level) / worst.size)
+    c = float(np.quantile(worst, 1 - target, method="higher"))
+    return tuple(float(2 * stats.norm.sf(c / w)) for w in weights)
+
+
+@dataclass
+class Outcome:
+    """What the rule says about comparisons (arrays of the input's leading shape)."""
+
+    decision: np.ndarray  # codes: UNDECIDED, BETTER, WORSE, EQUIVALENT
+    look: np.ndarray  # 1-based look (stage) of the decision; 0 while undecided
+    n: np.ndarray  # seeds the interval uses (the deciding look's, else the last look's)
+    mean: np.ndarray  # paired mean difference at that look
+    low: np.ndarray  # the look's interval (nan before the first look)
+    high: np.ndarray
+
+
+def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
+    """Apply the rule to paired differences `diffs[..., seed index]` (seeds in schedule
+    order; the last axis holds the seeds available, a prefix of the schedule). Looks beyond
+    the available seeds are not taken; a comparison decided at a look keeps that decision."""
+    diffs = np.asarray(diffs, dtype=float)
+    shape, available = diffs.shape[:-1], diffs.shape[-1]
+    decision = np.zeros(shape, dtype=int)
+    look_of = np.zeros(shape, dtype=int)
+    n_used = np.zeros(shape, dtype=int)
+    mean = np.full(shape, np.nan)
+    low = np.full(shape, np.nan)
+    high = np.full(shape, np.nan)
+    levels = policy.look_levels(comparisons)
+    total = np.cumsum(diffs, axis=-1)
+    total_sq = np.cumsum(diffs**2, axis=-1)
+    margin = None if policy.margin is None else float(policy.margin)
+    for j, n in enumerate(policy.looks(), 1):
+        if n > available:
+            break
+        m = total[..., n - 1] / n
+        var = np.maximum(total_sq[..., n - 1] - n * m**2, 0.0) / (n - 1)
+        half = stats.t.isf(levels[j - 1] / 2, n - 1) * np.sqrt(var / n)
+        lo, hi = m - half, m + half
+        now = np.full(shape, UNDECIDED)
+        if margin is not None:
+            now = np.where((lo > -margin) & (hi < margin), EQUIVALENT, now)
+        now = np.where(hi < 0, WORSE, np.where(lo > 0, BETTER, now))
+        open_ = decision == UNDECIDED
+        decision = np.where(open_, now, decision)
+        look_of = np.where(open_ & (now != UNDECIDED), j, look_of)
+        n_used = np.where(open_, n, n_used)
+        mean = np.where(open_, m, mean)
+        low = np.where(open_, lo, low)
+        high = np.where(open_, hi, high)
+    return Outcome(decision, look_of, n_used, mean, low, high)
+
+
+def seeds_needed(outcome_decision: int, n_used: int, policy: Policy) -> int:
+    """How many seeds (a prefix of the schedule) a comparison needs for its next look: as many
+    as it has when decided or at budget, else the next look's size."""
+    if outcome_decision != UNDECIDED:
+        return n_used
+    return next((n for n in policy.looks() if n > n_used), policy.max_seeds)

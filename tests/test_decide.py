@@ -1,0 +1,233 @@
+"""The adaptive-seeds rule (`reinitlab.decide`): intervals against hand-computed t intervals,
+pairing by seed, duplicates refused, and the family-wise error rates by simulation (a reduced
+count here; >= 10,000 studies under `make test-science`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from reinitlab.decide.rule import BETTER, EQUIVALENT, WORSE, Policy, sequential
+from reinitlab.decide.study import (
+    Comparison,
+    Result,
+    decide,
+    finished,
+    format_decisions,
+    seeds_per_job,
+)
+from reinitlab.errors import ReinitlabError
+
+
+def test_looks_and_levels():
+    p = Policy(min_seeds=3, max_seeds=10, seeds_per_stage=2, alpha=0.05)
+    assert p.looks() == [3, 5, 7, 9, 10]
+    levels = p.look_levels(comparisons=2)
+    # O'Brien-Fleming-leaning shape: strict early, most of alpha/2 kept for the later looks,
+    # each below alpha/2 (looking more than once costs), above the Bonferroni split
+    assert list(levels) == sorted(levels) and levels[0] < levels[-1] < 0.025
+    assert levels[-1] > 0.025 / 5
+    pocock = Policy(min_seeds=3, max_seeds=10, seeds_per_stage=2, shape=0.5).look_levels(2)
+    assert max(pocock) == pytest.approx(min(pocock))
+    # one look: the plain t interval at alpha / comparisons, no simulation
+    one = Policy(min_seeds=4, max_seeds=4)
+    assert one.looks() == [4] and one.look_levels(3) == (pytest.approx(0.05 / 3),)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "allowed"),
+    [
+        ("min_seeds", 1, ">= 2"),
+        ("max_seeds", 2, ">= min_seeds (3)"),
+        ("seeds_per_stage", 0, ">= 1"),
+        ("alpha", 1.5, "between 0 and 1"),
+        ("margin", -0.1, "positive"),
+        ("family", "cell", "task, study"),
+    ],
+)
+def test_policy_refuses_bad_options_naming_them(option, value, allowed):
+    with pytest.raises(ReinitlabError) as e:
+        Policy(**{option: value})
+    assert f"hydra.sweeper.adaptive.{option}={value!r}" in str(e.value)
+    assert allowed in str(e.value)
+
+
+def test_interval_is_the_exact_t_interval_at_the_spent_level():
+    diffs = np.array([0.03, 0.01, 0.02, 0.05, 0.00])
+    p = Policy(min_seeds=3, max_seeds=5, seeds_per_stage=2, alpha=0.05)  # looks 3, 5
+    o = sequential(diffs, p, comparisons=2)
+    first, last = p.look_levels(comparisons=2)
+    # look 1 (seeds 0..2): mean 0.02, sd 0.01, t(1 - level/2, 2) * 0.01 / sqrt(3)
+    half3 = stats.t.ppf(1 - first / 2, 2) * 0.01 / math.sqrt(3)
+    assert 0.02 - half3 < 0  # undecided at look 1
+    # look 2: all five seeds
+    m, s = diffs.mean(), diffs.std(ddof=1)
+    half5 = stats.t.ppf(1 - last / 2, 4) * s / math.sqrt(5)
+    assert float(o.mean) == pytest.approx(m)
+    assert float(o.low) == pytest.approx(m - half5)
+    assert float(o.high) == pytest.approx(m + half5)
+    assert int(o.n) == 5
+    assert int(o.decision) == (BETTER if m - half5 > 0 else 0)
+
+
+def test_decision_kinds_and_the_look_that_made_them():
+    p = Policy(min_seeds=3, max_seeds=6, alpha=0.05, margin=0.05)  # looks 3, 4, 5, 6
+    rows = np.array(
+        [
+            [-0.60, -0.61, -0.59, -0.62, -0.60, -0.60],  # far below: worse at look 1
+            [0.001, -0.002, 0.0, 0.002, -0.001, 0.001],  # tiny spread: equivalent at look 1
+            [0.02, -0.03, 0.04, -0.05, 0.03, -0.01],  # noisy around 0: undecided
+        ]
+    )
+    o = sequential(rows, p, comparisons=3)
+    assert o.decision.tolist() == [WORSE, EQUIVALENT, 0]
+    assert o.look.tolist() == [1, 1, 0]
+    assert o.n.tolist() == [3, 3, 6]
+    # a decision is final: later seeds that would undo it are not looked at
+    flipped = rows.copy()
+    flipped[0, 3:] = 5.0
+    assert sequential(flipped, p, 3).decision.tolist()[0] == WORSE
+
+
+def results_for(cell, variant, values, first=0):
+    return [Result(cell, variant, first + i, v) for i, v in enumerate(values)]
+
+
+def test_study_pairs_by_seed_and_plans_the_next_stage():
+    p = Policy(min_seeds=3, max_seeds=5, alpha=0.05)
+    comps = [Comparison("stsb", "c1", "k=1"), Comparison("stsb", "c1", "k=6")]
+    base = [0.1714, 0.1950, 0.2005, 0.1562, 0.1613]
+    results = [
+        *results_for("c1", None, base[:3], first=7),
+        *results_for("c1", "k=1", [b - 0.6 for b in base[:3]], first=7),
+        # k=6 has seeds 7, 8 and 10 but not 9: only the prefix 7, 8 pairs, no look yet
+        Result("c1", "k=6", 7, 0.18),
+        Result("c1", "k=6", 8, 0.19),
+        Result("c1", "k=6", 10, 0.2),
+    ]
+    d = decide(comps, results, p, first_seed=7)
+    assert [x.decision for x in d] == ["worse", "undecided"]
+    assert d[0].mean_diff == pytest.approx(-0.6)
+    assert d[0].seeds_used == 3 and d[0].stage == 1
+    assert d[1].seeds_used == 0 and d[1].mean_diff is None and not d[1].at_budget
+    assert seeds_per_job(d) == {("c1", "k=1"): 3, ("c1", "k=6"): 3, ("c1", None): 3}
+    assert not finished(d)
+    table = format_decisions(d)
+    assert "k=1      worse" in table and "[-0.6000, -0.6000]" in table
+
+
+def test_undecided_at_budget_keeps_its_interval():
+    p = Policy(min_seeds=2, max_seeds=3, alpha=0.05)
+    comps = [Comparison("rte", "c", "k=2")]
+    results = results_for("c", None, [0.5, 0.6, 0.55]) + results_for("c", "k=2", [0.6, 0.5, 0.56])
+    (d,) = decide(comps, results, p)
+    assert d.decision == "undecided" and d.at_budget and d.seeds_used == 3
+    assert d.low < 0 < d.high and d.seeds_needed == 3
+    assert finished([d])
+
+
+def test_each_task_has_its_own_equivalence_margin():
+    """margin={cola: 0.02, stsb: 0.01}: the same tiny differences are equivalent on CoLA
+    (interval inside +-0.02) but not on STS-B (not inside +-0.01); a task the mapping leaves
+    out gets no `equivalent` at all."""
+    p = Policy(min_seeds=3, max_seeds=3, alpha=0.05, margin={"cola": 0.02, "stsb": 0.01})
+    assert (p.margin_for("cola"), p.margin_for("stsb"), p.margin_for("rte")) == (0.02, 0.01, None)
+    diffs = [0.006, -0.0045, 0.0015]  # mean 0.001, sd 0.005268, n = 3
+    comps = [Comparison(t, t, "k=6") for t in ("cola", "stsb", "rte")]
+    results = []
+    for t in ("cola", "stsb", "rte"):
+        results += results_for(t, None, [0.5, 0.5, 0.5])
+        results += results_for(t, "k=6", [0.5 + d for d in diffs])
+    got = {d.task: d for d in decide(comps, results, p)}
+    # per task family of one comparison: the look's interval is the t interval at the spent level
+    (level,) = p.look_levels(1)
+    half = stats.t.isf(level / 2, 2) * np.std(diffs, ddof=1) / math.sqrt(3)
+    assert got["cola"].high == pytest.approx(np.mean(diffs) + half)
+    assert 0.01 < half < 0.02  # so the margins are what tells the tasks apart
+    assert got["cola"].decision == "equivalent"
+    assert got["stsb"].decision == "undecided" and got["rte"].decision == "undecided"
+    with pytest.raises(ReinitlabError, match=r"adaptive.margin=.*mapping task"):
+        Policy(margin={"cola": -0.1})
+
+
+def test_a_duplicate_result_is_refused_not_counted():
+    comps = [Comparison("rte", "c", "k=2")]
+    results = results_for("c", None, [0.5, 0.6, 0.55]) + [Result("c", None, 0, 0.5)]
+    with pytest.raises(ReinitlabError, match="two results for baseline seed 0"):
+        decide(comps, results, Policy())
+
+
+def test_family_size_comes_from_the_plan_and_the_family_option():
+    comps = [Comparison("rte", "c", "k=1"), Comparison("stsb", "d", "k=1")]
+    diffs = [0.02, 0.021, 0.019, 0.02]
+    results = [
+        *results_for("c", None, [0.0] * 4),
+        *results_for("c", "k=1", diffs),
+    ]
+    per_task = decide(comps, results, Policy(min_seeds=4, max_seeds=4))[0]
+    study = decide(comps, results, Policy(min_seeds=4, max_seeds=4, family="study"))[0]
+    # the study family spends alpha over two comparisons: a wider interval
+    assert study.high - study.low > per_task.high - per_task.low
+    half = stats.t.ppf(1 - 0.05 / 2 / 2, 3) * np.std(diffs, ddof=1) / 2
+    assert study.high == pytest.approx(np.mean(diffs) + half)
+
+
+# --- error rates by simulation -------------------------------------------------------------
+
+
+def simulate(studies, true_diff, policy, sd=0.02, variants=3, seed=0):
+    """Simulated studies: `variants` variants sharing one baseline (so their comparisons are
+    correlated), seed noise `sd` per run (0.02: this project's MiniLM STS-B subset spread)."""
+    rng = np.random.default_rng(seed)
+    n = policy.max_seeds
+    base = rng.normal(0.18, sd, size=(studies, 1, n))
+    var = rng.normal(0.18 + true_diff, sd, size=(studies, variants, n))
+    return sequential(var - base, policy, comparisons=variants)
+
+
+def error_rate(wrong: np.ndarray) -> tuple[float, float, float]:
+    """The rate of studies with any wrong decision and its 95% Clopper-Pearson interval."""
+    k, n = int(wrong.sum()), wrong.size
+    ci = stats.binomtest(k, n).proportion_ci(0.95)
+    return k / n, ci.low, ci.high
+
+
+def check_error_control(studies: int, proven: bool) -> dict[str, tuple[float, float, float]]:
+    """`proven`: the whole Monte Carlo interval lies at or below alpha (needs many studies,
+    the rule spends nearly all of alpha); else the rate is at most alpha and not above it
+    beyond Monte Carlo noise."""
+    policy = Policy(min_seeds=3, max_seeds=10, seeds_per_stage=1, alpha=0.05, margin=0.01)
+    null = simulate(studies, 0.0, policy, seed=1)
+    false_sign = np.isin(null.decision, [BETTER, WORSE]).any(axis=1)
+    # a spread small against the margin, so that `equivalent` is a live answer: at a true
+    # difference of 0 most comparisons end equivalent, at the margin almost none may
+    sd = policy.margin / 4
+    at_zero = simulate(studies, 0.0, policy, sd=sd, seed=4)
+    assert (at_zero.decision == EQUIVALENT).mean() > 0.9
+    at_margin = simulate(studies, policy.margin, policy, sd=sd, seed=2)
+    at_minus = simulate(studies, -policy.margin, policy, sd=sd, seed=3)
+    wrong_equiv = (at_margin.decision == EQUIVALENT).any(axis=1)
+    wrong_equiv_minus = (at_minus.decision == EQUIVALENT).any(axis=1)
+    rates = {
+        "false better/worse (no difference)": error_rate(false_sign),
+        "equivalent at +margin": error_rate(wrong_equiv),
+        "equivalent at -margin": error_rate(wrong_equiv_minus),
+    }
+    for name, (rate, lo, hi) in rates.items():
+        print(f"{name}: {rate:.4f} (95% MC interval {lo:.4f}-{hi:.4f}) over {studies} studies")
+        assert rate <= policy.alpha and lo <= policy.alpha, name
+        if proven:
+            assert hi <= policy.alpha, name
+    return rates
+
+
+def test_family_wise_error_by_simulation_reduced():
+    check_error_control(2_000, proven=False)
+
+
+@pytest.mark.science
+def test_family_wise_error_by_simulation_full():
+    check_error_control(100_000, proven=True)
