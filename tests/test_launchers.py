@@ -154,3 +154,34 @@ def test_gpus_launcher_runs_real_training_jobs(tmp_path):
     for a, b in itertools.combinations(slots, 2):
         if a["start"] < b["end"] and b["start"] < a["end"]:
             assert a["slot"] != b["slot"]
+
+
+def test_slurm_jobs_per_task_groups_jobs_and_settles_each_one():
+    """`hydra.launcher.jobs_per_task`: one array task runs its group's jobs in turn through the
+    launcher's per-job call (each its own run_job and ledger claim); a task that fails is each
+    of its jobs failed; a requeue runs the same group again (the ledger skips finished jobs).
+    The real array is tested on a cluster (tests/test_slurm.py)."""
+    from hydra.core.utils import JobStatus
+
+    from hydra_plugins.reinitlab_plugins.slurm_launcher import TaskGroup, settle
+
+    calls = []
+    group = [
+        (["seed=0"], "hydra.sweep.dir", 0, "a", {}),
+        (["seed=1"], "hydra.sweep.dir", 1, "b", {}),
+    ]
+    runner = TaskGroup(lambda *params: calls.append(params) or params[2])
+    assert runner(group) == [0, 1] and calls == group
+    again = runner.checkpoint(group)
+    assert again.function is runner and again.args == (group,)
+
+    class CancelledTask:
+        job_id, state = "7_1", "CANCELLED"
+        paths = type("P", (), {"stderr": "/x/7_1_0_log.err"})
+
+        def results(self):
+            raise RuntimeError("Job 7_1 was cancelled")
+
+    rets = settle(CancelledTask(), 2)
+    assert [r.status for r in rets] == [JobStatus.FAILED, JobStatus.FAILED]
+    assert "SLURM job 7_1 failed (state CANCELLED)" in str(rets[0]._return_value)

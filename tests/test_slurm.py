@@ -93,6 +93,60 @@ def test_multirun_completes_through_slurm_with_every_record(tmp_path):
     }
 
 
+def test_jobs_per_task_runs_a_12_job_sweep_as_3_array_tasks_each_job_in_the_ledger(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = on_slurm(
+        sweep, "task=wnli", "reinit.k=1,2", "seed=0,1,2,3", "hydra.launcher.jobs_per_task=4",
+        timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert len(records(sweep)) == 12  # 2 k x 4 seeds + 4 baselines, each its own record
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 3  # three array tasks
+    status = sweep_status(sweep)
+    assert status.counts()["completed"] == 12 and status.planned == 12
+    assert all(j.attempts == 1 for j in status.jobs)
+
+
+def test_cancelling_one_task_of_grouped_jobs_leaves_only_its_unfinished_jobs_to_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ("task=wnli", "reinit.k=1", "seed=0,1,2,3", "hydra.launcher.jobs_per_task=4",
+            "hydra.launcher.array_parallelism=1")  # fmt: skip
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", *QUICK, *ON_SLURM,
+           f"data.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}", *args]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", **slurm_env()}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        second = None  # a running job of the second task (plan positions 4..7)
+        deadline = time.monotonic() + 300
+        while second is None and time.monotonic() < deadline:
+            for lease in sweep.glob("[4-7]_*/running.json"):
+                second = json.loads(lease.read_text())["slurm_job_id"]
+            time.sleep(0.2)
+        assert second is not None, "the second task never started"
+        # SIGKILL now: a plain scancel's SIGTERM is ignored by submitit (preemption), and these
+        # jobs are quick enough to finish the task within SLURM's KillWait
+        kill = ["scancel", "--full", "--signal=KILL", second]
+        subprocess.run(kill, env=env, check=True, timeout=20)
+        proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1  # the cancelled task's jobs are failed jobs
+    done_before = {p: p.read_bytes() for p in records(sweep)}
+    first_task = {p for p in done_before if p.parent.name.split("_")[0] in "0123"}
+    assert len(first_task) == 4 and len(done_before) < 8
+
+    out = on_slurm(sweep, *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    left = 8 - len(done_before)
+    assert f"{len(done_before)} already completed, 0 running elsewhere, {left} to run" in out.stdout
+    for p, data in done_before.items():
+        assert p.read_bytes() == data  # completed jobs were not re-run
+    assert len(records(sweep)) == 8
+    assert sweep_status(sweep).counts()["completed"] == 8
+
+
 def test_a_killed_job_is_reported_failed_without_hanging_and_the_rest_finish(tmp_path):
     sweep = tmp_path / "sweep"
     # job 1 trains for long enough to be killed while running; job 0 is quick

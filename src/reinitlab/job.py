@@ -45,8 +45,10 @@ class JobSpec:
 
 def check_job(cfg: DictConfig) -> JobSpec:
     """Fail fast: the recipe's values and keys, task, seeds, data files, model source, scheme
-    vs model, head and chain options -- before anything loads. The sweeper runs it for every
-    job before launching any."""
+    vs model, head and chain options -- before anything loads. The sweeper runs it before
+    launching any job, once per job that differs only in `seed`: `seed` must enter here only
+    through `check_seed` (in check_recipe) and `resolve_seeds` (which cannot fail for a seed
+    check_seed accepts)."""
     from reinitlab.chain import plan_chain
     from reinitlab.data.glue_io import check_source
     from reinitlab.data.tasks import TaskSpec

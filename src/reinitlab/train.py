@@ -74,7 +74,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     quiet_console(verbose=bool(cfg.get("verbose")))
     if HydraConfig.get().mode == RunMode.RUN:
-        from reinitlab.training.builder import check_job
+        from reinitlab.job import check_job
 
         try:
             check_job(cfg)  # a refused single run trains nothing and leaves nothing behind

@@ -48,3 +48,27 @@ class StackedLauncherConf:
 ConfigStore.instance().store(
     group="hydra/launcher", name="stacked", node=StackedLauncherConf, provider="reinitlab"
 )
+
+
+try:  # the SLURM launcher's options: submitit's, plus how many sweep jobs one array task runs
+    from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+except ImportError:  # hydra-submitit-launcher not installed: no hydra/launcher=slurm
+    SlurmQueueConf = None
+
+if SlurmQueueConf is not None:
+
+    @dataclass
+    class ReinitlabSlurmConf(SlurmQueueConf):
+        """`hydra/launcher=slurm`: submitit's SLURM array; `jobs_per_task` sweep jobs run one
+        after another in each array task's process (short jobs then pay one process start
+        between them, not one each); every job still claims and records itself in the ledger."""
+
+        _target_: str = "hydra_plugins.reinitlab_plugins.slurm_launcher.ReinitlabSlurmLauncher"
+        jobs_per_task: int = 1
+
+    ConfigStore.instance().store(
+        group="hydra/launcher",
+        name="reinitlab_slurm_base",
+        node=ReinitlabSlurmConf,
+        provider="reinitlab",
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
@@ -27,6 +28,7 @@ class ConfiguredLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+        self.composer: Any = None  # the sweeper's JobComposer, when a reinitlab sweeper set it
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -40,7 +42,12 @@ class ConfiguredLauncher(Launcher):
         """Job `idx`'s config: the sweep's, with its overrides, numbered `idx`."""
         assert self.config is not None and self.hydra_context is not None
         log.debug(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        if self.composer is not None:  # the sweep's bases, composed once by the sweeper
+            config = self.composer.compose(list(overrides))
+        else:
+            config = self.hydra_context.config_loader.load_sweep_config(
+                self.config, list(overrides)
+            )
         with open_dict(config):
             config.hydra.job.id = idx
             config.hydra.job.num = idx

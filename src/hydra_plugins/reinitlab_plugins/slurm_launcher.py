@@ -32,8 +32,20 @@ class ReinitlabSlurmLauncher(SlurmLauncher):
     """Submitit's SLURM launcher that waits for the whole array and imports this reinitlab in
     the jobs (its source root is prepended to PYTHONPATH in the job's setup lines)."""
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, jobs_per_task: int = 1, **params: Any) -> None:
+        from reinitlab.errors import ReinitlabError
+
         super().__init__(**params)
+        if (
+            isinstance(jobs_per_task, bool)
+            or not isinstance(jobs_per_task, int)
+            or jobs_per_task < 1
+        ):
+            raise ReinitlabError(
+                f"hydra.launcher.jobs_per_task={jobs_per_task!r}: allowed: an integer >= 1 "
+                "(sweep jobs one array task runs in turn)"
+            )
+        self.jobs_per_task = jobs_per_task
         setup = list(self.params.get("setup") or [])
         self.params["setup"] = [f'export PYTHONPATH="{_source_root()}:${{PYTHONPATH:-}}"', *setup]
 
@@ -72,19 +84,48 @@ class ReinitlabSlurmLauncher(SlurmLauncher):
                 (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
                  Singleton.get_state())
             )  # fmt: skip
-        jobs = executor.map_array(self, *zip(*job_params, strict=True))
-        return [settle(job) for job in jobs]
+        if self.jobs_per_task == 1:
+            jobs = executor.map_array(self, *zip(*job_params, strict=True))
+            return [settle(job) for job in jobs]
+        n = self.jobs_per_task
+        groups = [job_params[i : i + n] for i in range(0, len(job_params), n)]
+        log.info(f"{len(job_params)} jobs in {len(groups)} array tasks of up to {n}")
+        tasks = executor.map_array(TaskGroup(self), groups)
+        return [ret for task, group in zip(tasks, groups, strict=True)
+                for ret in settle(task, len(group))]  # fmt: skip
 
 
-def settle(job) -> JobReturn:
-    """The job's JobReturn once it has finished; a failed job (killed, cancelled, crashed) is
-    reported as a failed Hydra job, not raised while the rest of the array still runs."""
+class TaskGroup:
+    """One array task's body when it runs several sweep jobs: each in turn, through the
+    launcher's own per-job call (its config, `run_job`, its ledger claim). A requeued task
+    (preemption, time-out) runs its group again: completed jobs are skipped by the ledger and
+    the interrupted one resumes from its checkpoint."""
+
+    def __init__(self, launcher: Any) -> None:
+        self.launcher = launcher
+
+    def __call__(self, group: list[tuple]) -> list[JobReturn]:
+        return [self.launcher(*params) for params in group]
+
+    def checkpoint(self, group: list[tuple]) -> Any:
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, group)
+
+
+def settle(job, size: int | None = None) -> JobReturn | list[JobReturn]:
+    """The job's JobReturn once it has finished (a task of `size` jobs: their JobReturns); a
+    failed task (killed, cancelled, crashed) is reported as failed Hydra jobs, not raised while
+    the rest of the array still runs."""
     try:
         return job.results()[0]
     except Exception as e:  # noqa: BLE001 -- a failed job is reported, not raised here
         log.error("SLURM job %s failed: %s", job.job_id, str(e).strip().splitlines()[-1])
-        ret = JobReturn(status=JobStatus.FAILED, cfg=OmegaConf.create({}))
-        ret.return_value = RuntimeError(
-            f"SLURM job {job.job_id} failed (state {job.state}); see its log {job.paths.stderr}"
-        )
-        return ret
+        rets = []
+        for _ in range(size or 1):
+            ret = JobReturn(status=JobStatus.FAILED, cfg=OmegaConf.create({}))
+            ret.return_value = RuntimeError(
+                f"SLURM job {job.job_id} failed (state {job.state}); see its log {job.paths.stderr}"
+            )
+            rets.append(ret)
+        return rets if size is not None else rets[0]

@@ -31,10 +31,10 @@ with failed jobs adds one line naming how many and exits 1.
 
 from __future__ import annotations
 
-import copy
 import logging
 import shlex
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hydra_plugins.reinitlab_plugins.local_launcher import LocalLauncher
+from hydra_plugins.reinitlab_plugins.composer import JobComposer, Progress
+from hydra_plugins.reinitlab_plugins.local_launcher import ConfiguredLauncher, LocalLauncher
 from reinitlab.sweep.overrides import expand
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,16 @@ class _LayerCounts:
         return self.cache[name]
 
 
-def is_baseline(reinit: DictConfig, num_layers: int | None) -> bool:
+def is_baseline(reinit: DictConfig | dict[str, Any], num_layers: int | None) -> bool:
     """Whether the scheme selects nothing: `none`, progressive k=null/L+1, and any scheme left at
     its defaults (e.g. the presets' own `block`/`heads`/`permute` baselines); the scheme
     registry decides, against the model when its layer count is known."""
     from reinitlab.errors import ReinitlabError
     from reinitlab.reinit import SCHEMES, resolve_scheme
 
-    params = OmegaConf.to_container(reinit, resolve=True)
+    params = (
+        dict(reinit) if isinstance(reinit, dict) else OmegaConf.to_container(reinit, resolve=True)
+    )
     impl = SCHEMES.get(params.get("name"))
     if impl is None:
         return False  # an unknown scheme: its job fails with the message
@@ -116,8 +119,7 @@ def job_problem(cfg: DictConfig) -> str | None:
     from reinitlab.errors import ReinitlabError
     from reinitlab.job import check_job
 
-    cfg = copy.deepcopy(cfg)
-    with open_dict(cfg):
+    with open_dict(cfg):  # (the job's own copy: the sweeper composes one per job)
         # The job's output dir exists only once Hydra runs it (`${hydra:runtime.output_dir}`);
         # nothing checked here writes there, but the trainer node interpolates it.
         cfg.paths.output_dir = str(Path(cfg.hydra.sweep.dir) / "unlaunched")
@@ -129,14 +131,19 @@ def job_problem(cfg: DictConfig) -> str | None:
     return None
 
 
-def refuse_invalid(jobs: list[dict[str, Any]], total: int) -> None:
-    """Refuse the whole sweep when any job is invalid, listing each with its reason; a reason
-    shared by several jobs (a model that cannot be loaded, a missing data folder) once."""
+def refuse_invalid(
+    jobs: list[dict[str, Any]], total: int, problem_of: Callable[[dict], str | None]
+) -> None:
+    """Refuse the whole sweep when any job is invalid (`problem_of` says why), listing each
+    with its reason; a reason shared by several jobs (a model that cannot be loaded, a missing
+    data folder) once."""
     from reinitlab.errors import ReinitlabError
 
     by_reason: dict[str, list[str]] = {}
-    for job in jobs:
-        problem = job_problem(job["cfg"])
+    progress = Progress("checking", len(jobs))
+    for i, job in enumerate(jobs, 1):
+        progress(i)
+        problem = problem_of(job)
         if problem is not None:
             by_reason.setdefault(problem, []).append(job["label"])
     if not by_reason:
@@ -155,17 +162,16 @@ def refuse_invalid(jobs: list[dict[str, Any]], total: int) -> None:
     raise ReinitlabError("\n".join(lines))
 
 
-def format_dry_run(planned: list[dict[str, Any]], to_run: list[dict[str, Any]],
-                   dirs: dict[str, str], state: dict[str, str]) -> str:  # fmt: skip
-    """The dry run's listing: every job with its directory, state and label, in plan order."""
+def dry_run_lines(planned: list[dict[str, Any]], to_run: list[dict[str, Any]],
+                  dirs: dict[str, str], state: dict[str, str]) -> Iterator[str]:  # fmt: skip
+    """The dry run's listing line by line (printed as it goes: ten thousand jobs stream)."""
     run = {j["job_key"] for j in to_run}
-    lines = [f"[reinitlab] dry run: {len(run)} of {len(planned)} jobs would run"]
+    yield f"[reinitlab] dry run: {len(run)} of {len(planned)} jobs would run"
     for i, job in enumerate(planned, 1):
         key = job["job_key"]
         what = "run" if key in run else state.get(key, "skip")
         added = "  (baseline added)" if job["baseline_added"] else ""
-        lines.append(f"  {i:>3}  {dirs[key]:<12} {what:<9} {job['label']}{added}")
-    return "\n".join(lines)
+        yield f"  {i:>3}  {dirs[key]:<12} {what:<9} {job['label']}{added}"
 
 
 class ReinitlabSweeper(Sweeper):
@@ -197,6 +203,9 @@ class ReinitlabSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
+        self.composer: JobComposer | None = None
+        self._checked: dict[tuple, str | None] = {}  # job_problem per seed-free job
+        self._baselines: dict[tuple, bool] = {}
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -209,31 +218,81 @@ class ReinitlabSweeper(Sweeper):
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        self.composer = JobComposer(hydra_context.config_loader, config)
+        if isinstance(self.launcher, ConfiguredLauncher):
+            self.launcher.composer = self.composer  # jobs are not composed from scratch again
 
     def _describe(self, overrides: list[str]) -> dict[str, Any]:
+        """A job's key, group, label, ... from its identity: set leaf by leaf on its base's
+        when the composer can (no config composed per job), else from its composed config."""
         from reinitlab.sweep.jobkey import config_hash, identity_config
 
-        assert self.hydra_context is not None and self.config is not None
-        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-        num_layers = self._layers(cfg.model)
+        assert self.composer is not None
+        fast = self.composer.fast_identity(list(overrides))
+        cfg = None
+        if fast is None:
+            cfg = self.composer.compose(list(overrides))
+            identity, base = identity_config(cfg), cfg
+        else:
+            identity, base = fast
+        num_layers = self._layers(base.model)
+        reinit = identity["reinit"]
+        task, variant = str(identity["task"]["name"]), scheme_text(reinit, num_layers)
         return {
             "overrides": list(overrides),
-            "job_key": config_hash(identity_config(cfg)),
-            "group": config_hash(identity_config(cfg, drop=("reinit",))),
-            "baseline": is_baseline(cfg.reinit, num_layers),
-            "label": _label(cfg, num_layers),
-            "task": str(cfg.task.name),
-            "seed": cfg.get("seed"),
-            "variant": scheme_text(cfg, num_layers),
-            "cache_dir": cfg.data.get("cache_dir") if "data" in cfg else None,
-            "cfg": cfg,
+            "job_key": config_hash(identity),
+            # (what identity_config(cfg, drop=("reinit",)) gives, without resolving it again)
+            "group": config_hash({k: v for k, v in identity.items() if k != "reinit"}),
+            "baseline": self._is_baseline(reinit, num_layers),
+            "label": f"{task} {variant} seed {identity.get('seed')}",
+            "task": task,
+            "seed": identity.get("seed"),
+            "variant": variant,
+            "cache_dir": base.data.get("cache_dir") if "data" in base else None,
+            "cfg": cfg,  # composed when needed (validation), else None
         }
+
+    def _is_baseline(self, reinit: dict[str, Any], num_layers: int | None) -> bool:
+        """`is_baseline`, once per distinct scheme and layer count."""
+        import json
+
+        key = (json.dumps(reinit, sort_keys=True, default=str), num_layers)
+        if key not in self._baselines:
+            self._baselines[key] = is_baseline(reinit, num_layers)
+        return self._baselines[key]
+
+    def problem(self, job: dict[str, Any]) -> str | None:
+        """`job_problem` of a job, checked once per job that differs only in `seed`: the seed
+        enters the job check through `check_seed` alone (see `check_job`), so the other seeds
+        of a valid job need only that. A job found invalid is checked in full, each."""
+        from reinitlab.errors import ReinitlabError
+        from reinitlab.training.options import check_seed
+
+        assert self.composer is not None
+        split = self.composer.split(job["overrides"])
+        if split is None:
+            return job_problem(job["cfg"] or self.composer.compose(job["overrides"]))
+        structural, values = split
+        key = (structural, tuple(str(o.input_line) for o in values if o.key_or_group != "seed"))
+        if key not in self._checked:
+            cfg = job["cfg"] or self.composer.compose(job["overrides"])
+            self._checked[key] = job_problem(cfg)
+            return self._checked[key]
+        if self._checked[key] is not None:
+            return job_problem(job["cfg"] or self.composer.compose(job["overrides"]))
+        try:
+            check_seed(job["seed"])
+        except ReinitlabError as e:
+            return str(e)
+        return None
 
     def plan(self, jobs: list[list[str]]) -> list[dict[str, Any]]:
         """The jobs to run: the user's (exact duplicates dropped) then the missing baselines."""
         planned: list[dict[str, Any]] = []
         seen: set[str] = set()
-        for overrides in jobs:
+        progress = Progress("composing", len(jobs))
+        for i, overrides in enumerate(jobs, 1):
+            progress(i)
             job = self._describe(overrides)
             if job["job_key"] not in seen:
                 seen.add(job["job_key"])
@@ -274,7 +333,7 @@ class ReinitlabSweeper(Sweeper):
         if not self.skip_completed:
             to_run = planned
         if self.validate:
-            refuse_invalid(to_run, len(planned))
+            refuse_invalid(to_run, len(planned), self.problem)
         added = sum(j["baseline_added"] for j in planned)
         print(
             f"[reinitlab] sweep {sweep_dir}: {len(planned)} jobs ({added} baselines added); "
@@ -286,7 +345,8 @@ class ReinitlabSweeper(Sweeper):
         if self.dry_run:
             previous = read_plan(sweep_dir) if sweep_dir.is_dir() else None
             dirs = {p.job_key: p.dirname for p in merged_plan(previous or [], planned)}
-            print(format_dry_run(planned, to_run, dirs, state), flush=True)
+            for line in dry_run_lines(planned, to_run, dirs, state):
+                print(line, flush=True)
             return []
         cache_dirs = {j["cache_dir"] for j in planned if j["cache_dir"]}
         for cache_dir in sorted(cache_dirs):
@@ -420,14 +480,14 @@ class ReinitlabSweeper(Sweeper):
         )
 
 
-def scheme_text(cfg: DictConfig, num_layers: int | None) -> str:
-    """`k=3`: the scheme's label. A scheme invalid for the model (the sweep is then refused,
-    naming these labels), or for a model whose layer count is unknown, is labelled as for a
-    model deeper than any value given, so `k=9` still reads `k=9`; one that would then read as
-    the untouched model (`k=0`) reads as what was asked."""
+def scheme_text(reinit: dict[str, Any], num_layers: int | None) -> str:
+    """`k=3`: the scheme's label, from its resolved parameters. A scheme invalid for the model
+    (the sweep is then refused, naming these labels), or for a model whose layer count is
+    unknown, is labelled as for a model deeper than any value given, so `k=9` still reads
+    `k=9`; one that would then read as the untouched model (`k=0`) reads as what was asked."""
     from reinitlab.reinit import SCHEMES, resolve_scheme, scheme_label
 
-    params = OmegaConf.to_container(cfg.reinit, resolve=True)
+    params = dict(reinit)
     name = params.pop("name", None)
     try:
         resolve_scheme({"name": name, **params}, num_layers or 10**6)
@@ -445,8 +505,3 @@ def scheme_text(cfg: DictConfig, num_layers: int | None) -> str:
             f"{k}={params.get(k)}" for k in shown if params.get(k) is not None
         )
     return label
-
-
-def _label(cfg: DictConfig, num_layers: int | None) -> str:
-    """`rte k=3 seed 0`: the task, the scheme's label and the seed."""
-    return f"{cfg.task.name} {scheme_text(cfg, num_layers)} seed {cfg.seed}"

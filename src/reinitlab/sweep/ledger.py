@@ -95,8 +95,7 @@ def read_json(path: Path) -> tuple[Any, str | None]:
         return None, f"not valid JSON ({e})"
 
 
-def _read_dict(path: Path) -> dict[str, Any] | None:
-    obj, _ = read_json(path)
+def _dict_or_none(obj: Any) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
@@ -400,13 +399,27 @@ def natural_key(path: Path | None) -> tuple:
     )
 
 
+JOB_MARKERS = frozenset({JOB_FILENAME, RESULT_FILENAME, RUNNING_FILENAME, FAILED_FILENAME})
+
+
 def _job_dirs(root: Path) -> list[Path]:
     """Directories under (and including) `root` that hold a job: a Hydra job dir or any of
     the ledger's per-job files."""
-    names = (JOB_FILENAME, RESULT_FILENAME, RUNNING_FILENAME, FAILED_FILENAME)
-    found = {p.parent for name in names for p in root.rglob(name)}
-    found |= {p.parent for p in root.rglob(".hydra") if p.is_dir()}
-    return sorted((d for d in found if LOCK_DIRNAME not in d.parts), key=natural_key)
+    return [d for d, _ in _walk_jobs(root)]
+
+
+def _walk_jobs(root: Path) -> list[tuple[Path, frozenset[str]]]:
+    """(job dir, the ledger files it holds) under `root`, in job order. One walk, each
+    directory listed once: a study of ten thousand jobs is read in one pass, not once per kind
+    of file, and files a directory does not hold are never opened."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if LOCK_DIRNAME in dirnames:
+            dirnames.remove(LOCK_DIRNAME)
+        held = JOB_MARKERS.intersection(filenames)
+        if ".hydra" in dirnames or held:
+            found.append((Path(dirpath), frozenset(held)))
+    return sorted(found, key=lambda item: natural_key(item[0]))
 
 
 def _fallback_key(job_dir: Path, record: dict[str, Any] | None, overrides: list[str]) -> str:
@@ -426,11 +439,17 @@ def _fallback_key(job_dir: Path, record: dict[str, Any] | None, overrides: list[
     return f"dir:{job_dir}"
 
 
-def _read_attempt(job_dir: Path) -> _Attempt:
-    info = _read_dict(job_dir / JOB_FILENAME) or {}
-    result_path = job_dir / RESULT_FILENAME
+def _read_attempt(job_dir: Path, held: frozenset[str] | None = None) -> _Attempt:
+    """What `job_dir` says about its job; `held`: the ledger files it holds, when known (the
+    others are not opened)."""
+
+    def read(name: str) -> tuple[Any, str | None]:
+        return read_json(job_dir / name) if held is None or name in held else (None, "missing")
+
+    info, _ = read(JOB_FILENAME)
+    info = info if isinstance(info, dict) else {}
     record = corrupt = None
-    raw, why = read_json(result_path)  # read once: it decides both the state and the key
+    raw, why = read(RESULT_FILENAME)  # read once: it decides both the state and the key
     if why != "missing":
         corrupt = why or check_record(raw)
         record = raw if corrupt is None else None
@@ -454,8 +473,8 @@ def _read_attempt(job_dir: Path) -> _Attempt:
         attempts=attempts if isinstance(attempts, int) else 1,
         record=record,
         corrupt=corrupt,
-        lease=_read_dict(job_dir / RUNNING_FILENAME),
-        failed=_read_dict(job_dir / FAILED_FILENAME),
+        lease=_dict_or_none(read(RUNNING_FILENAME)[0]),
+        failed=_dict_or_none(read(FAILED_FILENAME)[0]),
         mtime=mtime,
     )
 
@@ -526,11 +545,12 @@ class Ledger:
         except LedgerError as e:
             self.plan, self.plan_error = None, str(e)
         self.jobs = self._read()
+        self._by_key: dict[str, Job] = {}
 
     def _read(self) -> list[Job]:
         by_key: dict[str, list[_Attempt]] = {}
-        for d in _job_dirs(self.root):
-            a = _read_attempt(d)
+        for d, held in _walk_jobs(self.root):
+            a = _read_attempt(d, held)
             by_key.setdefault(a.key, []).append(a)
         jobs: dict[str, Job] = {k: _decide(k, v) for k, v in by_key.items()}
         ordered: list[Job] = []
@@ -543,7 +563,9 @@ class Ledger:
 
     def job(self, key: str) -> Job | None:
         """The job with this key, or None when the ledger has never seen it."""
-        return next((j for j in self.jobs if j.key == key), None)
+        if len(self._by_key) != len(self.jobs):
+            self._by_key = {j.key: j for j in self.jobs}
+        return self._by_key.get(key)
 
     def by_state(self, state: str) -> list[Job]:
         """The jobs in one of STATES, in plan order."""
@@ -736,6 +758,53 @@ class Attempt:
             self._fd = None
 
 
+def _index_path(root: Path, key: str) -> Path:
+    return Path(root) / LOCK_DIRNAME / f"{key}.dirs"
+
+
+def key_dirs(root: Path, key: str, output_dir: Path) -> list[Path]:
+    """The directories that may hold attempts of job `key`: `output_dir` and every directory an
+    attempt of the key was ever started in (`<sweep>/.locks/<key>.dirs`, one per line). Under
+    reinitlab's sweeper (a sweep with a plan) that is all of them, so a claim or a resume reads
+    its own job and nothing else, however large the sweep. A sweep dir without a plan (another
+    sweeper, or a single run dir) is walked whole, as it may hold twins numbered anyhow."""
+    root, output_dir = Path(root), Path(output_dir)
+    if not (root / PLAN_FILENAME).is_file():
+        return _job_dirs(root) if root.is_dir() else []
+    dirs = [output_dir]
+    with suppress(OSError):
+        for line in _index_path(root, key).read_text().splitlines():
+            d = root / line  # (relative to the sweep: a copied or moved sweep reads itself)
+            if line and d not in dirs and d.is_dir():
+                dirs.append(d)
+    return dirs
+
+
+def read_job(root: Path, key: str, output_dir: Path) -> Job | None:
+    """What the ledger knows about job `key`, read from its own directories only
+    (`key_dirs`): the same answer as `Ledger(root).job(key)` for a job of a planned sweep."""
+    dirs = sorted((d for d in key_dirs(root, key, output_dir) if d.is_dir()), key=natural_key)
+    attempts = [a for a in map(_read_attempt, dirs) if a.key == key]
+    return _decide(key, attempts) if attempts else None
+
+
+def _index(root: Path, key: str, output_dir: Path) -> None:
+    """Add `output_dir` to the key's directories (under the key's lock, so no two writers)."""
+    path = _index_path(root, key)
+    output_dir = Path(output_dir)
+    try:
+        line = str(output_dir.relative_to(root))  # a copied or moved sweep keeps its list
+    except ValueError:
+        line = str(output_dir.absolute())
+    try:
+        known = path.read_text().splitlines() if path.is_file() else []
+        if line not in known:
+            with path.open("a") as f:
+                f.write(line + "\n")
+    except OSError as e:
+        raise writable_error(path.parent, e, "hydra.sweep.dir / hydra.run.dir") from e
+
+
 def claim(root: Path, key: str, output_dir: Path, overrides: list[str]) -> Attempt | Skip:
     """Start an attempt of job `key` in `output_dir`, or say why not (completed, or a live
     attempt elsewhere). Safe when two sweeps or launchers start the same job together: the
@@ -755,17 +824,22 @@ def claim(root: Path, key: str, output_dir: Path, overrides: list[str]) -> Attem
         except BlockingIOError:
             if time.monotonic() > deadline:
                 os.close(fd)
-                job = Ledger(root).job(key) or Job(key, "running")
+                job = read_job(root, key, output_dir) or Job(key, "running")
                 if job.state != "completed":
                     job.state = "running"
                 return Skip(job.state, job)
             time.sleep(0.05)
-    job = Ledger(root).job(key)
+    job = read_job(root, key, output_dir)
     ours = job is not None and (job.lease or {}).get("host") == socket.gethostname()
     if job is not None and (job.state == "completed" or (job.state == "running" and not ours)):
         # (a lease from this host is stale once we hold its lock: its process is gone)
         os.close(fd)
         return Skip(job.state, job)
     attempt = Attempt(root, key, output_dir, overrides, fd)
+    try:
+        _index(root, key, output_dir)
+    except ReinitlabError:
+        attempt.release()
+        raise
     attempt.start((job.attempts if job is not None else 0) + 1)
     return attempt

@@ -90,7 +90,8 @@ def job_row(job: Job) -> dict[str, str]:
 def results_table(ledger: Ledger, keys: list[str] | None = None) -> str:
     """The sweep's results as a fixed-width table, one row per job in plan order (only the
     jobs in `keys` when given): what a sweep prints when it ends."""
-    jobs = [j for j in ledger.jobs if keys is None or j.key in set(keys)]
+    wanted = None if keys is None else set(keys)
+    jobs = [j for j in ledger.jobs if wanted is None or j.key in wanted]
     rows = [job_row(j) for j in jobs]
     header = {"task": "task", "label": "label", "seed": "seed", "metric": "metric",
               "value": "final", "time": "time", "state": "state"}  # fmt: skip

@@ -98,12 +98,18 @@ def max_positions(model_config: Any) -> int | None:
     return int(limit) - POSITION_OFFSET.get(getattr(model_config, "model_type", ""), 0)
 
 
+def check_seed(seed: Any) -> None:
+    """`seed`: the one value of a job the sweeper checks per seed (`check_job` on the rest
+    once per seed-free job), so no other job check may depend on it."""
+    check_int("seed", seed, 0, "an integer >= 0 (sweep with seed=0,1,2)")
+
+
 def check_recipe(cfg: Mapping[str, Any]) -> None:
     """The seed, trainer, optim and data values and keys of one job (data.max_length against
     the model: `check_max_length`, once its config is read)."""
     from reinitlab.data.datamodule import GlueDataModule
 
-    check_int("seed", cfg.get("seed"), 0, "an integer >= 0 (sweep with seed=0,1,2)")
+    check_seed(cfg.get("seed"))
     trainer = cfg.get("trainer") or {}
     check_keys("trainer", trainer, trainer_keys(trainer))
     check_int("trainer.max_epochs", trainer.get("max_epochs", 3), 1)

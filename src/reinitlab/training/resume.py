@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from reinitlab.data.batching import ResumableDataLoader
-from reinitlab.sweep.ledger import Ledger, PreemptedError
+from reinitlab.sweep.ledger import PreemptedError, read_job
 
 CHECKPOINT_RELPATH = Path("checkpoints") / "preempt.ckpt"
 WANDB_ID_FILENAME = "wandb_id.txt"
@@ -236,7 +236,7 @@ def plan_resume(cfg, output_dir: Path) -> ResumePlan:
     candidates = [output_dir]
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         sweep_dir = Path(HydraConfig.get().sweep.dir)
-        job = Ledger(sweep_dir).job(job_key(cfg)) if sweep_dir.is_dir() else None
+        job = read_job(sweep_dir, job_key(cfg), output_dir) if sweep_dir.is_dir() else None
         twins = job.dirs if job is not None else []
         candidates += [d for d in twins if d.resolve() != output_dir.resolve()]
     source = next((d for d in candidates if (d / CHECKPOINT_RELPATH).is_file()), None)
