@@ -207,17 +207,21 @@ def test_the_sweeps_hints_quote_a_dir_with_spaces(tmp_path, capsys):
 
 
 def test_a_refused_k0_job_is_labelled_by_what_was_asked(tmp_path):
-    from hydra_plugins.reinitlab_plugins.sweeper import _label, is_baseline
+    from omegaconf import OmegaConf
 
-    cfg = compose_cfg(tmp_path, "model=tiny", "task=rte", "reinit.k=0")
+    from hydra_plugins.reinitlab_plugins.sweeper import is_baseline, scheme_text
+
+    def label(*overrides: str, layers: int | None) -> str:
+        cfg = compose_cfg(tmp_path, "model=tiny", "task=rte", *overrides)
+        return scheme_text(OmegaConf.to_container(cfg.reinit, resolve=True), layers)
+
     for layers in (3, None):  # the model's depth known, or not (it cannot be loaded)
-        assert _label(cfg, layers) == "rte progressive k=0 seed 0"
-        assert not is_baseline(cfg.reinit, layers)
-    assert _label(compose_cfg(tmp_path, "model=tiny", "task=rte", "reinit.k=4"), 3) == (
-        "rte baseline seed 0"
-    )  # k=L+1: the untouched model, rightly
-    k9 = compose_cfg(tmp_path, "model=tiny", "task=rte", "reinit.k=9")
-    assert _label(k9, 3) == _label(k9, None) == "rte k=9 seed 0"  # out of range, as asked
+        assert label("reinit.k=0", layers=layers) == "progressive k=0"
+        k0 = compose_cfg(tmp_path, "model=tiny", "task=rte", "reinit.k=0")
+        assert not is_baseline(k0.reinit, layers)
+    assert label("reinit.k=4", layers=3) == "baseline"  # k=L+1: the untouched model, rightly
+    # out of range, labelled as asked
+    assert label("reinit.k=9", layers=3) == label("reinit.k=9", layers=None) == "k=9"
 
 
 # --- data files checked before a sweep launches ----------------------------------------------
