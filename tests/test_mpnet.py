@@ -77,6 +77,7 @@ def test_presets_and_the_study_command_derive_from_the_model(tmp_path, folder):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import HydraContext, RunMode
 
+    from hydra_plugins.reinitlab_plugins.composer import JobComposer
     from hydra_plugins.reinitlab_plugins.sweeper import ReinitlabSweeper, expand
 
     _, jobs = preset_jobs(tmp_path, "paper_layers", "model=mpnet-base")
@@ -97,6 +98,7 @@ def test_presets_and_the_study_command_derive_from_the_model(tmp_path, folder):
     sweeper = ReinitlabSweeper()
     sweeper.config = loader.load_configuration("train", overrides=args, run_mode=RunMode.MULTIRUN)
     sweeper.hydra_context = HydraContext(config_loader=loader, callbacks=None)
+    sweeper.composer = JobComposer(loader, sweeper.config)  # as setup() gives it
     planned = sweeper.plan(expand(OverridesParser.create().parse_overrides(args)))
     assert len(planned) == 26 and len({j["job_key"] for j in planned}) == 26
     assert sorted(j["label"] for j in planned if j["baseline_added"]) == [
