@@ -424,7 +424,9 @@ def test_ctrl_c_is_recorded_as_interrupted(tmp_path):
             "~trainer.limit_train_batches",
             "task=rte",
             "data.max_train_samples=2000",
-            "trainer.max_epochs=5",
+            # far more than the test waits: the run is still training when Ctrl-C comes, however
+            # late a loaded machine shows the log line below
+            "trainer.max_epochs=200",
             f"data.cache_dir={tmp_path / 'cache'}",
             f"hydra.run.dir={run_dir}",
         ],
@@ -436,6 +438,7 @@ def test_ctrl_c_is_recorded_as_interrupted(tmp_path):
     )
     wait_for(lambda: "Loading `train_dataloader`" in _log(run_dir), what="training to start")
     time.sleep(1.0)
+    assert proc.poll() is None, "the run ended before Ctrl-C could interrupt it"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
