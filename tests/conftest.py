@@ -3,6 +3,9 @@
 * tests marked `gpu` are skipped, with the reason, where CUDA is absent;
 * `glue_dir`: the GLUE folder (`$GLUE_DIR`, else `<repo>/../shared/data/glue`); a test that
   takes it is skipped, naming the folder, where it is absent;
+* every test ends with the Ctrl-C and SIGTERM handlers it started with: a job interrupted in this
+  process (Lightning ignores SIGINT while it shuts down) must not leave SIGINT ignored, or every
+  process a later test starts inherits the ignore and cannot be interrupted;
 * `cfg_tiny`: the job config composed as train.py does with model=tiny, logger=none, outputs and
   caches under the test's tmp_path (as lightning-hydra-template's `cfg_train`).
 
@@ -11,11 +14,21 @@ The constants behind them are imported by tests from `tests.helpers`, never from
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.paths import GLUE, GLUE_MISSING
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in handlers.items():
+        if signal.getsignal(sig) is not handler and handler is not None:
+            signal.signal(sig, handler)
 
 
 def pytest_collection_modifyitems(config, items):

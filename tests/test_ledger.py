@@ -435,6 +435,8 @@ def test_ctrl_c_is_recorded_as_interrupted(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a shell: Ctrl-C not ignored, whatever an earlier test left in this process
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_for(lambda: "Loading `train_dataloader`" in _log(run_dir), what="training to start")
     time.sleep(1.0)
