@@ -118,16 +118,22 @@ def test_cancelling_one_task_of_grouped_jobs_leaves_only_its_unfinished_jobs_to_
         cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        second = None  # a running job of the second task (plan positions 4..7)
+        lease = None  # the lease of a running job of the second task (plan positions 4..7)
         deadline = time.monotonic() + 300
-        while second is None and time.monotonic() < deadline:
-            for lease in sweep.glob("[4-7]_*/running.json"):
-                second = json.loads(lease.read_text())["slurm_job_id"]
-            time.sleep(0.2)
-        assert second is not None, "the second task never started"
-        # SIGKILL now: a plain scancel's SIGTERM is ignored by submitit (preemption), and these
-        # jobs are quick enough to finish the task within SLURM's KillWait
-        kill = ["scancel", "--full", "--signal=KILL", second]
+        while lease is None and time.monotonic() < deadline:
+            for path in sweep.glob("[4-7]_*/running.json"):
+                try:
+                    lease = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    continue  # released between glob and read: look again
+            time.sleep(0.02)
+        assert lease is not None, "the second task never started"
+        # these jobs take well under a second each, so the task could finish all four before
+        # scancel reaches it: stop its process first (one process runs the task's jobs, and
+        # this one-node cluster runs it here), so that the kill always lands mid-task
+        os.kill(lease["pid"], signal.SIGSTOP)
+        # SIGKILL: a plain scancel's SIGTERM is ignored by submitit (preemption)
+        kill = ["scancel", "--full", "--signal=KILL", str(lease["slurm_job_id"])]
         subprocess.run(kill, env=env, check=True, timeout=20)
         proc.communicate(timeout=240)
     finally:
