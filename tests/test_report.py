@@ -591,6 +591,35 @@ def test_single_seed_reports_deltas_without_significance(tmp_path):
     assert "Single seed" in (tmp_path / "out" / "report.html").read_text()
 
 
+def test_a_study_whose_baselines_have_not_run_is_not_called_single_seed_and_stays_quiet(
+    tmp_path, capsys
+):
+    """A study in progress: 24 jobs planned, only k=1's three seeds done (no baseline yet). Its
+    notes say there is no baseline, not "single seed" (three seeds are there), and the console
+    shows the first 10 of its 21 jobs not yet started and where all of them are."""
+    sweep = tmp_path / "multirun" / "study"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
+        "    max_batch_size: null\n    params:\n      reinit.k: 1,2,3,4\n"
+        "  overrides:\n    hydra: []\n    task:\n    - seed=0,1,2,3,4,5\n    - task=rte\n"
+    )
+    for seed in (0, 1, 2):
+        rec = record("rte", progressive_scheme(1), seed, progressive_value(1, seed))
+        write_job(sweep, seed, ["reinit.k=1", f"seed={seed}", "task=rte"], rec)
+    out = tmp_path / "rep"
+    assert cli_main(["report", str(sweep), "--out", str(out), "--bootstrap", "200"]) == 0
+    err = capsys.readouterr().err
+    assert "Single seed" not in err and "fewer than 3 seeds" not in err
+    assert "No baseline runs" in err
+    assert err.count("planned but never started") == 10
+    assert f"11 more missing job(s) not shown; all 21 in {out / 'problems.csv'}" in err
+    problems = pd.read_csv(out / "problems.csv")
+    assert (problems["kind"] == "missing").sum() == 21
+    aggregates = pd.read_csv(out / "aggregates.csv")
+    assert aggregates["n"].tolist() == [3] and aggregates["ci_method"].tolist() == ["t"]
+
+
 def test_data_size_curve_when_max_train_samples_varies(tmp_path):
     sweep = tmp_path / "sizes"
     num = 0

@@ -556,20 +556,22 @@ def _notes(report: Report) -> list[str]:
         "enormous (t with 1 degree of freedom), and a paired test with 1 degree of freedom "
         "calls a lucky pair significant"
     )
-    if not dc.empty and dc["n_pairs"].max() <= 1:
+    # seeds behind each interval: the pairs of cells that have a baseline, else the runs per
+    # cell (a study whose baselines have not run yet has no pairs, not "a single seed")
+    paired = dc[dc["n_pairs"] > 0] if not dc.empty else dc
+    counts = paired["n_pairs"] if not paired.empty else (agg["n"] if not agg.empty else None)
+    if counts is not None and counts.max() <= 1:
         notes.append(
             "Single seed: every delta is one run minus its baseline; no interval and no "
             "significance test is possible, so deltas are reported without p-values. Sweep "
             f"seed=0,1,2,... ({stats.MIN_N} or more) to get them."
         )
-    elif (not dc.empty and (dc["n_pairs"] < stats.MIN_N).all()) or (
-        dc.empty and not agg.empty and (agg["n"] < stats.MIN_N).all()
-    ):
+    elif counts is not None and (counts < stats.MIN_N).all():
         notes.append(
             f"Every cell has {few}: the report draws no intervals and no significance marks "
             f"and runs no tests ({why}). Sweep seed=0,1,2 or more to get them."
         )
-    elif (not dc.empty and (dc["n_pairs"] < stats.MIN_N).any()) or (
+    elif (counts is not None and (counts < stats.MIN_N).any()) or (
         not agg.empty and (agg["n"] < stats.MIN_N).any()
     ):
         notes.append(

@@ -47,9 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# problems of one kind printed to the console: a study in progress has hundreds of jobs
+# planned but not yet started, which would bury the summary; problems.csv lists them all
+PROBLEMS_SHOWN = 10
+
+
 def run(args: argparse.Namespace) -> int:
-    """`reinitlab report`: build the report, print every unusable job and note to stderr and a
-    one-line summary; returns 0 (a report with failed jobs is still a report)."""
+    """`reinitlab report`: build the report, print the unusable jobs (the first few of each
+    kind) and the notes to stderr and a one-line summary; returns 0 (a report with failed jobs is still a report)."""
     from reinitlab.errors import ReinitlabError
     from reinitlab.report.build import build_report
 
@@ -59,10 +64,21 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(
         args.dirs, out, metric=args.metric, n_resamples=args.bootstrap, seed=args.seed
     )
+    shown: dict[str, int] = {}
     for p in report.collection.problems:
+        shown[p.kind] = shown.get(p.kind, 0) + 1
+        if shown[p.kind] > PROBLEMS_SHOWN:
+            continue
         what = " ".join(p.overrides)
         where = "" if p.kind == "plan" else f" {p.where} {what}:"  # the plan's reason names it
         print(f"reinitlab report: {p.kind}:{where} {p.reason}", file=sys.stderr)
+    for kind, n in shown.items():
+        if n > PROBLEMS_SHOWN:
+            print(
+                f"reinitlab report: {kind}: {n - PROBLEMS_SHOWN} more {kind} job(s) not shown; "
+                f"all {n} in {out / 'problems.csv'}",
+                file=sys.stderr,
+            )
     for note in report.notes:
         print(f"reinitlab report: note: {note}", file=sys.stderr)
     kinds = {
