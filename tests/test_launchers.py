@@ -185,3 +185,59 @@ def test_slurm_jobs_per_task_groups_jobs_and_settles_each_one():
     rets = settle(CancelledTask(), 2)
     assert [r.status for r in rets] == [JobStatus.FAILED, JobStatus.FAILED]
     assert "SLURM job 7_1 failed (state CANCELLED)" in str(rets[0]._return_value)
+
+
+class CountingLoader:
+    """A config loader that counts how often a job is composed from scratch."""
+
+    def __init__(self) -> None:
+        self.composed: list[list[str]] = []
+
+    def load_sweep_config(self, config, overrides):
+        from omegaconf import OmegaConf
+
+        self.composed.append(list(overrides))
+        return OmegaConf.create({"hydra": {"job": {}}, "seed": int(overrides[0].split("=")[1])})
+
+
+def test_slurm_jobs_travel_composed_and_are_not_composed_again_on_the_node(monkeypatch):
+    """With the sweeper's composer, each job's config is composed at submission and travels in
+    the job's pickle: the array task runs it as given (its Hydra job id and number set), never
+    calling the config loader; the composer itself does not travel. Without a composer (Hydra's
+    own sweeper), the task composes as upstream does. The real array: tests/test_slurm.py."""
+    import pickle
+    import types
+
+    import hydra.core.utils
+    import submitit
+    from hydra.core.singleton import Singleton
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.reinitlab_plugins.slurm_launcher import ReinitlabSlurmLauncher
+
+    ran = []
+    monkeypatch.setattr(hydra.core.utils, "run_job", lambda **kw: ran.append(kw) or "done")
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: types.SimpleNamespace(job_id="9_2"))
+    loader = CountingLoader()
+    launcher = ReinitlabSlurmLauncher(submitit_folder="unused")
+    launcher.setup(
+        hydra_context=types.SimpleNamespace(config_loader=loader),
+        task_function=print,
+        config=OmegaConf.create({"hydra": {"sweep": {"dir": "unused"}}}),
+    )
+    launcher.composer = object()  # what the sweeper sets; never pickled
+    travelled = pickle.loads(pickle.dumps(launcher))
+    assert travelled.composer is None and launcher.composer is not None
+
+    composed = OmegaConf.create({"hydra": {"job": {}}, "seed": 3})
+    state = Singleton.get_state()
+    assert travelled(["seed=3"], "hydra.sweep.dir", 4, "x", state, composed) == "done"
+    assert loader.composed == []  # not composed again on the node
+    (call,) = ran
+    assert call["config"] is composed and call["config"].seed == 3
+    assert (call["config"].hydra.job.num, call["config"].hydra.job.id) == (4, "9_2")
+    assert call["job_dir_key"] == "hydra.sweep.dir" and call["task_function"] is print
+
+    assert launcher(["seed=5"], "hydra.sweep.dir", 6, "y", state) == "done"  # Hydra's sweeper
+    assert loader.composed == [["seed=5"]] and ran[1]["config"].seed == 5
+    assert ran[1]["config"].hydra.job.num == 6

@@ -4,6 +4,9 @@
   raising at the first failure while the rest of the array is still running.
 * Jobs import reinitlab from the same place as the submitting process (a checkout's `src/` is
   put on PYTHONPATH by the job's setup lines), so `python train.py -m ...` works uninstalled.
+* Jobs are not composed again on the nodes: when a reinitlab sweeper hands it its composer,
+  each job's config is built in the submitting process (from the sweep's bases, composed once)
+  and travels in the job's pickle, where upstream composes it from scratch in every array task.
 Preemption/time-out requeueing is submitit's (`checkpoint` below); the job side (checkpoint on
 the signal, resume) is `reinitlab.training.resume`.
 """
@@ -46,6 +49,7 @@ class ReinitlabSlurmLauncher(SlurmLauncher):
                 "(sweep jobs one array task runs in turn)"
             )
         self.jobs_per_task = jobs_per_task
+        self.composer: Any = None  # the sweeper's JobComposer, when a reinitlab sweeper set it
         setup = list(self.params.get("setup") or [])
         self.params["setup"] = [f'export PYTHONPATH="{_source_root()}:${{PYTHONPATH:-}}"', *setup]
 
@@ -80,9 +84,10 @@ class ReinitlabSlurmLauncher(SlurmLauncher):
         job_params = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            composed = None if self.composer is None else self.composer.compose(list(overrides))
             job_params.append(
                 (list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}",
-                 Singleton.get_state())
+                 Singleton.get_state(), composed)
             )  # fmt: skip
         if self.jobs_per_task == 1:
             jobs = executor.map_array(self, *zip(*job_params, strict=True))
@@ -93,6 +98,43 @@ class ReinitlabSlurmLauncher(SlurmLauncher):
         tasks = executor.map_array(TaskGroup(self), groups)
         return [ret for task, group in zip(tasks, groups, strict=True)
                 for ret in settle(task, len(group))]  # fmt: skip
+
+    def __call__(
+        self,
+        sweep_overrides: list[str],
+        job_dir_key: str,
+        job_num: int,
+        job_id: str,
+        singleton_state: dict,
+        composed: Any = None,
+    ) -> JobReturn:
+        """One job, on the node: upstream's body, with the config composed at submission when
+        there is one (else composed here, as upstream does)."""
+        if composed is None:
+            return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
+        import submitit
+        from hydra.core.singleton import Singleton
+        from hydra.core.utils import run_job, setup_globals
+        from omegaconf import open_dict
+
+        assert self.hydra_context is not None and self.task_function is not None
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        with open_dict(composed.hydra.job):
+            composed.hydra.job.id = submitit.JobEnvironment().job_id
+            composed.hydra.job.num = job_num
+        return run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=composed,
+            job_dir_key=job_dir_key,
+            job_subdir_key="hydra.sweep.subdir",
+        )
+
+    def __getstate__(self) -> dict:
+        """What travels to the nodes: not the composer (its bases are the submitter's cache;
+        every job's config travels composed)."""
+        return {**self.__dict__, "composer": None}
 
 
 class TaskGroup:

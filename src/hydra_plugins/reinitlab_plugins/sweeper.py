@@ -46,7 +46,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.reinitlab_plugins.composer import JobComposer, Progress
-from hydra_plugins.reinitlab_plugins.local_launcher import ConfiguredLauncher, LocalLauncher
+from hydra_plugins.reinitlab_plugins.local_launcher import LocalLauncher
 from reinitlab.sweep.overrides import expand
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class ReinitlabSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
         self.composer = JobComposer(hydra_context.config_loader, config)
-        if isinstance(self.launcher, ConfiguredLauncher):
+        if hasattr(self.launcher, "composer"):  # reinitlab's launchers (local, gpus, slurm)
             self.launcher.composer = self.composer  # jobs are not composed from scratch again
 
     def _describe(self, overrides: list[str]) -> dict[str, Any]:
