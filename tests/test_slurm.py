@@ -14,14 +14,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from reinitlab.report.collect import collect
 from reinitlab.sweep.status import sweep_status
 from reinitlab.training.resume import PREEMPT_AT_STEP_ENV
 from tests.helpers import REPO, needs_glue
+from tests.test_adaptive_sweep import ADAPTIVE, expected_decisions
 from tests.test_resume import JOB
 from tests.test_sweeps import QUICK, multirun, records
 
@@ -268,3 +271,73 @@ def test_rerunning_an_interrupted_sweep_runs_only_the_missing_jobs(tmp_path):
         "running": 0,
         "corrupt": 0,
     }
+
+
+def test_adaptive_seeds_run_each_stage_as_its_own_array_and_a_rerun_trains_nothing(tmp_path):
+    """Adaptive seeds through SLURM: each stage is one array of the stage's new jobs (3 to an
+    array task, so that fewer processes start), decided from the records the tasks wrote.
+    STS-B on the tiny model: its Pearson differs from seed to seed, so the paired differences
+    have a spread, and 2 seeds (a t interval with one degree of freedom) cannot settle a
+    comparison: stage 2 runs."""
+    sweep = tmp_path / "sweep"
+    args = (*ADAPTIVE, "hydra.launcher.jobs_per_task=3")
+    out = on_slurm(sweep, *args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    decisions = json.loads((sweep / "decisions.json").read_text())
+    for got, exp in zip(decisions, expected_decisions(sweep), strict=True):
+        assert {k: v for k, v in got.items() if k != "cell"} == pytest.approx(
+            {k: v for k, v in exp.items() if k != "cell"}
+        )
+    assert [d["variant"] for d in decisions] == ["k=1", "k=3"]
+    later = [d for d in decisions if d["seeds_used"] == 3]
+    assert later, f"every comparison was decided at 2 seeds, stage 2 never ran: {decisions}"
+    # the jobs the decisions require: each variant's seeds_used seeds, and the baseline as
+    # many as the comparison that needed the most
+    recs = records(sweep)
+    per_label = {lab: sorted(r["seed"] for r in recs.values() if r["scheme"]["label"] == lab)
+                 for lab in ("k=1", "k=3", "baseline")}  # fmt: skip
+    for d in decisions:
+        assert per_label[d["variant"]] == list(range(d["seeds_used"]))
+    assert per_label["baseline"] == [0, 1, 2]
+    stage_2 = len(later) + 1  # seed 2 of each undecided variant and of the baseline
+    n = 6 + stage_2
+    assert len(recs) == n and len({r["job_key"] for r in recs.values()}) == n
+    assert "0 already completed, 0 running elsewhere, 6 to run" in out.stdout
+    assert f"6 already completed, 0 running elsewhere, {stage_2} to run" in out.stdout
+    # the array task that trained each job, as the job recorded it (hydra.job.id): one array
+    # per stage, stage 1 (seeds 0 and 1) in 2 tasks of 3 jobs, stage 2 (seed 2) in one task
+    task_of = {p: OmegaConf.load(p.parent / ".hydra" / "hydra.yaml").hydra.job.id for p in recs}
+    arrays = sorted({t.split("_")[0] for t in task_of.values()}, key=int)
+    assert len(arrays) == 2
+    for p, rec in recs.items():
+        assert task_of[p].split("_")[0] == arrays[0 if rec["seed"] < 2 else 1]
+    jobs_per_task = Counter(task_of.values())
+    assert sorted(jobs_per_task.values()) == sorted([3, 3, stage_2])
+    # what SLURM ran: exactly these array tasks, each completed, each with its result
+    states = squeue("-j", ",".join(arrays), "-o", "%i %T").split("\n")
+    assert dict(line.split() for line in states if line.strip()) == {
+        t: "COMPLETED" for t in jobs_per_task
+    }
+    results = Counter(p.parent.name.split("_")[0]
+                      for p in (sweep / ".submitit").glob("*/*_result.pkl"))  # fmt: skip
+    assert results == {arrays[0]: 2, arrays[1]: 1}
+    status = sweep_status(sweep)
+    assert status.counts() == {
+        "completed": n,
+        "failed": 0,
+        "missing": 0,
+        "running": 0,
+        "corrupt": 0,
+    }
+    assert status.planned == n and all(j.attempts == 1 for j in status.jobs)
+
+    # the same command again: the same decisions from the same records, nothing submitted
+    before = {p: p.read_bytes() for p in recs}
+    submitted = sorted((sweep / ".submitit").iterdir())
+    again = on_slurm(sweep, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{n} already completed, 0 running elsewhere, 0 to run" in again.stdout
+    assert f"all {n} jobs are complete; nothing to run" in again.stdout
+    assert sorted((sweep / ".submitit").iterdir()) == submitted
+    assert {p: p.read_bytes() for p in records(sweep)} == before
+    assert json.loads((sweep / "decisions.json").read_text()) == decisions
