@@ -1,7 +1,7 @@
 """Runs saved by adaptive seeds (`hydra.sweeper.seeds=adaptive`) against a fixed-n design with
 the same error control and the same power, on simulated studies shaped like real ones.
 
-    python bench/bench_adaptive.py [--quick] [--studies N] [--power P] [--out results]
+    python bench/bench_adaptive.py [--quick] [--studies N] [--power P] [--grid] [--out results]
 
 A simulated study is one cell (task, model, data, recipe): a baseline and its variants, with
 effects from this project's MiniLM STS-B records (README's demo: k=1 -0.54, k=4 -0.63 Pearson
@@ -18,7 +18,8 @@ project's own MiniLM records: `subset` sd 0.0197 (STS-B, 2,000-example subset, 1
 docs/benchmarks.md) with a margin of 0.02. Variants share the cell's baseline runs.
 
 Both designs use alpha 0.05 per task (Bonferroni over the comparisons) and the same decisions
-(better/worse when the interval excludes 0, equivalent when it lies within the margin), and
+(better/worse when the two-sided interval excludes 0, equivalent when the one-sided TOST
+bounds lie within the margin), and
 both are sized for the same power: the chance of deciding every variant correctly (worse for
 the far ones, equivalent or better for +0.01, equivalent for 0) at least `--power` (0.9).
 Fixed-n: one look at n seeds, n the smallest with that power. Adaptive: min_seeds 3, one seed
@@ -28,7 +29,12 @@ over the studies. The issue's policy (max_seeds 10) is shown too, with its power
 see the same simulated seeds; deterministic (seeded). `--quick`: 2,000 studies per scenario,
 else 20,000.
 
-Writes <out>/bench_adaptive.json and <out>/bench_adaptive.md.
+`--grid`: also, per scenario, the policy's own options over shape {0.1, 0.25, 0.4} x
+min_seeds {2, 3, 4} x seeds_per_stage {1, 2, 3}, each with the smallest max_seeds reaching the
+same power, and the setting with the fewest runs: whether any setting reaches a saving the
+default does not.
+
+Writes <out>/bench_adaptive.json and <out>/bench_adaptive.md (and bench_adaptive_grid.*).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ STUDIES = {
 }
 SPREADS = {"subset": {"sd": 0.0197, "margin": 0.05}, "full": {"sd": 0.0080, "margin": 0.02}}
 MOST_SEEDS = 40
+GRID = {"shape": (0.1, 0.25, 0.4), "min_seeds": (2, 3, 4), "seeds_per_stage": (1, 2, 3)}
+DEFAULT = {"shape": 0.25, "min_seeds": 3, "seeds_per_stage": 1}
 
 
 def correct(effect: float) -> list[int]:
@@ -78,34 +86,53 @@ def power(decision: np.ndarray, effects: dict[str, float]) -> dict[str, float]:
     }
 
 
-def adaptive_run(diffs: np.ndarray, effects: dict, margin: float, max_seeds: int) -> dict:
-    policy = Policy(min_seeds=3, max_seeds=max_seeds, seeds_per_stage=1, margin=margin)
+def adaptive_run(
+    diffs: np.ndarray, effects: dict, margin: float, max_seeds: int, **options: float
+) -> dict:
+    """The adaptive design with `max_seeds` and the policy `options` (DEFAULT's otherwise)."""
+    opts = {**DEFAULT, **options}
+    policy = Policy(max_seeds=max_seeds, margin=margin, **opts)
     out = sequential(diffs[..., :max_seeds], policy, comparisons=len(effects))
     runs = out.n.sum(axis=1) + out.n.max(axis=1)  # the variants + the shared baseline
     return {
         "max_seeds": max_seeds,
+        **opts,
         "runs": float(runs.mean()),
         "seeds": {v: float(out.n[:, i].mean()) for i, v in enumerate(effects)},
         "power": power(out.decision, effects),
     }
 
 
-def run_scenario(study: str, spread: str, studies: int, target: float, seed: int) -> dict:
-    effects, sd, margin = STUDIES[study], SPREADS[spread]["sd"], SPREADS[spread]["margin"]
+def smallest_adaptive(
+    diffs: np.ndarray, effects: dict, margin: float, target: float, **options: float
+) -> dict | None:
+    """The adaptive design with the smallest max_seeds that reaches `target` power."""
+    for max_seeds in range(int(options.get("min_seeds", DEFAULT["min_seeds"])), MOST_SEEDS + 1):
+        run = adaptive_run(diffs, effects, margin, max_seeds, **options)
+        if min(run["power"].values()) >= target:
+            return run
+    return None
+
+
+def smallest_fixed(diffs: np.ndarray, effects: dict, margin: float, target: float) -> dict | None:
+    """The fixed-n design (one look at n seeds) with the smallest n that reaches `target`."""
     m = len(effects)
-    diffs = simulate(effects, sd, studies, seed)
-    fixed = None
     for n in range(2, MOST_SEEDS + 1):
         p = power(sequential(diffs[..., :n], Policy(n, n, margin=margin), m).decision, effects)
         if min(p.values()) >= target:
-            fixed = {"n": n, "runs": (m + 1) * n, "power": p}
-            break
-    adaptive = None
-    for max_seeds in range(3, MOST_SEEDS + 1):
-        run = adaptive_run(diffs, effects, margin, max_seeds)
-        if min(run["power"].values()) >= target:
-            adaptive = run
-            break
+            return {"n": n, "runs": (m + 1) * n, "power": p}
+    return None
+
+
+def scenario_data(study: str, spread: str, studies: int, seed: int):
+    effects, sd, margin = STUDIES[study], SPREADS[spread]["sd"], SPREADS[spread]["margin"]
+    return effects, sd, margin, simulate(effects, sd, studies, seed)
+
+
+def run_scenario(study: str, spread: str, studies: int, target: float, seed: int) -> dict:
+    effects, sd, margin, diffs = scenario_data(study, spread, studies, seed)
+    fixed = smallest_fixed(diffs, effects, margin, target)
+    adaptive = smallest_adaptive(diffs, effects, margin, target)
     saved = None if not (fixed and adaptive) else 1 - adaptive["runs"] / fixed["runs"]
     return {
         "study": study,
@@ -119,6 +146,62 @@ def run_scenario(study: str, spread: str, studies: int, target: float, seed: int
         "saved": saved,
         "issue_policy": adaptive_run(diffs, effects, margin, 10),
     }
+
+
+def grid_search(scenarios: list[tuple[str, str]], studies: int, target: float) -> list[dict]:
+    """Per scenario, every setting of GRID at the same power as the fixed design, and the one
+    with the fewest runs. Settings outermost, so that one boundary calibration serves every
+    scenario that uses the same looks."""
+    data = {
+        sc: scenario_data(*sc, studies, seed=i) for i, sc in enumerate(scenarios)
+    }  # the same seeds as the main table
+    fixed = {sc: smallest_fixed(d[3], d[0], d[2], target) for sc, d in data.items()}
+    tried: dict[tuple[str, str], list[dict]] = {sc: [] for sc in scenarios}
+    for shape in GRID["shape"]:
+        for min_seeds in GRID["min_seeds"]:
+            for per_stage in GRID["seeds_per_stage"]:
+                opts = {"shape": shape, "min_seeds": min_seeds, "seeds_per_stage": per_stage}
+                for sc, (effects, _, margin, diffs) in data.items():
+                    run = smallest_adaptive(diffs, effects, margin, target, **opts)
+                    if run is not None:
+                        tried[sc].append(run)
+    out = []
+    for sc in scenarios:
+        f = fixed[sc]
+        default = next(r for r in tried[sc] if all(r[k] == v for k, v in DEFAULT.items()))
+        best = min(tried[sc], key=lambda r: r["runs"])
+        out.append(
+            {
+                "study": sc[0],
+                "spread": sc[1],
+                "studies": studies,
+                "power_target": target,
+                "fixed": f,
+                "default": default,
+                "best": best,
+                "saved_default": 1 - default["runs"] / f["runs"],
+                "saved_best": 1 - best["runs"] / f["runs"],
+                "settings": len(tried[sc]),
+            }
+        )
+    return out
+
+
+def grid_markdown(results: list[dict]) -> str:
+    lines = [
+        "| study | spread | fixed runs | default: runs, saved | best setting (shape, min_seeds, "
+        "seeds_per_stage, max_seeds) | best: runs, saved |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for r in results:
+        d, b = r["default"], r["best"]
+        setting = f"{b['shape']}, {b['min_seeds']}, {b['seeds_per_stage']}, {b['max_seeds']}"
+        lines.append(
+            f"| {r['study']} | {r['spread']} | {r['fixed']['runs']} | {d['runs']:.1f}, "
+            f"{100 * r['saved_default']:.0f} % | {setting} | {b['runs']:.1f}, "
+            f"{100 * r['saved_best']:.0f} % |"
+        )
+    return "\n".join(lines)
 
 
 def fmt(d: dict[str, float], digits: int) -> str:
@@ -149,18 +232,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 studies per scenario")
     parser.add_argument("--studies", type=int, default=None, help="studies per scenario")
     parser.add_argument("--power", type=float, default=0.9, help="power both designs reach")
+    parser.add_argument(
+        "--grid", action="store_true", help="also search the policy's options per scenario"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "results")
     args = parser.parse_args(argv)
     studies = args.studies or (2_000 if args.quick else 20_000)
+    scenarios = [(s, p) for s in STUDIES for p in SPREADS]
     results = [
         run_scenario(study, spread, studies, args.power, seed=i)
-        for i, (study, spread) in enumerate((s, p) for s in STUDIES for p in SPREADS)
+        for i, (study, spread) in enumerate(scenarios)
     ]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_adaptive.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)
     (args.out / "bench_adaptive.md").write_text(table + "\n")
     print(table)
+    if args.grid:
+        grid = grid_search(scenarios, studies, args.power)
+        (args.out / "bench_adaptive_grid.json").write_text(json.dumps(grid, indent=2))
+        table = grid_markdown(grid)
+        (args.out / "bench_adaptive_grid.md").write_text(table + "\n")
+        print(table)
     return 0
 
 

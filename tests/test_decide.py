@@ -4,6 +4,7 @@ count here; >= 10,000 studies under `make test-science`)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,11 +13,13 @@ from scipy import stats
 
 from reinitlab.decide.rule import BETTER, EQUIVALENT, WORSE, Policy, sequential
 from reinitlab.decide.study import (
+    DECISIONS_FILENAME,
     Comparison,
     Result,
     decide,
     finished,
     format_decisions,
+    read_decisions,
     seeds_per_job,
 )
 from reinitlab.errors import ReinitlabError
@@ -130,27 +133,100 @@ def test_undecided_at_budget_keeps_its_interval():
 
 
 def test_each_task_has_its_own_equivalence_margin():
-    """margin={cola: 0.02, stsb: 0.01}: the same tiny differences are equivalent on CoLA
-    (interval inside +-0.02) but not on STS-B (not inside +-0.01); a task the mapping leaves
-    out gets no `equivalent` at all."""
+    """margin={cola: 0.02, stsb: 0.01}: the same small differences are equivalent on CoLA
+    (equivalence bounds inside +-0.02) but not on STS-B (not inside +-0.01); a task the
+    mapping leaves out gets no `equivalent` at all."""
     p = Policy(min_seeds=3, max_seeds=3, alpha=0.05, margin={"cola": 0.02, "stsb": 0.01})
     assert (p.margin_for("cola"), p.margin_for("stsb"), p.margin_for("rte")) == (0.02, 0.01, None)
-    diffs = [0.006, -0.0045, 0.0015]  # mean 0.001, sd 0.005268, n = 3
+    diffs = [0.009, -0.00675, 0.00225]  # mean 0.0015, sd 0.0079, n = 3
     comps = [Comparison(t, t, "k=6") for t in ("cola", "stsb", "rte")]
     results = []
     for t in ("cola", "stsb", "rte"):
         results += results_for(t, None, [0.5, 0.5, 0.5])
         results += results_for(t, "k=6", [0.5 + d for d in diffs])
     got = {d.task: d for d in decide(comps, results, p)}
-    # per task family of one comparison: the look's interval is the t interval at the spent level
-    (level,) = p.look_levels(1)
-    half = stats.t.isf(level / 2, 2) * np.std(diffs, ddof=1) / math.sqrt(3)
+    # per task family of one comparison, one look: the two-sided t interval at alpha and the
+    # one-sided (TOST) bounds at alpha each
+    se = np.std(diffs, ddof=1) / math.sqrt(3)
+    half, equiv_half = stats.t.isf(0.05 / 2, 2) * se, stats.t.isf(0.05, 2) * se
     assert got["cola"].high == pytest.approx(np.mean(diffs) + half)
-    assert 0.01 < half < 0.02  # so the margins are what tells the tasks apart
+    assert got["cola"].equiv_high == pytest.approx(np.mean(diffs) + equiv_half)
+    assert got["cola"].equiv_low == pytest.approx(np.mean(diffs) - equiv_half)
+    assert 0.01 < equiv_half < 0.02 - np.mean(diffs)  # so the margins tell the tasks apart
     assert got["cola"].decision == "equivalent"
     assert got["stsb"].decision == "undecided" and got["rte"].decision == "undecided"
+    assert got["rte"].equiv_low is None and got["rte"].equiv_high is None  # no margin, no TOST
     with pytest.raises(ReinitlabError, match=r"adaptive.margin=.*mapping task"):
         Policy(margin={"cola": -0.1})
+
+
+def test_equivalent_uses_one_sided_bounds_not_the_two_sided_interval():
+    """TOST (Schuirmann 1987): equivalence at level a is shown by one-sided bounds at a each,
+    the (1 - 2a) interval. Here those bounds lie inside +-margin while the two-sided (1 - a)
+    interval reaches past it: `equivalent` (the two-sided rule said `undecided`)."""
+    p = Policy(min_seeds=4, max_seeds=6, seeds_per_stage=2, alpha=0.05, margin=0.02)  # 4, 6
+    diffs = np.array([0.0168, -0.0056, 0.014, -0.0084, 0.0154, -0.0042])
+    o = sequential(diffs, p, comparisons=2)
+    assert int(o.decision) == EQUIVALENT and int(o.look) == 2 and int(o.n) == 6
+    two = p.look_levels(2)
+    one = p.look_levels(2, sides=1)
+    m, se = diffs.mean(), diffs.std(ddof=1) / math.sqrt(6)
+    # look 1 (4 seeds) decides nothing; look 2 (all six): the bounds by hand
+    m4, se4 = diffs[:4].mean(), diffs[:4].std(ddof=1) / 2
+    assert m4 + stats.t.isf(one[0], 3) * se4 >= 0.02
+    hi_two = m + stats.t.isf(two[1] / 2, 5) * se
+    lo_one, hi_one = m - stats.t.isf(one[1], 5) * se, m + stats.t.isf(one[1], 5) * se
+    assert lo_one > -0.02 and hi_one < 0.02 <= hi_two  # TOST inside, two-sided not
+    assert float(o.equiv_low) == pytest.approx(lo_one)
+    assert float(o.equiv_high) == pytest.approx(hi_one)
+    assert float(o.high) == pytest.approx(hi_two)  # the reported interval stays two-sided
+    # the study's decision carries both, and the table shows the bounds it was decided on
+    # (a family of two planned comparisons, as above; k=1 has no results yet)
+    comps = [Comparison("stsb", "c", "k=6"), Comparison("stsb", "c", "k=1")]
+    results = results_for("c", None, [0.5] * 6) + results_for("c", "k=6", 0.5 + diffs)
+    d, _ = decide(comps, results, p)
+    assert d.decision == "equivalent" and d.equiv_high == pytest.approx(hi_one, abs=1e-12)
+    table = format_decisions([d])
+    assert "equivalence bounds" in table.splitlines()[0]
+    assert f"[{d.equiv_low:+.4f}, {d.equiv_high:+.4f}]" in table
+
+
+def test_decisions_written_before_the_equivalence_bounds_are_still_read(tmp_path):
+    comps = [Comparison("rte", "c", "k=2")]
+    results = results_for("c", None, [0.5, 0.6, 0.55]) + results_for("c", "k=2", [0.6, 0.5, 0.56])
+    (d,) = decide(comps, results, Policy(min_seeds=3, max_seeds=3, margin=0.5))
+    assert d.equiv_low is not None
+    (tmp_path / DECISIONS_FILENAME).write_text(json.dumps([d.as_dict()]))
+    assert read_decisions(tmp_path) == [d]
+    old = {k: v for k, v in d.as_dict().items() if k not in ("equiv_low", "equiv_high")}
+    (tmp_path / DECISIONS_FILENAME).write_text(json.dumps([old]))
+    (back,) = read_decisions(tmp_path)
+    assert back.low == d.low and back.equiv_low is None and back.equiv_high is None
+    assert "equivalence bounds" not in format_decisions([back])
+    (tmp_path / DECISIONS_FILENAME).write_text(json.dumps([{**old, "extra": 1}]))
+    assert read_decisions(tmp_path) is None
+
+
+def test_one_sided_levels_are_their_own_calibration():
+    """One look: the plain one-sided t level. Several looks: the one-sided bound crosses the
+    true mean at some look with probability at most the level (fresh draws, not the
+    calibration's), spending more than half the two-sided level per end (it is not halved)."""
+    assert Policy(min_seeds=5, max_seeds=5).look_levels(4, sides=1) == (pytest.approx(0.0125),)
+    p = Policy(min_seeds=3, max_seeds=10, alpha=0.05)
+    one, two = p.look_levels(1, sides=1), p.look_levels(1)
+    assert all(a > b / 2 for a, b in zip(one, two, strict=True))
+    assert all(a < 0.05 for a in one)
+    studies = 100_000
+    x = np.random.default_rng(7).standard_normal((studies, 10))
+    crossed = np.zeros(studies, dtype=bool)
+    for j, n in enumerate(p.looks()):
+        m, s = x[:, :n].mean(axis=1), x[:, :n].std(axis=1, ddof=1)
+        crossed |= m + stats.t.isf(one[j], n - 1) * s / math.sqrt(n) < 0  # upper bound < mu
+    rate, lo, hi = error_rate(crossed)
+    assert lo <= 0.05 and rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / studies)
+    assert hi >= 0.04  # the level is spent, not wasted as halving the two-sided one would
+    with pytest.raises(ValueError, match="sides=3"):
+        p.look_levels(1, sides=3)
 
 
 def test_a_duplicate_result_is_refused_not_counted():

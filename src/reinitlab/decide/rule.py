@@ -10,15 +10,30 @@ need a sequential rule. We use repeated confidence intervals (Jennison & Turnbul
 Sequential Methods with Applications to Clinical Trials*, 2000, ch. 9) on a group-sequential
 boundary: the family-wise `alpha` is split evenly over the family's `m` comparisons
 (Bonferroni: valid whatever the correlation between comparisons, which share their cell's
-baseline), and each comparison's `alpha / m` is spread over its looks by a boundary of Wang &
-Tsiatis's shape, calibrated for the t statistics of exactly these looks (`nominal_levels`).
-So the chance that any interval of any comparison at any look misses its true mean difference
-is at most `alpha`. Every wrong decision (a `better` or `worse` where there is no difference,
-an `equivalent` where the difference is at the margin) needs such a miss, so the family-wise
-error of all decisions together is at most `alpha`. The looks are fixed by the policy before
-any data is seen, so the boundary is too. The default shape (0.25) sits between Pocock's and
-O'Brien & Fleming's: far variants still stop after 3-4 seeds, and the last looks, where near
-and null variants are decided, keep most of the error budget (bench/bench_adaptive.py).
+baseline), and each comparison's `A = alpha / m` is spread over its looks by a boundary of
+Wang & Tsiatis's shape, calibrated for the t statistics of exactly these looks
+(`nominal_levels`). Each look has two intervals:
+
+* the two-sided one `[L'_j, U'_j]`, calibrated so that the chance of any look's interval
+  missing the true mean difference `delta` is at most `A`: `better` when `L'_j > 0`, `worse`
+  when `U'_j < 0`;
+* the equivalence (TOST) one `[L_j, U_j]`, made of one-sided bounds calibrated so that
+  `P(some look has U_j < delta) <= A` (and the same for `L_j > delta`, by symmetry):
+  `equivalent` when `-margin < L_j` and `U_j < margin`. This is Schuirmann's (1987) two
+  one-sided tests: equivalence at level `A` needs one-sided bounds at `A` each (a `1 - 2A`
+  interval), not the two-sided `1 - A` interval, which would be twice as conservative.
+
+Why every comparison still errs with probability at most `A`: the one-sided boundary is
+never wider than the two-sided one (`U_j <= U'_j`, `L_j >= L'_j`). If `delta >= margin`, a
+wrong decision is `worse` (`U'_j < 0`) or `equivalent` (`U_j < margin`), and both imply
+`U_j < delta` at some look; if `0 < delta < margin`, only `worse` is wrong, and it implies the
+same; if `delta = 0`, a wrong `better` or `worse` needs the two-sided interval to miss; negative
+`delta` is the mirror image (`L_j > delta`). Each case is one event of probability at most
+`A`, so the family's chance of any wrong decision is at most `m * A = alpha`. The looks are
+fixed by the policy before any data is seen, so the boundaries are too. The default shape
+(0.25) sits between Pocock's and O'Brien & Fleming's: far variants still stop after 3-4
+seeds, and the last looks, where near and null variants are decided, keep most of the error
+budget (bench/bench_adaptive.py).
 
 Libraries considered: AdaStop (`adastop`) is a permutation test between unpaired agents with
 randomised permutations and no equivalence margin or intervals; `confseq`'s confidence
@@ -102,11 +117,12 @@ class Policy:
         sizes = list(range(self.min_seeds, self.max_seeds, self.seeds_per_stage))
         return [*sizes, self.max_seeds]
 
-    def look_levels(self, comparisons: int) -> tuple[float, ...]:
-        """The two-sided nominal error of one interval at each look, for a family of
-        `comparisons`: each comparison gets `alpha / comparisons` over all its looks."""
+    def look_levels(self, comparisons: int, sides: int = 2) -> tuple[float, ...]:
+        """The nominal error of one look's bounds at each look, for a family of
+        `comparisons`: each comparison gets `alpha / comparisons` over all its looks. `sides`
+        2: the two-sided interval's (better/worse); 1: each one-sided bound's (equivalence)."""
         level = float(self.alpha) / max(comparisons, 1)
-        return nominal_levels(tuple(self.looks()), level, float(self.shape))
+        return nominal_levels(tuple(self.looks()), level, float(self.shape), sides)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -116,40 +132,61 @@ CALIBRATION_DRAWS = 400_000  # simulated t processes behind a boundary (MC se 1.
 CALIBRATION_SEED = 20261206  # fixed: the boundary is part of the design, the same every run
 
 
+@functools.lru_cache(maxsize=32)
+def simulated_maxima(looks: tuple[int, ...], shape: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per simulated null path, `max_j |z_j| * w_j` (two-sided) and `max_j z_j * w_j`
+    (one-sided, z_j signed), sorted: what `nominal_levels` takes its quantiles from. Kept
+    apart from the level so that every level (family size) of one design reuses the draws."""
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    weights = (np.asarray(looks, dtype=float) / looks[-1]) ** (0.5 - shape)
+    two, one = [], []
+    for start in range(0, CALIBRATION_DRAWS, 50_000):
+        x = rng.standard_normal((min(50_000, CALIBRATION_DRAWS - start), looks[-1]))
+        total, total_sq = np.cumsum(x, axis=1), np.cumsum(x**2, axis=1)
+        worst_two = np.full(x.shape[0], -np.inf)
+        worst_one = np.full(x.shape[0], -np.inf)
+        for n, w in zip(looks, weights, strict=True):
+            m = total[:, n - 1] / n
+            sd = np.sqrt(np.maximum(total_sq[:, n - 1] - n * m**2, 0.0) / (n - 1))
+            t = m * np.sqrt(n) / sd
+            worst_two = np.maximum(worst_two, stats.norm.isf(stats.t.sf(np.abs(t), n - 1)) * w)
+            worst_one = np.maximum(worst_one, stats.norm.isf(stats.t.sf(t, n - 1)) * w)
+        two.append(worst_two)
+        one.append(worst_one)
+    return np.sort(np.concatenate(two)), np.sort(np.concatenate(one))
+
+
 @functools.lru_cache(maxsize=64)
-def nominal_levels(looks: tuple[int, ...], level: float, shape: float) -> tuple[float, ...]:
-    """The two-sided nominal t level of each look, such that the chance of any look's
-    interval missing the true mean is at most `level`.
+def nominal_levels(
+    looks: tuple[int, ...], level: float, shape: float, sides: int = 2
+) -> tuple[float, ...]:
+    """The nominal t level of each look, such that the chance of any look's bound missing the
+    true mean is at most `level`: with `sides` 2, of the two-sided interval (the level is
+    two-sided: each end gets half); with `sides` 1, of one one-sided bound (the upper bound
+    below the mean at some look, or by symmetry the lower bound above it).
 
     The boundary has Wang & Tsiatis's shape: on the normal scale, look j's critical value is
     `C * (n_j / n_K) ** (shape - 1/2)` (shape 0.5: Pocock's, the same at every look; 0:
     O'Brien & Fleming's, strict early and close to the fixed-n test at the last look), turned
-    into a t quantile through its two-sided p-value. Under normal differences the looks' t
-    statistics `(mean_n - mu) / (sd_n / sqrt n)` have a joint law free of the mean and the
-    spread (a pivot), so C is computed once by simulating that law: a path misses when
-    `max_j z_j * (n_j / n_K) ** (1/2 - shape)` exceeds C (z_j: the normal quantile of look j's
-    t p-value), so C is that maximum's upper quantile, taken at `level` less two Monte Carlo
-    standard errors so that the error stays below `level` despite the simulation. One look
-    needs no simulation: the plain t interval is exact."""
+    into a t quantile through its p-value. Under normal differences the looks' t statistics
+    `(mean_n - mu) / (sd_n / sqrt n)` have a joint law free of the mean and the spread (a
+    pivot), so C is computed once by simulating that law: a path misses when
+    `max_j z_j * (n_j / n_K) ** (1/2 - shape)` exceeds C, z_j the normal quantile of look j's
+    one-sided t p-value, of `|t|` for two sides and of the signed t for one side (its own
+    calibration: halving the two-sided level would only bound the one-sided crossing, not
+    spend it). C is that maximum's upper quantile, taken at `level` less two Monte Carlo
+    standard errors so that the error stays below `level` despite the simulation. Both use
+    the same draws, so the one-sided C is never above the two-sided one. One look needs no
+    simulation: the plain t interval (or bound) is exact."""
+    if sides not in (1, 2):
+        raise ValueError(f"sides={sides!r}: 1 (one-sided bounds) or 2 (two-sided interval)")
     if len(looks) == 1:
         return (level,)
-    rng = np.random.default_rng(CALIBRATION_SEED)
     weights = (np.asarray(looks, dtype=float) / looks[-1]) ** (0.5 - shape)
-    largest = []
-    for start in range(0, CALIBRATION_DRAWS, 50_000):
-        x = rng.standard_normal((min(50_000, CALIBRATION_DRAWS - start), looks[-1]))
-        total, total_sq = np.cumsum(x, axis=1), np.cumsum(x**2, axis=1)
-        worst = np.full(x.shape[0], -np.inf)
-        for n, w in zip(looks, weights, strict=True):
-            m = total[:, n - 1] / n
-            sd = np.sqrt(np.maximum(total_sq[:, n - 1] - n * m**2, 0.0) / (n - 1))
-            z = stats.norm.isf(stats.t.sf(np.abs(m) * np.sqrt(n) / sd, n - 1))
-            worst = np.maximum(worst, z * w)
-        largest.append(worst)
-    worst = np.concatenate(largest)
+    worst = simulated_maxima(looks, shape)[2 - sides]
     target = level - 2 * math.sqrt(level * (1 - level) / worst.size)
     c = float(np.quantile(worst, 1 - target, method="higher"))
-    return tuple(float(2 * stats.norm.sf(c / w)) for w in weights)
+    return tuple(float(sides * stats.norm.sf(c / w)) for w in weights)
 
 
 @dataclass
@@ -160,36 +197,43 @@ class Outcome:
     look: np.ndarray  # 1-based look (stage) of the decision; 0 while undecided
     n: np.ndarray  # seeds the interval uses (the deciding look's, else the last look's)
     mean: np.ndarray  # paired mean difference at that look
-    low: np.ndarray  # the look's interval (nan before the first look)
+    low: np.ndarray  # the look's two-sided interval (nan before the first look)
     high: np.ndarray
+    # the look's equivalence (TOST) bounds, one-sided each (nan without a margin)
+    equiv_low: np.ndarray
+    equiv_high: np.ndarray
 
 
 def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
     """Apply the rule to paired differences `diffs[..., seed index]` (seeds in schedule
     order; the last axis holds the seeds available, a prefix of the schedule). Looks beyond
-    the available seeds are not taken; a comparison decided at a look keeps that decision."""
+    the available seeds are not taken; a comparison decided at a look keeps that decision.
+    `better`/`worse` come from the two-sided interval, `equivalent` from the one-sided
+    (TOST) bounds; where both could be said, `better`/`worse` is."""
     diffs = np.asarray(diffs, dtype=float)
     shape, available = diffs.shape[:-1], diffs.shape[-1]
     decision = np.zeros(shape, dtype=int)
     look_of = np.zeros(shape, dtype=int)
     n_used = np.zeros(shape, dtype=int)
-    mean = np.full(shape, np.nan)
-    low = np.full(shape, np.nan)
-    high = np.full(shape, np.nan)
+    mean, low, high, equiv_low, equiv_high = (np.full(shape, np.nan) for _ in range(5))
     levels = policy.look_levels(comparisons)
+    margin = None if policy.margin is None else float(policy.margin)
+    one_sided = None if margin is None else policy.look_levels(comparisons, sides=1)
     total = np.cumsum(diffs, axis=-1)
     total_sq = np.cumsum(diffs**2, axis=-1)
-    margin = None if policy.margin is None else float(policy.margin)
     for j, n in enumerate(policy.looks(), 1):
         if n > available:
             break
         m = total[..., n - 1] / n
-        var = np.maximum(total_sq[..., n - 1] - n * m**2, 0.0) / (n - 1)
-        half = stats.t.isf(levels[j - 1] / 2, n - 1) * np.sqrt(var / n)
+        se = np.sqrt(np.maximum(total_sq[..., n - 1] - n * m**2, 0.0) / (n - 1) / n)
+        half = stats.t.isf(levels[j - 1] / 2, n - 1) * se
         lo, hi = m - half, m + half
         now = np.full(shape, UNDECIDED)
-        if margin is not None:
-            now = np.where((lo > -margin) & (hi < margin), EQUIVALENT, now)
+        eq_lo = eq_hi = np.full(shape, np.nan)
+        if one_sided is not None:
+            eq_half = stats.t.isf(one_sided[j - 1], n - 1) * se
+            eq_lo, eq_hi = m - eq_half, m + eq_half
+            now = np.where((eq_lo > -margin) & (eq_hi < margin), EQUIVALENT, now)
         now = np.where(hi < 0, WORSE, np.where(lo > 0, BETTER, now))
         open_ = decision == UNDECIDED
         decision = np.where(open_, now, decision)
@@ -198,7 +242,9 @@ def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
         mean = np.where(open_, m, mean)
         low = np.where(open_, lo, low)
         high = np.where(open_, hi, high)
-    return Outcome(decision, look_of, n_used, mean, low, high)
+        equiv_low = np.where(open_, eq_lo, equiv_low)
+        equiv_high = np.where(open_, eq_hi, equiv_high)
+    return Outcome(decision, look_of, n_used, mean, low, high, equiv_low, equiv_high)
 
 
 def seeds_needed(outcome_decision: int, n_used: int, policy: Policy) -> int:

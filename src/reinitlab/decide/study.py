@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +51,17 @@ class Decision:
     decision: str  # better | worse | equivalent | undecided
     at_budget: bool  # undecided with max_seeds seeds: no further stage
     mean_diff: float | None  # paired mean difference (variant - baseline)
-    low: float | None  # its interval at the deciding (or last) look
+    low: float | None  # its two-sided interval at the deciding (or last) look: better/worse
     high: float | None
     seeds_used: int  # seeds in that interval (0 before the first look)
     stage: int | None  # the look that decided it
     seeds_needed: int  # seeds (a schedule prefix) the next stage needs for it
     cell: str
+    # the same look's equivalence (TOST) bounds, each one-sided, narrower than low/high: an
+    # `equivalent` is said when they lie within +-margin; None without a margin (and in
+    # decisions.json files written before they were recorded)
+    equiv_low: float | None = None
+    equiv_high: float | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -137,6 +142,8 @@ def decide(
                 stage=int(o.look) if decided else None,
                 seeds_needed=need,
                 cell=c.cell,
+                equiv_low=num(o.equiv_low),
+                equiv_high=num(o.equiv_high),
             )
         )
     return out
@@ -159,15 +166,25 @@ def finished(decisions: list[Decision]) -> bool:
 
 def format_decisions(decisions: list[Decision]) -> str:
     """The decisions as a fixed-width table (the end of an adaptive sweep, its dry run,
-    `reinitlab status`)."""
+    `reinitlab status`). `interval` is the two-sided one (better/worse); with a margin, the
+    `equivalence bounds` column shows the one-sided (TOST) bounds that `equivalent` is
+    decided on, so an `equivalent` whose two-sided interval reaches past the margin is
+    explained."""
+    show_equiv = any(d.equiv_low is not None for d in decisions)
     header = ["task", "variant", "decision", "diff", "interval", "seeds", "stage"]
+    if show_equiv:
+        header.insert(5, "equivalence bounds")
     rows = []
     for d in decisions:
         what = d.decision + (" at budget" if d.at_budget else "")
         diff = "" if d.mean_diff is None else f"{d.mean_diff:+.4f}"
         ci = "" if d.low is None else f"[{d.low:+.4f}, {d.high:+.4f}]"
         stage = "" if d.stage is None else str(d.stage)
-        rows.append([d.task, d.variant, what, diff, ci, str(d.seeds_used), stage])
+        row = [d.task, d.variant, what, diff, ci, str(d.seeds_used), stage]
+        if show_equiv:
+            eq = "" if d.equiv_low is None else f"[{d.equiv_low:+.4f}, {d.equiv_high:+.4f}]"
+            row.insert(5, eq)
+        rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
@@ -177,15 +194,17 @@ def format_decisions(decisions: list[Decision]) -> str:
 
 def read_decisions(sweep_dir: Path) -> list[Decision] | None:
     """The decisions an adaptive sweep wrote into `sweep_dir`, None when it has none (a fixed
-    sweep) or the file is not a list of decisions (then nothing is shown rather than a part)."""
+    sweep) or the file is not a list of decisions (then nothing is shown rather than a part).
+    A file written before the equivalence bounds were recorded is read without them."""
     path = Path(sweep_dir) / DECISIONS_FILENAME
     try:
         items = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     names = {f.name for f in fields(Decision)}
+    required = {f.name for f in fields(Decision) if f.default is MISSING}
     if not isinstance(items, list) or not all(
-        isinstance(d, dict) and set(d) == names for d in items
+        isinstance(d, dict) and required <= set(d) <= names for d in items
     ):
         return None
     return [Decision(**d) for d in items]
