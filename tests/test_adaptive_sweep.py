@@ -152,6 +152,9 @@ def test_decisions_shown_by_status_and_the_report(adaptive_study, tmp_path):
 
     report = build_report([sweep], tmp_path / "wb", n_resamples=200)
     log_summary(report)
+    import wandb
+
+    wandb.teardown()  # as `reinitlab report --wandb` does: the run file is complete after it
     run = read_run(find_run_files(tmp_path / "wb")[0])
     counted = {
         k.split("/", 1)[1]: v for k, v in run["summary"].items() if k.startswith("decisions/")

@@ -105,7 +105,7 @@ def test_study_pairs_by_seed_and_plans_the_next_stage():
     base = [0.1714, 0.1950, 0.2005, 0.1562, 0.1613]
     results = [
         *results_for("c1", None, base[:3], first=7),
-        *results_for("c1", "k=1", [b - 0.6 for b in base[:3]], first=7),
+        *results_for("c1", "k=1", [b - 0.6 + e for b, e in zip(base, (1e-3, -2e-3, 0))], first=7),
         # k=6 has seeds 7, 8 and 10 but not 9: only the prefix 7, 8 pairs, no look yet
         Result("c1", "k=6", 7, 0.18),
         Result("c1", "k=6", 8, 0.19),
@@ -113,13 +113,14 @@ def test_study_pairs_by_seed_and_plans_the_next_stage():
     ]
     d = decide(comps, results, p, first_seed=7)
     assert [x.decision for x in d] == ["worse", "undecided"]
-    assert d[0].mean_diff == pytest.approx(-0.6)
+    assert d[0].mean_diff == pytest.approx(-0.6 - 1e-3 / 3)
     assert d[0].seeds_used == 3 and d[0].stage == 1
     assert d[1].seeds_used == 0 and d[1].mean_diff is None and not d[1].at_budget
     assert seeds_per_job(d) == {("c1", "k=1"): 3, ("c1", "k=6"): 3, ("c1", None): 3}
     assert not finished(d)
     table = format_decisions(d)
-    assert "k=1      worse" in table and "[-0.6000, -0.6000]" in table
+    assert "k=1      worse" in table and f"[{d[0].low:+.4f}, {d[0].high:+.4f}]" in table
+    assert d[0].low < d[0].mean_diff < d[0].high < 0
 
 
 def test_undecided_at_budget_keeps_its_interval():
@@ -130,6 +131,22 @@ def test_undecided_at_budget_keeps_its_interval():
     assert d.decision == "undecided" and d.at_budget and d.seeds_used == 3
     assert d.low < 0 < d.high and d.seeds_needed == 3
     assert finished([d])
+
+
+def test_identical_differences_decide_nothing():
+    """Differences that are all the same -- exactly, or up to rounding, as quantised metrics
+    give them -- have a zero-width interval: no decision is taken from it, whatever the margin;
+    they end undecided at budget. One seed of spread, and the rule decides again."""
+    p = Policy(min_seeds=2, max_seeds=4, alpha=0.05, margin=0.05)
+    base = np.array([0.4366, 0.5634, 0.4225, 0.5493])
+    flat = np.stack([base - base, (base + 0.07) - base, (base - 0.3) - base])
+    assert np.ptp(flat[1]) > 0  # not exactly equal: rounding
+    o = sequential(flat, p, comparisons=3)
+    assert o.decision.tolist() == [0, 0, 0] and o.look.tolist() == [0, 0, 0]
+    assert o.n.tolist() == [4, 4, 4]
+    spread = flat.copy()
+    spread[2, 1] -= 0.01  # k far below, with some spread: decided worse at the first look
+    assert sequential(spread, p, comparisons=3).decision.tolist() == [0, 0, WORSE]
 
 
 def test_each_task_has_its_own_equivalence_margin():

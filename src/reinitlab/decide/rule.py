@@ -209,7 +209,8 @@ def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
     order; the last axis holds the seeds available, a prefix of the schedule). Looks beyond
     the available seeds are not taken; a comparison decided at a look keeps that decision.
     `better`/`worse` come from the two-sided interval, `equivalent` from the one-sided
-    (TOST) bounds; where both could be said, `better`/`worse` is."""
+    (TOST) bounds; where both could be said, `better`/`worse` is. Differences that are all
+    the same decide nothing (their interval has no width); they end undecided at budget."""
     diffs = np.asarray(diffs, dtype=float)
     shape, available = diffs.shape[:-1], diffs.shape[-1]
     decision = np.zeros(shape, dtype=int)
@@ -235,6 +236,12 @@ def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
             eq_lo, eq_hi = m - eq_half, m + eq_half
             now = np.where((eq_lo > -margin) & (eq_hi < margin), EQUIVALENT, now)
         now = np.where(hi < 0, WORSE, np.where(lo > 0, BETTER, now))
+        # identical differences (a metric quantised by a small dev set, two models that both
+        # predict one class) have zero spread and a zero-width interval: that is not evidence
+        # of certainty, so nothing is decided from them
+        # (up to rounding: `a - b` of quantised metrics differs in the last bits)
+        flat = np.ptp(diffs[..., :n], axis=-1) <= 1e-9 * np.maximum(1.0, np.abs(m))
+        now = np.where(flat, UNDECIDED, now)
         open_ = decision == UNDECIDED
         decision = np.where(open_, now, decision)
         look_of = np.where(open_ & (now != UNDECIDED), j, look_of)
