@@ -237,7 +237,13 @@ def test_slurm_jobs_travel_composed_and_are_not_composed_again_on_the_node(monke
     assert call["config"] is composed and call["config"].seed == 3
     assert (call["config"].hydra.job.num, call["config"].hydra.job.id) == (4, "9_2")
     assert call["job_dir_key"] == "hydra.sweep.dir" and call["task_function"] is print
+    # requeued after a preemption: the same config again, which run_job left read-only
+    OmegaConf.set_readonly(composed.hydra, True)
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: types.SimpleNamespace(job_id="9_3"))
+    assert travelled(["seed=3"], "hydra.sweep.dir", 4, "x", state, composed) == "done"
+    assert ran[1]["config"].hydra.job.id == "9_3" and loader.composed == []
+    ran.clear()
 
     assert launcher(["seed=5"], "hydra.sweep.dir", 6, "y", state) == "done"  # Hydra's sweeper
-    assert loader.composed == [["seed=5"]] and ran[1]["config"].seed == 5
-    assert ran[1]["config"].hydra.job.num == 6
+    assert loader.composed == [["seed=5"]] and ran[0]["config"].seed == 5
+    assert ran[0]["config"].hydra.job.num == 6

@@ -115,12 +115,14 @@ class ReinitlabSlurmLauncher(SlurmLauncher):
         import submitit
         from hydra.core.singleton import Singleton
         from hydra.core.utils import run_job, setup_globals
-        from omegaconf import open_dict
+        from omegaconf import open_dict, read_write
 
         assert self.hydra_context is not None and self.task_function is not None
         Singleton.set_state(singleton_state)
         setup_globals()
-        with open_dict(composed.hydra.job):
+        # a requeued task (preemption, time-out) gets the config its first attempt ran, which
+        # Hydra's run_job left read-only
+        with read_write(composed.hydra), open_dict(composed.hydra.job):
             composed.hydra.job.id = submitit.JobEnvironment().job_id
             composed.hydra.job.num = job_num
         return run_job(
