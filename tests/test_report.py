@@ -90,16 +90,21 @@ def progressive_scheme(k: int) -> dict:
     }
 
 
+def multirun_yaml(seeds: str) -> str:
+    """The plan Hydra records for `task=rte reinit.k=1,2,3,4 seed=<seeds>` (basic sweeper)."""
+    return (
+        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
+        "    max_batch_size: null\n    params:\n      reinit.k: 1,2,3,4\n"
+        f"  overrides:\n    hydra: []\n    task:\n    - seed={seeds}\n    - task=rte\n"
+    )
+
+
 def make_progressive_sweep(root: Path) -> Path:
     """k=1..4 x seed 0..2 planned (multirun.yaml); k=4 (baseline) seed=2 never started; k=3
     seed=1 failed with an error in its log."""
     sweep = root / "multirun" / "prog"
     sweep.mkdir(parents=True)
-    (sweep / "multirun.yaml").write_text(
-        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
-        "    max_batch_size: null\n    params:\n      reinit.k: 1,2,3,4\n"
-        "  overrides:\n    hydra: []\n    task:\n    - seed=0,1,2\n    - task=rte\n"
-    )
+    (sweep / "multirun.yaml").write_text(multirun_yaml("0,1,2"))
     num = 0
     for k in (1, 2, 3, 4):
         for seed in (0, 1, 2):
@@ -599,11 +604,7 @@ def test_a_study_whose_baselines_have_not_run_is_not_called_single_seed_and_stay
     shows the first 10 of its 21 jobs not yet started and where all of them are."""
     sweep = tmp_path / "multirun" / "study"
     sweep.mkdir(parents=True)
-    (sweep / "multirun.yaml").write_text(
-        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
-        "    max_batch_size: null\n    params:\n      reinit.k: 1,2,3,4\n"
-        "  overrides:\n    hydra: []\n    task:\n    - seed=0,1,2,3,4,5\n    - task=rte\n"
-    )
+    (sweep / "multirun.yaml").write_text(multirun_yaml("0,1,2,3,4,5"))
     for seed in (0, 1, 2):
         rec = record("rte", progressive_scheme(1), seed, progressive_value(1, seed))
         write_job(sweep, seed, ["reinit.k=1", f"seed={seed}", "task=rte"], rec)
