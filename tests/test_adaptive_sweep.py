@@ -80,6 +80,8 @@ def test_stages_add_seeds_only_where_undecided(adaptive_study):
     assert len({r["job_key"] for r in recs}) == len(recs)  # no job trained twice
     assert "[reinitlab] decisions (" in out.stdout
     assert "stage 1 of at most 2 (looks at 2, 3 seeds)" in out.stdout
+    # the stage plan names its baselines: none is "added", and the line does not say "0 added"
+    assert f"{sweep}: 6 jobs; 0 already completed, 0 running elsewhere, 6 to run" in out.stdout
 
 
 @needs_glue

@@ -335,8 +335,9 @@ class ReinitlabSweeper(Sweeper):
         if self.validate:
             refuse_invalid(to_run, len(planned), self.problem)
         added = sum(j["baseline_added"] for j in planned)
+        added_text = f" ({added} baselines added)" if added else ""  # adaptive plans name theirs
         print(
-            f"[reinitlab] sweep {sweep_dir}: {len(planned)} jobs ({added} baselines added); "
+            f"[reinitlab] sweep {sweep_dir}: {len(planned)} jobs{added_text}; "
             f"{len(done)} already completed, {len(running)} running elsewhere, "
             f"{len(to_run)} to run",
             flush=True,
