@@ -112,41 +112,42 @@ def test_jobs_per_task_runs_a_12_job_sweep_as_3_array_tasks_each_job_in_the_ledg
 
 def test_cancelling_one_task_of_grouped_jobs_leaves_only_its_unfinished_jobs_to_run(tmp_path):
     sweep = tmp_path / "sweep"
+    # 60 one-batch epochs: about 4 s a job, so that the second task is still on its first job
+    # when the kill lands (at one epoch a task's four jobs took 4 s in all and could finish
+    # before scancel reached it)
+    base = (*(a for a in QUICK if not a.startswith("trainer.max_epochs=")), "trainer.max_epochs=60")
     args = ("task=wnli", "reinit.k=1", "seed=0,1,2,3", "hydra.launcher.jobs_per_task=4",
             "hydra.launcher.array_parallelism=1")  # fmt: skip
-    cmd = [sys.executable, str(REPO / "train.py"), "-m", *QUICK, *ON_SLURM,
+    cmd = [sys.executable, str(REPO / "train.py"), "-m", *base, *ON_SLURM,
            f"data.cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}", *args]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_SILENT": "true", **slurm_env()}
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        lease = None  # the lease of a running job of the second task (plan positions 4..7)
+        lease = None  # the lease of the second task's first job (plan position 4)
         deadline = time.monotonic() + 300
         while lease is None and time.monotonic() < deadline:
-            for path in sweep.glob("[4-7]_*/running.json"):
+            for path in sweep.glob("4_*/running.json"):
                 try:
                     lease = json.loads(path.read_text())
                 except (OSError, ValueError):
                     continue  # released between glob and read: look again
-            time.sleep(0.02)
+            time.sleep(0.05)
         assert lease is not None, "the second task never started"
-        # these jobs take well under a second each, so the task could finish all four before
-        # scancel reaches it: stop its process first (one process runs the task's jobs, and
-        # this one-node cluster runs it here), so that the kill always lands mid-task
-        os.kill(lease["pid"], signal.SIGSTOP)
         # SIGKILL: a plain scancel's SIGTERM is ignored by submitit (preemption)
         kill = ["scancel", "--full", "--signal=KILL", str(lease["slurm_job_id"])]
         subprocess.run(kill, env=env, check=True, timeout=20)
-        proc.communicate(timeout=240)
+        out, err = proc.communicate(timeout=240)
     finally:
         proc.kill()
-    assert proc.returncode == 1  # the cancelled task's jobs are failed jobs
+    # the cancelled task's jobs are failed jobs
+    assert proc.returncode == 1, f"{lease}\n{squeue()}\n{out[-2000:]}\n{err[-3000:]}"
     done_before = {p: p.read_bytes() for p in records(sweep)}
     first_task = {p for p in done_before if p.parent.name.split("_")[0] in "0123"}
     assert len(first_task) == 4 and len(done_before) < 8
 
-    out = on_slurm(sweep, *args)
+    out = on_slurm(sweep, *args, base=base)
     assert out.returncode == 0, out.stderr[-3000:]
     left = 8 - len(done_before)
     assert f"{len(done_before)} already completed, 0 running elsewhere, {left} to run" in out.stdout
