@@ -205,7 +205,7 @@ def test_a_tiny_job_prints_no_banner_and_no_line_twice(tmp_path):
     for noise in ("GPU available", "TPU available", "litlogger", "wandb:", "v_num",
                   "Epoch 0", "Loading weights", "anonymous", "logging interval"):  # fmt: skip
         assert noise not in both, (noise, both)
-    assert "Epoch 1/1" in both
+    assert "━" not in both  # a pipe, not a terminal: no bar (the summary line says it all)
     lines = [ln.strip() for ln in both.splitlines() if ln.strip()]
     assert len(lines) == len(set(lines)), both
     assert sum("[reinitlab] rte | tiny" in ln for ln in lines) == 1
@@ -318,3 +318,30 @@ def test_the_progress_bar_counts_epochs_from_1_and_keeps_metrics_on_one_line():
         assert column.no_wrap and column.overflow == "ellipsis"
     finally:
         bar._stop_progress()
+
+
+def test_the_progress_bar_is_drawn_on_a_terminal_and_not_into_a_log_file(monkeypatch):
+    """Written to a file (a sweep under nohup, SLURM's output) rich prints only its last frame
+    and a stray wrapped row; the job's summary line says the same, so no bar is drawn there,
+    and Lightning does not add its own in its place."""
+    import io
+
+    from omegaconf import OmegaConf
+
+    from reinitlab.training.builder import build_trainer
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    cfg = OmegaConf.create(
+        {"_target_": "lightning.pytorch.Trainer", "max_epochs": 1, "enable_checkpointing": False}
+    )
+    for stdout, drawn in ((io.StringIO(), False), (Terminal(), True)):
+        monkeypatch.setattr("sys.stdout", stdout)
+        trainer = build_trainer(cfg, [])
+        assert (trainer.progress_bar_callback is not None) is drawn
+        names = [type(c).__name__ for c in trainer.callbacks]
+        assert ("EpochProgressBar" in names) is drawn
+    off = OmegaConf.merge(cfg, {"enable_progress_bar": False})
+    assert build_trainer(off, []).progress_bar_callback is None  # still off on a terminal

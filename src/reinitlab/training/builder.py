@@ -100,10 +100,11 @@ def build_trainer(
     """A Lightning trainer from the `trainer` config; early stopping on `val/primary`."""
     from lightning.pytorch.callbacks import EarlyStopping
 
-    from reinitlab.training.console import epoch_progress_bar
+    from reinitlab.training.console import epoch_progress_bar, progress_bar_visible
 
     callbacks = list(callbacks)
-    if trainer_cfg.get("enable_progress_bar", True):
+    draw_bar = bool(trainer_cfg.get("enable_progress_bar", True)) and progress_bar_visible()
+    if draw_bar:
         callbacks.append(epoch_progress_bar())
     if early_stopping:
         callbacks.append(EarlyStopping(monitor="val/primary", mode="max", **early_stopping))
@@ -112,6 +113,7 @@ def build_trainer(
         logger=logger if logger is not None else False,
         callbacks=callbacks,
         plugins=list(plugins),
+        enable_progress_bar=draw_bar,
     )
 
 

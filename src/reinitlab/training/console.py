@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -74,6 +75,14 @@ def epoch_description(current_epoch: int, max_epochs: int | None) -> str:
     return text + (f"/{max_epochs}" if max_epochs is not None and max_epochs > 0 else "")
 
 
+def progress_bar_visible() -> bool:
+    """Whether to draw a progress bar: only on a terminal. Written to a file (a sweep's log
+    under `nohup`, SLURM's output file) rich prints just its last frame, plus a stray row of
+    the hidden validation bar wrapped over lines that look blank, after which the job's own
+    summary line says the same (metric, best epoch, time)."""
+    return sys.stdout.isatty()
+
+
 def epoch_progress_bar() -> Any:
     """Lightning's progress bar (rich when installed), counting epochs from 1 as every other
     reinitlab line does, and without the logger's version number."""
@@ -115,4 +124,10 @@ def epoch_progress_bar() -> Any:
     return EpochProgressBar()
 
 
-__all__ = ["console_filter", "epoch_progress_bar", "quiet_console", "route_lightning_logs_to_hydra"]
+__all__ = [
+    "console_filter",
+    "epoch_progress_bar",
+    "progress_bar_visible",
+    "quiet_console",
+    "route_lightning_logs_to_hydra",
+]
