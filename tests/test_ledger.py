@@ -509,6 +509,19 @@ def test_unwritable_output_and_cache_dirs_fail_before_training(tmp_path):
     assert not list(tmp_path.rglob(RUNNING_FILENAME))  # no job started
 
 
+def test_the_writable_check_expands_home_and_leaves_no_folder_named_tilde(tmp_path, monkeypatch):
+    """The default cache dir is `~/.cache/reinitlab`; checking it must not create `./~` (a
+    folder a user might remove with `rm -rf ~`)."""
+    from reinitlab.sweep.ledger import check_writable
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    check_writable(Path("~/.cache/reinitlab"), "data.cache_dir")
+    assert (home / ".cache" / "reinitlab").is_dir() and not list(work.iterdir())
+
+
 @pytest.mark.slow
 @needs_glue
 def test_kill_9_of_a_gpus_sweep_leaves_no_orphan_jobs(tmp_path):

@@ -274,10 +274,12 @@ def writable_error(path: Path, e: OSError, option: str) -> ReinitlabError:
 
 def check_writable(directory: Path, option: str) -> None:
     """Fail before any training when `directory` cannot be written (read-only, no permission,
-    full), naming it and the option that sets it."""
+    full), naming it and the option that sets it. `~` is the home directory, as for the code
+    that writes there later (the default cache is `~/.cache/reinitlab`): taken literally, the
+    check left a folder named `~` in the working directory."""
     import tempfile
 
-    directory = Path(directory)
+    directory = Path(directory).expanduser()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-") as f:
