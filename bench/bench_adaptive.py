@@ -29,6 +29,12 @@ over the studies. The issue's policy (max_seeds 10) is shown too, with its power
 see the same simulated seeds; deterministic (seeded). `--quick`: 2,000 studies per scenario,
 else 20,000.
 
+`--study DIR` (default: the repository's `docs/study/minilm-cola-stsb`, when its report has
+baseline runs): also one scenario per task of that real study, its variants' effects and every
+arm's own seed sd taken from the report's `runs.csv` (each arm normal around its measured mean
+with its measured sd), the study's margins (`STUDY_MARGINS`): how the policy does on the layer
+sweep this tool exists for, where most variants are far. `--study none` skips it.
+
 `--grid`: also, per scenario, the policy's own options over shape {0.1, 0.25, 0.4} x
 min_seeds {2, 3, 4} x seeds_per_stage {1, 2, 3}, each with the smallest max_seeds reaching the
 same power, and the setting with the fewest runs: whether any setting reaches a saving the
@@ -45,6 +51,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
@@ -58,32 +65,68 @@ STUDIES = {
 }
 SPREADS = {"subset": {"sd": 0.0197, "margin": 0.05}, "full": {"sd": 0.0080, "margin": 0.02}}
 MOST_SEEDS = 40
+STUDY = REPO / "docs" / "study" / "minilm-cola-stsb"
+STUDY_MARGINS = {"cola": 0.03, "stsb": 0.01}  # the study's, fixed in docs/study/README.md
 GRID = {"shape": (0.1, 0.25, 0.4), "min_seeds": (2, 3, 4), "seeds_per_stage": (1, 2, 3)}
 DEFAULT = {"shape": 0.25, "min_seeds": 3, "seeds_per_stage": 1}
 
 
-def correct(effect: float) -> list[int]:
-    """The right decisions for a true effect: worse for the far ones, equivalent (or better,
-    for a positive effect inside the margin) otherwise."""
-    if effect < -0.1:
-        return [WORSE]
-    return [EQUIVALENT, BETTER] if effect > 0 else [EQUIVALENT]
+def correct(effect: float, margin: float) -> list[int]:
+    """The decisions that are true of an effect: worse below 0, better above, equivalent
+    inside the margin (a far variant: worse only; one at the baseline: equivalent only)."""
+    right = [WORSE] if effect < 0 else [BETTER] if effect > 0 else []
+    return right + ([EQUIVALENT] if abs(effect) < margin else [])
 
 
-def simulate(effects: dict[str, float], sd: float, studies: int, seed: int) -> np.ndarray:
-    """Paired differences `[study, variant, seed]`: variants share the study's baseline runs."""
+def simulate(
+    effects: dict[str, float],
+    sd: float,
+    studies: int,
+    seed: int,
+    sds: dict[str, float] | None = None,
+) -> np.ndarray:
+    """Paired differences `[study, variant, seed]`: variants share the study's baseline runs.
+    Every arm has spread `sd`, or its own (`sds`, the baseline's under "baseline")."""
+    sds = sds or {name: sd for name in ["baseline", *effects]}
     rng = np.random.default_rng(seed)
-    base = rng.normal(BASELINE, sd, size=(studies, 1, MOST_SEEDS))
+    base = rng.normal(BASELINE, sds["baseline"], size=(studies, 1, MOST_SEEDS))
     means = np.array(list(effects.values()))[None, :, None] + BASELINE
-    return rng.normal(means, sd, size=(studies, len(effects), MOST_SEEDS)) - base
+    spread = np.array([sds[name] for name in effects])[None, :, None]
+    return rng.normal(means, spread, size=(studies, len(effects), MOST_SEEDS)) - base
 
 
-def power(decision: np.ndarray, effects: dict[str, float]) -> dict[str, float]:
+def power(decision: np.ndarray, effects: dict[str, float], margin: float) -> dict[str, float]:
     """Per variant, the share of studies that decided it correctly."""
     return {
-        name: float(np.isin(decision[:, i], correct(e)).mean())
+        name: float(np.isin(decision[:, i], correct(e, margin)).mean())
         for i, (name, e) in enumerate(effects.items())
     }
+
+
+def measured_scenarios(study: Path) -> dict[str, dict]:
+    """Per task of a real study with baseline runs: each variant's effect (its mean minus the
+    baseline's) and every arm's seed sd, from the study report's runs table."""
+    runs_csv = study / "report" / "runs.csv"
+    if not runs_csv.is_file():
+        return {}
+    runs = pd.read_csv(runs_csv)
+    out = {}
+    for task, g in runs.groupby("task"):
+        base = g.loc[g["is_baseline"], "primary"]
+        if task not in STUDY_MARGINS or len(base) < 2:
+            continue
+        arms = {
+            variant: r["primary"]
+            for variant, r in g[~g["is_baseline"]].groupby("variant")
+            if len(r) >= 2
+        }
+        out[f"{study.name}: {task}"] = {
+            "effects": {v: float(r.mean() - base.mean()) for v, r in arms.items()},
+            "sds": {"baseline": float(base.std()), **{v: float(r.std()) for v, r in arms.items()}},
+            "margin": STUDY_MARGINS[task],
+            "seeds": int(len(base)),
+        }
+    return out
 
 
 def adaptive_run(
@@ -99,7 +142,7 @@ def adaptive_run(
         **opts,
         "runs": float(runs.mean()),
         "seeds": {v: float(out.n[:, i].mean()) for i, v in enumerate(effects)},
-        "power": power(out.decision, effects),
+        "power": power(out.decision, effects, margin),
     }
 
 
@@ -118,19 +161,28 @@ def smallest_fixed(diffs: np.ndarray, effects: dict, margin: float, target: floa
     """The fixed-n design (one look at n seeds) with the smallest n that reaches `target`."""
     m = len(effects)
     for n in range(2, MOST_SEEDS + 1):
-        p = power(sequential(diffs[..., :n], Policy(n, n, margin=margin), m).decision, effects)
+        decision = sequential(diffs[..., :n], Policy(n, n, margin=margin), m).decision
+        p = power(decision, effects, margin)
         if min(p.values()) >= target:
             return {"n": n, "runs": (m + 1) * n, "power": p}
     return None
 
 
-def scenario_data(study: str, spread: str, studies: int, seed: int):
+def scenario_data(study: str, spread: str, studies: int, seed: int, measured: dict | None = None):
+    """A scenario's effects, spread, margin and simulated differences: a shape of STUDIES at
+    a spread of SPREADS, or (`measured`) a task of a real study."""
+    if measured is not None:
+        effects, margin = measured["effects"], measured["margin"]
+        sd = measured["sds"]["baseline"]
+        return effects, sd, margin, simulate(effects, sd, studies, seed, sds=measured["sds"])
     effects, sd, margin = STUDIES[study], SPREADS[spread]["sd"], SPREADS[spread]["margin"]
     return effects, sd, margin, simulate(effects, sd, studies, seed)
 
 
-def run_scenario(study: str, spread: str, studies: int, target: float, seed: int) -> dict:
-    effects, sd, margin, diffs = scenario_data(study, spread, studies, seed)
+def run_scenario(
+    study: str, spread: str, studies: int, target: float, seed: int, measured: dict | None = None
+) -> dict:
+    effects, sd, margin, diffs = scenario_data(study, spread, studies, seed, measured)
     fixed = smallest_fixed(diffs, effects, margin, target)
     adaptive = smallest_adaptive(diffs, effects, margin, target)
     saved = None if not (fixed and adaptive) else 1 - adaptive["runs"] / fixed["runs"]
@@ -217,9 +269,17 @@ def markdown(results: list[dict]) -> str:
     ]
     for r in results:
         f, a, i = r["fixed"], r["adaptive"], r["issue_policy"]
-        saved = "n/a" if r["saved"] is None else f"{100 * r['saved']:.0f} %"
+        if f is None or a is None:
+            lines.append(
+                f"| {r['study']} | {r['spread']} ({r['sd']:.4g}, {r['margin']}) | "
+                f"{'> ' + str(MOST_SEEDS) if f is None else f['n']} | | "
+                f"{'> ' + str(MOST_SEEDS) if a is None else a['max_seeds']} | | n/a | | | | "
+                f"{i['runs']:.1f}, {fmt(i['power'], 3)} |"
+            )
+            continue
+        saved = f"{100 * r['saved']:.0f} %"
         lines.append(
-            f"| {r['study']} | {r['spread']} ({r['sd']}, {r['margin']}) | {f['n']} | "
+            f"| {r['study']} | {r['spread']} ({r['sd']:.4g}, {r['margin']}) | {f['n']} | "
             f"{f['runs']} | {a['max_seeds']} | {a['runs']:.1f} | {saved} | "
             f"{fmt(a['seeds'], 1)} | {fmt(f['power'], 3)} | {fmt(a['power'], 3)} | "
             f"{i['runs']:.1f}, {fmt(i['power'], 3)} |"
@@ -235,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grid", action="store_true", help="also search the policy's options per scenario"
     )
+    parser.add_argument(
+        "--study",
+        default=str(STUDY),
+        help="a real study's sweep dir whose report gives one more scenario per task "
+        "('none': skip)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "results")
     args = parser.parse_args(argv)
     studies = args.studies or (2_000 if args.quick else 20_000)
@@ -243,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         run_scenario(study, spread, studies, args.power, seed=i)
         for i, (study, spread) in enumerate(scenarios)
     ]
+    measured = {} if args.study == "none" else measured_scenarios(Path(args.study))
+    for i, (name, m) in enumerate(measured.items(), len(results)):
+        spread = f"measured, {m['seeds']} seeds"
+        results.append(run_scenario(name, spread, studies, args.power, seed=i, measured=m))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_adaptive.json").write_text(json.dumps(results, indent=2))
     table = markdown(results)

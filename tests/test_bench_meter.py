@@ -82,3 +82,29 @@ def test_stack_bench_alternates_which_way_runs_first(monkeypatch, tmp_path):
     assert solo_first == stack_first
     assert solo_first["solo"]["cell_examples_per_s"] == 4 * 64 / 40
     assert solo_first["stacked"]["cell_examples_per_s"] == 4 * 64 / 20
+
+
+def test_adaptive_bench_takes_a_real_studys_effects_and_spreads_from_its_runs_table(tmp_path):
+    """bench_adaptive's measured scenarios: per task, each variant's mean minus the baseline's
+    and every arm's own sd, from the report's runs.csv; a task without two baseline runs is
+    left out. The right decisions follow the effect and the margin."""
+    import pandas as pd
+
+    from bench.bench_adaptive import BETTER, EQUIVALENT, WORSE, correct, measured_scenarios
+
+    rows = [("stsb", "baseline", True, v) for v in (0.80, 0.82, 0.84)]
+    rows += [("stsb", "k=1", False, v) for v in (0.10, 0.20)]
+    rows += [("stsb", "k=6", False, v) for v in (0.81, 0.81, 0.84)]
+    rows += [("cola", "baseline", True, 0.4), ("cola", "k=1", False, 0.0)]  # one baseline run
+    study = tmp_path / "mystudy"
+    (study / "report").mkdir(parents=True)
+    frame = pd.DataFrame(rows, columns=["task", "variant", "is_baseline", "primary"])
+    frame.to_csv(study / "report" / "runs.csv", index=False)
+    scenarios = measured_scenarios(study)
+    assert list(scenarios) == ["mystudy: stsb"]
+    s = scenarios["mystudy: stsb"]
+    assert s["effects"] == pytest.approx({"k=1": 0.15 - 0.82, "k=6": 0.82 - 0.82})
+    assert s["sds"] == pytest.approx({"baseline": 0.02, "k=1": 0.0707107, "k=6": 0.0173205})
+    assert s["margin"] == 0.01 and s["seeds"] == 3
+    assert correct(-0.6, 0.01) == [WORSE] and correct(0.0, 0.01) == [EQUIVALENT]
+    assert correct(0.005, 0.01) == [BETTER, EQUIVALENT] and correct(0.02, 0.01) == [BETTER]
