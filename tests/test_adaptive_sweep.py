@@ -80,6 +80,13 @@ def test_stages_add_seeds_only_where_undecided(adaptive_study):
     assert len({r["job_key"] for r in recs}) == len(recs)  # no job trained twice
     assert "[reinitlab] decisions (" in out.stdout
     assert "stage 1 of at most 2 (looks at 2, 3 seeds)" in out.stdout
+    # said once, before the first stage: what each look can decide, in sds of the differences
+    first, second = (f"{w:.3g}" for w in POLICY.half_widths(2))
+    widths = (f"[reinitlab] stsb: 2 comparisons, alpha 0.05 over all looks; a look decides "
+              f"better/worse only where the paired mean difference exceeds {first} sds of the "
+              f"paired differences at 2 seeds, {second} at 3")  # fmt: skip
+    assert out.stdout.count(widths) == 1, out.stdout
+    assert out.stdout.index(widths) < out.stdout.index("stage 1 of at most 2")
     # the stage plan names its baselines: none is "added", and the line does not say "0 added"
     assert f"{sweep}: 6 jobs; 0 already completed, 0 running elsewhere, 6 to run" in out.stdout
 

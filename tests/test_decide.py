@@ -40,6 +40,18 @@ def test_looks_and_levels():
     assert one.looks() == [4] and one.look_levels(3) == (pytest.approx(0.05 / 3),)
 
 
+def test_half_widths_are_the_looks_t_quantiles_over_root_n():
+    """What a look can decide, in sds of the paired differences: the two-sided t quantile at
+    the look's spent level over sqrt(n); one look is the plain Bonferroni t interval."""
+    p = Policy(min_seeds=3, max_seeds=10)
+    widths, levels = p.half_widths(6), p.look_levels(6)
+    for w, n, level in zip(widths, p.looks(), levels, strict=True):
+        assert w == pytest.approx(stats.t.isf(level / 2, n - 1) / math.sqrt(n))
+    assert widths == sorted(widths, reverse=True) and widths[0] > 50 > 2 > widths[-1]
+    one = Policy(min_seeds=4, max_seeds=4).half_widths(3)
+    assert one == [pytest.approx(stats.t.isf(0.05 / 3 / 2, 3) / 2)]
+
+
 @pytest.mark.parametrize(
     ("option", "value", "allowed"),
     [

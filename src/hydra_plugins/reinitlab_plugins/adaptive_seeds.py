@@ -28,6 +28,7 @@ from reinitlab.decide.study import (
     Decision,
     Result,
     decide,
+    family_sizes,
     finished,
     format_decisions,
     schedule,
@@ -185,6 +186,28 @@ def settle(study: Study) -> tuple[list[Decision], list[dict[str, Any]]]:
         decisions = again
 
 
+def look_widths_lines(policy: Policy, comparisons: list[Comparison]) -> list[str]:
+    """What each look can decide, per family size: the interval's half-width in sds of the
+    paired differences. Said before a study starts, so that a first stage that cannot decide
+    anything (a large family at few seeds) is no surprise."""
+    sizes = family_sizes(comparisons, policy.family)
+    lines = []
+    for m in sorted(set(sizes.values())):
+        names = sorted(f for f, k in sizes.items() if k == m)
+        who = "the study" if policy.family == "study" else ", ".join(names)
+        each = " each" if len(names) > 1 else ""
+        widths = [f"{w:.3g}" for w in policy.half_widths(m)]
+        looks = policy.looks()
+        at = ", ".join(f"{w} at {n}" for w, n in zip(widths[1:], looks[1:], strict=True))
+        lines.append(
+            f"[reinitlab] {who}: {m} comparison{'s' if m != 1 else ''}{each}, alpha "
+            f"{policy.alpha} over all looks; a look decides better/worse only where the "
+            f"paired mean difference exceeds {widths[0]} sds of the paired differences at "
+            f"{looks[0]} seeds" + (f", {at}" if at else "")
+        )
+    return lines
+
+
 def run_adaptive(sweeper: Any, overrides: list[Override]) -> list:
     """Run the study's stages until every comparison is decided or at budget; a dry run prints
     the current decisions and the next stage's jobs."""
@@ -192,6 +215,8 @@ def run_adaptive(sweeper: Any, overrides: list[Override]) -> list:
     study = Study(sweeper, overrides, policy)
     sweep_dir = Path(sweeper.config.hydra.sweep.dir)
     returns: list = []
+    for line in look_widths_lines(policy, study.comparisons):
+        print(line, flush=True)
     while True:
         decisions, planned = settle(study)
         sweeper.keys = [p["job_key"] for p in planned]

@@ -124,6 +124,19 @@ class Policy:
         level = float(self.alpha) / max(comparisons, 1)
         return nominal_levels(tuple(self.looks()), level, float(self.shape), sides)
 
+    def half_widths(self, comparisons: int) -> list[float]:
+        """Per look, the two-sided interval's half-width in standard deviations of the paired
+        differences (`t quantile / sqrt(n)`): a comparison is decided `better`/`worse` at a
+        look only if its mean difference exceeds this many sds. Printed before a study starts,
+        because the first looks of a large family decide almost nothing (6 comparisons, 8
+        looks: 58 sds at 3 seeds, 9.8 at 4, 4.4 at 5) and a researcher choosing `min_seeds`
+        should know it."""
+        levels = self.look_levels(comparisons)
+        return [
+            float(stats.t.isf(level / 2, n - 1) / math.sqrt(n))
+            for n, level in zip(self.looks(), levels, strict=True)
+        ]
+
     def as_dict(self) -> dict:
         return asdict(self)
 
