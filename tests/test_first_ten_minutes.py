@@ -334,6 +334,8 @@ def test_the_progress_bar_is_drawn_on_a_terminal_and_not_into_a_log_file(monkeyp
         def isatty(self):
             return True
 
+    for switch in ("TTY_COMPATIBLE", "FORCE_COLOR"):  # rich's overrides, set by some CIs
+        monkeypatch.delenv(switch, raising=False)
     cfg = OmegaConf.create(
         {"_target_": "lightning.pytorch.Trainer", "max_epochs": 1, "enable_checkpointing": False}
     )
@@ -345,3 +347,6 @@ def test_the_progress_bar_is_drawn_on_a_terminal_and_not_into_a_log_file(monkeyp
         assert ("EpochProgressBar" in names) is drawn
     off = OmegaConf.merge(cfg, {"enable_progress_bar": False})
     assert build_trainer(off, []).progress_bar_callback is None  # still off on a terminal
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich's switch: a bar even into a file
+    assert build_trainer(cfg, []).progress_bar_callback is not None

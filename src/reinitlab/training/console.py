@@ -76,11 +76,17 @@ def epoch_description(current_epoch: int, max_epochs: int | None) -> str:
 
 
 def progress_bar_visible() -> bool:
-    """Whether to draw a progress bar: only on a terminal. Written to a file (a sweep's log
-    under `nohup`, SLURM's output file) rich prints just its last frame, plus a stray row of
-    the hidden validation bar wrapped over lines that look blank, after which the job's own
-    summary line says the same (metric, best epoch, time)."""
-    return sys.stdout.isatty()
+    """Whether to draw a progress bar: on a terminal or in a notebook, as rich decides (its
+    `TTY_COMPATIBLE=1` forces one). Written to a file (a sweep's log under `nohup`, SLURM's
+    output file) rich prints just its last frame, plus a stray row of the hidden validation bar
+    wrapped over lines that look blank, after which the job's own summary line says the same
+    (metric, best epoch, time)."""
+    try:
+        from rich.console import Console
+    except ImportError:  # Lightning's tqdm bar then
+        return sys.stdout.isatty()
+    console = Console()
+    return console.is_terminal or console.is_jupyter
 
 
 def epoch_progress_bar() -> Any:
