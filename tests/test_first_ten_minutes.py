@@ -199,7 +199,8 @@ def test_dry_run_lists_exactly_the_jobs_the_sweep_then_runs_and_a_results_table(
 def test_a_tiny_job_prints_no_banner_and_no_line_twice(tmp_path):
     out = train_py(*QUICK[:-1], "logger=wandb", f"data.glue_dir={GLUE}", "task=rte",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
-                   env={"WANDB_MODE": "offline", "WANDB_SILENT": None})  # fmt: skip
+                   env={"WANDB_MODE": "offline", "WANDB_SILENT": None, "FORCE_COLOR": None,
+                        "TTY_COMPATIBLE": None})  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     both = out.stdout + out.stderr
     for noise in ("GPU available", "TPU available", "litlogger", "wandb:", "v_num",
