@@ -50,6 +50,11 @@ def test_half_widths_are_the_looks_t_quantiles_over_root_n():
     assert widths == sorted(widths, reverse=True) and widths[0] > 50 > 2 > widths[-1]
     one = Policy(min_seeds=4, max_seeds=4).half_widths(3)
     assert one == [pytest.approx(stats.t.isf(0.05 / 3 / 2, 3) / 2)]
+    # the equivalence bounds' quantiles: one-sided, at the one-sided levels
+    for t, n, level in zip(
+        p.critical_values(6, sides=1), p.looks(), p.look_levels(6, 1), strict=True
+    ):
+        assert t == pytest.approx(stats.t.isf(level, n - 1))
 
 
 @pytest.mark.parametrize(

@@ -124,6 +124,16 @@ class Policy:
         level = float(self.alpha) / max(comparisons, 1)
         return nominal_levels(tuple(self.looks()), level, float(self.shape), sides)
 
+    def critical_values(self, comparisons: int, sides: int = 2) -> list[float]:
+        """Per look, the t quantile its bound multiplies the standard error by, for a family
+        of `comparisons` (`sides` as in `look_levels`): the one place the looks' levels become
+        interval widths, for the rule and for what is printed about it."""
+        levels = self.look_levels(comparisons, sides)
+        return [
+            float(stats.t.isf(level / sides, n - 1))
+            for n, level in zip(self.looks(), levels, strict=True)
+        ]
+
     def half_widths(self, comparisons: int) -> list[float]:
         """Per look, the two-sided interval's half-width in standard deviations of the paired
         differences (`t quantile / sqrt(n)`): a comparison is decided `better`/`worse` at a
@@ -131,10 +141,9 @@ class Policy:
         because the first looks of a large family decide almost nothing (6 comparisons, 8
         looks: 58 sds at 3 seeds, 9.8 at 4, 4.4 at 5) and a researcher choosing `min_seeds`
         should know it."""
-        levels = self.look_levels(comparisons)
         return [
-            float(stats.t.isf(level / 2, n - 1) / math.sqrt(n))
-            for n, level in zip(self.looks(), levels, strict=True)
+            t / math.sqrt(n)
+            for n, t in zip(self.looks(), self.critical_values(comparisons), strict=True)
         ]
 
     def as_dict(self) -> dict:
@@ -230,9 +239,9 @@ def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
     look_of = np.zeros(shape, dtype=int)
     n_used = np.zeros(shape, dtype=int)
     mean, low, high, equiv_low, equiv_high = (np.full(shape, np.nan) for _ in range(5))
-    levels = policy.look_levels(comparisons)
+    two_sided = policy.critical_values(comparisons)
     margin = None if policy.margin is None else float(policy.margin)
-    one_sided = None if margin is None else policy.look_levels(comparisons, sides=1)
+    one_sided = None if margin is None else policy.critical_values(comparisons, sides=1)
     total = np.cumsum(diffs, axis=-1)
     total_sq = np.cumsum(diffs**2, axis=-1)
     for j, n in enumerate(policy.looks(), 1):
@@ -240,12 +249,12 @@ def sequential(diffs: np.ndarray, policy: Policy, comparisons: int) -> Outcome:
             break
         m = total[..., n - 1] / n
         se = np.sqrt(np.maximum(total_sq[..., n - 1] - n * m**2, 0.0) / (n - 1) / n)
-        half = stats.t.isf(levels[j - 1] / 2, n - 1) * se
+        half = two_sided[j - 1] * se
         lo, hi = m - half, m + half
         now = np.full(shape, UNDECIDED)
         eq_lo = eq_hi = np.full(shape, np.nan)
         if one_sided is not None:
-            eq_half = stats.t.isf(one_sided[j - 1], n - 1) * se
+            eq_half = one_sided[j - 1] * se
             eq_lo, eq_hi = m - eq_half, m + eq_half
             now = np.where((eq_lo > -margin) & (eq_hi < margin), EQUIVALENT, now)
         now = np.where(hi < 0, WORSE, np.where(lo > 0, BETTER, now))
