@@ -448,7 +448,7 @@ def test_figures_are_print_ready_vector_pdf_and_300_dpi_png(tmp_path):
     ]
     assert "re-initialized: mean ± 95% t CI, n=3" in texts
     assert "baseline (k=L+1, dashed): mean ± 95% t CI, n=3" in texts
-    assert "Δ dev mcc (variant − baseline)" in texts
+    assert "Δ dev mcc" in texts and "(variant − baseline)" in texts  # two lines fit the axes
     assert "(b) variant − baseline: mean ± 95% t CI, n=3 pairs" in texts
     from PIL import Image
 
@@ -459,7 +459,9 @@ def test_figures_are_print_ready_vector_pdf_and_300_dpi_png(tmp_path):
 
 def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     """One compact table per study: `mean ± half-interval (n)` per variant and task, * where
-    the paired test is significant, † where decisions.json says the comparison was decided."""
+    the paired test is significant, † where decisions.json says the comparison was decided;
+    a comparison the sequential rule governs (decided or not) gets no *: its seeds were added
+    after looking, so the fixed-sample test would claim what the rule has not decided."""
     import json
 
     sweep = progressive_study(tmp_path, seeds=(0, 1, 2), tasks=("rte", "cola"))
@@ -482,9 +484,18 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     values = [round(0.8 - 0.1 * (L + 1 - 3) + noise(s, 3), 6) for s in (0, 1, 2)]
     lo, hi = sps.t.interval(0.95, 2, statistics.mean(values), sps.sem(values))
     want = f"{statistics.mean(values):.3f} ± {(hi - lo) / 2:.3f} (3)"
-    assert table.loc["k=3", "rte"] == want + "*†" and table.loc["k=3", "cola"] == want + "*"
+    assert table.loc["k=3", "rte"] == want + "†" and table.loc["k=3", "cola"] == want + "*"
     assert not table.loc["baseline", "rte"].endswith("*")
-    assert not table.loc["k=2", "rte"].endswith("†")
+    # rte k=2 is as far from its baseline as cola k=2, but the rule left it undecided
+    assert table.loc["k=2", "cola"].endswith("*") and table.loc["k=2", "rte"].endswith("(3)")
+    cells = report.delta_cells.set_index(["task", "variant"])
+    for ruled in [("rte", "k=2"), ("rte", "k=3")]:
+        assert cells.loc[ruled, "test"] == "sequential rule"
+        assert math.isnan(cells.loc[ruled, "p"]) and math.isnan(cells.loc[ruled, "p_holm"])
+    # the rest keep their test; Holm corrects over the two rte cells that have one
+    assert cells.loc[("rte", "k=1"), "test"] == "paired t" and cells.loc[("rte", "k=1"), "p"] < 1
+    assert set(cells.loc["rte", "family_size"]) == {1}
+    assert "no *" in (tmp_path / "out" / "report.html").read_text()
     tex = csv.with_suffix(".tex").read_text()
     assert (
         "$\\pm$" in tex
@@ -498,6 +509,9 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     assert "decision" in svg_ids(Path(curves["rte"]["svg"]))
     assert "decision" not in svg_ids(Path(curves["cola"]["svg"]))
     assert "† = decided by the sequential seed rule" in curves["rte"]["caption"]
+    assert "No * where the adaptive seed rule governs" in curves["rte"]["caption"]
+    assert "No * where" not in curves["cola"]["caption"]
+    assert "no * on the comparisons it governs" in tex.replace("$^*$", "*")
 
 
 def test_latex_tables_keep_their_results_even_when_every_row_agrees(tmp_path):

@@ -293,6 +293,22 @@ def _curve_table(cells: pd.DataFrame, baseline: pd.Series | None) -> pd.DataFram
 
 def _marks_phrase(dcells: pd.DataFrame) -> str:
     """What * means in a figure, or why there is none."""
+    ruled = (
+        dcells["test"].eq(stats.SEQUENTIAL_TEST)
+        if not dcells.empty and "test" in dcells
+        else pd.Series(dtype=bool)
+    )
+    if ruled.any():
+        # a study's reader must not take an interval that misses 0 for a decision
+        sequential = (
+            " No * where the adaptive seed rule governs the comparison: its seeds were added "
+            "after looking at earlier results, so a fixed-sample test does not hold there; the "
+            f"rule's decisions are marked {DECIDED_MARK} and its intervals, adjusted for every "
+            "look, are in decisions.csv. The error bars are the intervals at the seeds run, "
+            "not adjusted for the looks."
+        )
+        rest = dcells[~ruled]
+        return (_marks_phrase(rest) if not rest.empty else "") + sequential
     if dcells.empty or "p" not in dcells or dcells["p"].isna().all():
         return (
             f" No significance marks: no cell has {stats.MIN_N} or more paired seeds "
@@ -514,13 +530,20 @@ def build_report(
     out = Path(out_dir)
     check_writable(out, "--out")  # a read-only sweep dir: said here, not as a traceback later
     runs = runs_frame(collection.records, metric=metric)
+    decisions = decisions_table([s["dir"] for s in collection.sweeps])
+    # comparisons the adaptive seed rule governs: decided by it, never by a fixed-sample test
+    sequential = (
+        set(decisions[["task", "variant"]].itertuples(index=False, name=None))
+        if not decisions.empty
+        else set()
+    )
     if runs.empty:
         agg = deltas = dcells = pd.DataFrame()
     else:
         agg = stats.aggregates(runs, n_resamples=n_resamples, seed=seed)
         deltas = stats.paired_deltas(runs)
         dcells = (
-            stats.delta_cells(deltas, n_resamples=n_resamples, seed=seed)
+            stats.delta_cells(deltas, n_resamples=n_resamples, seed=seed, sequential=sequential)
             if len(deltas)
             else pd.DataFrame()
         )
@@ -532,7 +555,7 @@ def build_report(
     report.notes = _notes(report)
     if not runs.empty:
         report.tables["recipe"] = recipes_table(runs)
-        report.decisions = decisions_table([s["dir"] for s in collection.sweeps])
+        report.decisions = decisions
         report.tables.update(paper_tables(agg, dcells, report.decisions))
     if not report.decisions.empty:
         report.tables["decisions"] = report.decisions
@@ -661,7 +684,9 @@ def _paper_caption(report: Report, name: str) -> str:
         sorted({f"{t}: {m}" for t, m in report.runs[["task", "primary_metric"]].to_numpy()})
     )
     decided = (
-        f"; {DECIDED_MARK} = decided by the sequential seed rule (decisions.json)"
+        f"; {DECIDED_MARK} = decided by the sequential seed rule (decisions.json), and no "
+        f"{SIGNIFICANT_MARK} on the comparisons it governs (their seeds were added after "
+        "looking at earlier results, where a fixed-sample test does not hold)"
         if not report.decisions.empty
         else ""
     )

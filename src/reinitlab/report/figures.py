@@ -130,8 +130,9 @@ def _curve(ax, cells, baseline, num_layers, color, label, base_label="baseline")
 def _paired(ax, cells, delta_cells, color, label, offset=0.0, decided=frozenset()) -> bool:
     """The paired effect of each k: mean of (run − baseline run of the same seed and subset)
     with its paired interval as error bars where n supports one, * where Holm p < 0.05 (gid
-    `significance`), † below the variants in `decided` (labels the sequential seed rule
-    decided; gid `decision`); returns whether anything was drawn."""
+    `significance`), † over the variants in `decided` (labels the sequential seed rule
+    decided; gid `decision`; in the place of *, which a comparison under the rule never gets);
+    returns whether anything was drawn."""
     if delta_cells is None or delta_cells.empty:
         return False
     k_of = cells.set_index("variant")["scheme.k"]
@@ -145,17 +146,18 @@ def _paired(ax, cells, delta_cells, color, label, offset=0.0, decided=frozenset(
     ci = _ci_text(d.get("ci_method", []))
     ax.plot(x, y, "o", color=color, label=f"{label}: {ci}, {_n_text(d['n_pairs'])} pairs")
     _errorbars(ax, x, y, lo, hi, color, "paired-ci")
+    top = np.where(np.isfinite(hi), hi, y)
     if "p_holm" in d:
         p = d["p_holm"].to_numpy(dtype=float)
-        top = np.where(np.isfinite(hi), hi, y)
         for xi, ti, pi in zip(x, top, p, strict=True):
             if np.isfinite(pi) and pi < SIGNIFICANT:
                 ax.annotate("*", (xi, ti), textcoords="offset points", xytext=(0, 1),
                             ha="center", fontsize=10, color=color, gid="significance")  # fmt: skip
-    bottom = np.where(np.isfinite(lo), lo, y)
-    for xi, bi, name in zip(x, bottom, d["label"], strict=True):
+    # above the interval, where * would be: below it, a far-negative variant's mark fell onto
+    # the k axis's tick labels
+    for xi, ti, name in zip(x, top, d["label"], strict=True):
         if name in decided:
-            ax.annotate("†", (xi, bi), textcoords="offset points", xytext=(0, -9),
+            ax.annotate("†", (xi, ti), textcoords="offset points", xytext=(0, 2),
                         ha="center", color=color, gid="decision")  # fmt: skip
     return True
 
@@ -198,7 +200,7 @@ def layer_curve(
     _paired(ax_d, cells, delta_cells, "C0", "(b) variant − baseline", decided=decided)
     _zero_line(ax_d)
     _k_axis(ax_d, cells["scheme.k"], num_layers)
-    ax_d.set_ylabel(f"Δ dev {metric} (variant − baseline)")
+    ax_d.set_ylabel(f"Δ dev {metric}\n(variant − baseline)")  # one line overran the axes
     ax_d.set_title("(b) paired difference (same seed and subset)", loc="left")
     handles = [h for a in (ax, ax_d) for h in zip(*a.get_legend_handles_labels(), strict=True)]
     fig.legend(*zip(*handles, strict=True), loc="outside lower center", ncols=2)

@@ -263,7 +263,9 @@ def write_html(report) -> Path:
                 f"<h2>Paper table {html.escape(name.removeprefix('paper_'))}</h2>",
                 "<p>Mean ± half-width of the 95% interval over seeds (n seeds); * = paired "
                 "difference vs the baseline significant (Holm p &lt; 0.05); † = decided by the "
-                f"sequential seed rule (<code>{html.escape(name)}.csv</code>, <code>.tex</code>)."
+                "sequential seed rule, whose comparisons get no * (their seeds were added after "
+                "looking at earlier results, where a fixed-sample test does not hold) "
+                f"(<code>{html.escape(name)}.csv</code>, <code>.tex</code>)."
                 "</p>",
                 _table(table),
             ]

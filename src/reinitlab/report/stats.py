@@ -7,6 +7,7 @@ bootstrap draws from a fixed seed, so the same sweep gives the same report.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
@@ -191,20 +192,38 @@ def paired_deltas(runs: pd.DataFrame) -> pd.DataFrame:
     return others[cols + [c for c in extra if c in others]].reset_index(drop=True)
 
 
-def delta_cells(deltas: pd.DataFrame, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
-    """Per cell: paired n, mean/std delta, CI (`mean_ci`), the test used, p and Holm p per family."""
+SEQUENTIAL_TEST = "sequential rule"  # the `test` of a comparison decided by the seed rule
+
+
+def delta_cells(
+    deltas: pd.DataFrame,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    sequential: Collection[tuple[str, str]] = (),
+) -> pd.DataFrame:
+    """Per cell: paired n, mean/std delta, CI (`mean_ci`), the test used, p and Holm p per family.
+
+    Cells whose (task, variant) is in `sequential` are comparisons whose seeds the adaptive
+    seed rule chose after looking at earlier results: a fixed-sample test on them would spend
+    alpha again at every look and call differences significant that the rule, which spends it
+    once over all looks, has not decided. They get no p-value (test `SEQUENTIAL_TEST`; the
+    rule's decision and interval are in decisions.json) and leave the Holm family."""
     rows = []
     for key, g in deltas.groupby(CELL, sort=True, dropna=False):
         paired = g[~g["baseline_missing"]]
         run = paired["primary"].to_numpy(dtype=float)
         base = paired["baseline"].to_numpy(dtype=float)
         d = run - base
-        test, statistic, p = paired_test(run, base)
+        cell = dict(zip(CELL, key, strict=True))
+        if (cell["task"], cell["variant"]) in sequential:
+            test, statistic, p = SEQUENTIAL_TEST, math.nan, math.nan
+        else:
+            test, statistic, p = paired_test(run, base)
         lo, hi, method = mean_ci(d, n_resamples=n_resamples, seed=seed)
         first = g.iloc[0]
         rows.append(
             {
-                **dict(zip(CELL, key, strict=True)),
+                **cell,
                 "label": first["label"],
                 **{c: first[c] for c in ("head_layer", "head_index", "scheme.k") if c in g},
                 "n_pairs": len(d),
