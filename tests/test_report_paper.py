@@ -510,6 +510,10 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     assert "decision" not in svg_ids(Path(curves["cola"]["svg"]))
     assert "† = decided by the sequential seed rule" in curves["rte"]["caption"]
     assert "No * where the adaptive seed rule governs" in curves["rte"]["caption"]
+    # and in the overview of both tasks
+    (overview,) = [f for f in report.figures if f.get("kind") == "layer_curves_all"]
+    assert "decision" in svg_ids(Path(overview["svg"]))
+    assert "† = decided by the sequential seed rule" in overview["caption"]
     assert "No * where" not in curves["cola"]["caption"]
     assert "no * on the comparisons it governs" in tex.replace("$^*$", "*")
 

@@ -331,8 +331,9 @@ def _draw_all_task_curves(report: Report, curves: dict, add) -> None:
         title += f" · after {chain}" if chain != "none" else ""
         drawn = [(t, m, c, b, d) for t, m, c, b, d, _ in items]
         name = fg.slug("all_tasks", model, size, factors, _via(chain), figure)
+        decided = {t: decided_variants(report.decisions, t) for t, *_ in drawn}
         paths = fg.layer_curves_all_tasks(
-            drawn, f"{title}\n{figure}", report.out_dir / "figures", f"layers_{name}"
+            drawn, f"{title}\n{figure}", report.out_dir / "figures", f"layers_{name}", decided
         )
         all_cells = pd.concat([c for _, _, c, _, _ in drawn])
         all_runs = pd.concat([r for *_, r in items])
@@ -345,6 +346,11 @@ def _draw_all_task_curves(report: Report, curves: dict, add) -> None:
             "subset); 0 = no effect. "
             + _interval_phrase(all_cells)
             + _marks_phrase(pd.concat([d for *_, d in drawn]))
+            + (
+                f" {DECIDED_MARK} = decided by the sequential seed rule."
+                if any(decided.values())
+                else ""
+            )
             + _context(all_runs),
             "layer_curves_all",
         )

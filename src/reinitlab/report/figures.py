@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -220,10 +221,12 @@ def layer_curves_all_tasks(
     title: str,
     out_dir: Path,
     name: str,
+    decided: Mapping[str, frozenset] | None = None,
 ) -> list[Path]:
     """Every task's layer curve on one axis (task, metric, cells, baseline, delta cells): the
     study's overview, as the papers draw it; each task's own primary metric on the y axis,
-    and below it every task's paired difference vs its baseline."""
+    and below it every task's paired difference vs its baseline, † over the variants of
+    `decided[task]` as in `layer_curve`."""
     fig, (ax, ax_d) = plt.subplots(2, 1, figsize=(PAGE_IN, 5.6), sharex=True, layout="constrained")
     ks: set[int] = set()
     num_layers = None
@@ -234,7 +237,8 @@ def layer_curves_all_tasks(
         _curve(ax, cells, baseline, _num_layers(cells), color, f"{task} ({metric})",
                f"{task} baseline")  # fmt: skip
         offset = -width / 2 + 0.08 * i  # side by side, so the bars do not overlap
-        _paired(ax_d, cells, dcells, color, f"{task} ({metric})", offset)
+        _paired(ax_d, cells, dcells, color, f"{task} ({metric})", offset,
+                (decided or {}).get(task, frozenset()))  # fmt: skip
         ks |= {int(v) for v in cells["scheme.k"]}
     _k_axis(ax, ks, num_layers, label=False)
     _k_axis(ax_d, ks, num_layers)
