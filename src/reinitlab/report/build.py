@@ -223,7 +223,7 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                     "mean over pairs; 0 = no effect. "
                     + _interval_phrase(cis)
                     + _marks_phrase(fdc)
-                    + (f" {DECIDED_MARK} = decided by the sequential seed rule." if decided else "")
+                    + _decided_phrase(bool(decided))
                     + context,
                     "layer_curve",
                 )
@@ -291,6 +291,11 @@ def _curve_table(cells: pd.DataFrame, baseline: pd.Series | None) -> pd.DataFram
     return table.reset_index(drop=True)
 
 
+def _decided_phrase(any_decided: bool) -> str:
+    """What † means in a layer-curve figure, when it marks anything."""
+    return f" {DECIDED_MARK} = decided by the sequential seed rule." if any_decided else ""
+
+
 def _marks_phrase(dcells: pd.DataFrame) -> str:
     """What * means in a figure, or why there is none."""
     ruled = (
@@ -346,11 +351,7 @@ def _draw_all_task_curves(report: Report, curves: dict, add) -> None:
             "subset); 0 = no effect. "
             + _interval_phrase(all_cells)
             + _marks_phrase(pd.concat([d for *_, d in drawn]))
-            + (
-                f" {DECIDED_MARK} = decided by the sequential seed rule."
-                if any(decided.values())
-                else ""
-            )
+            + _decided_phrase(any(decided.values()))
             + _context(all_runs),
             "layer_curves_all",
         )
