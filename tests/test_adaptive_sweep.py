@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reinitlab.decide.rule import Policy
-from reinitlab.decide.study import Comparison, Result, decide
+from reinitlab.decide.study import Comparison, Decision, Result, decide
 from reinitlab.sweep.ledger import RESULT_FILENAME, Ledger
 from tests.helpers import needs_glue
 from tests.test_sweeps import multirun
@@ -191,3 +191,36 @@ def test_a_stage_runs_through_the_stacked_launcher(tmp_path):
     got = json.loads((sweep / "decisions.json").read_text())
     for d, exp in zip(got, expected_decisions(sweep), strict=True):
         assert d["decision"] == exp["decision"] and d["seeds_used"] == exp["seeds_used"]
+
+
+def test_stage_line_names_each_cells_stage_when_they_differ():
+    """Stages are per cell: a study whose CoLA comparisons need a 7th seed while STS-B's need a
+    5th is at stage 5 for CoLA and 3 for STS-B, not "stage 5" for both (as the console said of
+    the MiniLM study); a cell with nothing left to run is said to be done."""
+    from hydra_plugins.reinitlab_plugins.adaptive_seeds import stage_line
+
+    policy = Policy(min_seeds=3, max_seeds=10)  # looks at 3, 4, ..., 10 seeds: 8 stages
+
+    def decision(task, variant, decision, seeds_needed, at_budget=False, cell=None):
+        return Decision(task, variant, decision, at_budget, None, None, None, seeds_needed,
+                        None, seeds_needed, cell or f"task={task}")  # fmt: skip
+
+    looks = "(looks at 3, 4, 5, 6, 7, 8, 9, 10 seeds)"
+    cola = [decision("cola", "k=1", "worse", 5), decision("cola", "k=3", "undecided", 7)]
+    stsb = [decision("stsb", "k=1", "worse", 3), decision("stsb", "k=5", "undecided", 5)]
+    assert stage_line(cola + stsb, policy) == (
+        f"stages of at most 8 {looks}: cola stage 5 (7 seeds), stsb stage 3 (5 seeds)"
+    )
+    # one stage for all open cells: said once, as before
+    assert stage_line(cola, policy) == f"stage 5 of at most 8 {looks}"
+    # a cell decided or at budget everywhere runs nothing more
+    stsb_done = [stsb[0], decision("stsb", "k=5", "undecided", 10, at_budget=True)]
+    assert stage_line(cola + stsb_done, policy) == (
+        f"stages of at most 8 {looks}: cola stage 5 (7 seeds), stsb done"
+    )
+    assert stage_line(stsb_done, policy) == f"every comparison decided or at budget {looks}"
+    # two cells of one task (another model): named by their overrides
+    mpnet = [decision("cola", "k=3", "undecided", 4, cell="task=cola model=mpnet")]
+    assert stage_line(cola + mpnet, policy).endswith(
+        ": task=cola stage 5 (7 seeds), task=cola model=mpnet stage 2 (4 seeds)"
+    )

@@ -166,10 +166,38 @@ def write_decisions(sweep_dir: Path, decisions: list[Decision]) -> Path:
     return write_json_atomic(sweep_dir / DECISIONS_FILENAME, [d.as_dict() for d in decisions])
 
 
-def stage_of(decisions: list[Decision], policy: Policy) -> int:
-    """The stage the planned jobs complete: the look of the most seeds any comparison needs."""
-    most = max(d.seeds_needed for d in decisions)
-    return next(i for i, n in enumerate(policy.looks(), 1) if n >= most)
+def stage_line(decisions: list[Decision], policy: Policy) -> str:
+    """The stage the planned jobs complete, per cell: the look of the most seeds any of the
+    cell's open comparisons needs. Stages are per cell (a cell whose comparisons were decided
+    early stops, and one that lags finishes its stage beside another's next), so a single count
+    would name one cell's stage for all; one is said only when every open cell is at the same."""
+    looks = policy.looks()
+    labels = cell_labels(decisions)
+    stage: dict[str, int | None] = dict.fromkeys(labels.values())
+    for d in decisions:
+        if not finished([d]):
+            n = next(i for i, size in enumerate(looks, 1) if size >= d.seeds_needed)
+            stage[labels[d.cell]] = max(stage[labels[d.cell]] or 0, n)
+    at = f"looks at {', '.join(map(str, looks))} seeds"
+    head = f"of at most {len(looks)} ({at})"
+    running = {n for n in stage.values() if n is not None}
+    if not running:
+        return f"every comparison decided or at budget ({at})"
+    if len(running) == 1 and None not in stage.values():
+        return f"stage {running.pop()} {head}"
+    each = ", ".join(
+        f"{c} done" if n is None else f"{c} stage {n} ({looks[n - 1]} seeds)"
+        for c, n in stage.items()
+    )
+    return f"stages {head}: {each}"
+
+
+def cell_labels(decisions: list[Decision]) -> dict[str, str]:
+    """A short name per cell for the console: its task where each task has one cell, else the
+    cell's overrides."""
+    tasks = {d.cell: d.task for d in decisions}
+    unique = len(set(tasks.values())) == len(tasks)
+    return {cell: task if unique else cell for cell, task in tasks.items()}
 
 
 def settle(study: Study) -> tuple[list[Decision], list[dict[str, Any]]]:
@@ -220,10 +248,8 @@ def run_adaptive(sweeper: Any, overrides: list[Override]) -> list:
     while True:
         decisions, planned = settle(study)
         sweeper.keys = [p["job_key"] for p in planned]
-        looks = policy.looks()
         print(
-            f"[reinitlab] adaptive seeds, stage {stage_of(decisions, policy)} of at most "
-            f"{len(looks)} (looks at {', '.join(map(str, looks))} seeds); decisions so far:",
+            f"[reinitlab] adaptive seeds, {stage_line(decisions, policy)}; decisions so far:",
             flush=True,
         )
         print(format_decisions(decisions), flush=True)
