@@ -518,6 +518,73 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     assert "no * on the comparisons it governs" in tex.replace("$^*$", "*")
 
 
+def test_decision_table_prints_each_comparison_with_its_interval_and_error_rate(tmp_path):
+    """The decision table a paper prints: every comparison with its variant (the generic paper
+    columns would drop it), its outcome, the look and seeds it rests on, the paired mean
+    difference and the rule's interval as `[low, high]`, the equivalence bounds and margin, and
+    a caption naming the error rate read from the sweep's policy (multirun.yaml); the same
+    table on the page. The CSV keeps the raw numbers and the policy's alpha and margin."""
+    import json
+
+    from reinitlab.decide.study import read_policy
+
+    sweep = progressive_study(tmp_path, seeds=(0, 1, 2), tasks=("rte",))
+    worse = {
+        "task": "rte",
+        "variant": "k=3",
+        "decision": "worse",
+        "at_budget": False,
+        "mean_diff": -0.2,
+        "low": -0.3,
+        "high": -0.1,
+        "seeds_used": 3,
+        "stage": 1,
+        "seeds_needed": 3,
+        "cell": "rte",
+        "equiv_low": -0.28,
+        "equiv_high": -0.12,
+    }
+    at_budget = {**worse, "variant": "k=2", "decision": "undecided", "at_budget": True,
+                 "mean_diff": 0.004, "low": -0.05, "high": 0.058, "stage": None}  # fmt: skip
+    (sweep / DECISIONS_FILENAME).write_text(json.dumps([worse, at_budget]))
+    assert read_policy(sweep) is None  # no multirun.yaml: the decisions stand without it
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    seeds: adaptive\n    adaptive:\n      min_seeds: 3\n"
+        "      max_seeds: 10\n      alpha: 0.1\n      margin: {rte: 0.02}\n"
+    )
+    assert read_policy(sweep).alpha == 0.1
+    build_report([sweep], tmp_path / "out", n_resamples=200)
+    out = tmp_path / "out"
+    raw = pd.read_csv(out / "decisions.csv")
+    assert raw[["variant", "alpha", "margin", "family"]].values.tolist() == [
+        ["k=3", 0.1, 0.02, "task"],
+        ["k=2", 0.1, 0.02, "task"],
+    ]
+    assert raw["low"].tolist() == [-0.3, -0.05]
+    tex = (out / "decisions.tex").read_text()
+    header, rows = latex_rows(tex)
+    assert header == ["Task", "Variant", "Decision", "Look", "Seeds", "Mean $\\Delta$",
+                      "Interval", "Equivalence bounds", "Margin"]  # fmt: skip
+    assert rows == [
+        ["rte", "k=3", "worse", "1", "3", "-0.200", "[-0.300, -0.100]", "[-0.280, -0.120]", "0.02"],
+        ["rte", "k=2", "undecided at budget", "--", "3", "+0.004", "[-0.050, +0.058]",
+         "[-0.280, -0.120]", "0.02"],
+    ]  # fmt: skip
+    assert "at most 0.1 chance of any wrong decision per task" in tex
+    page = (out / "report.html").read_text()
+    section = page.split("<h2>Decisions of the sequential seed rule</h2>", 1)[1].split("<h2>")[0]
+    assert "at most 0.1 chance of any wrong decision per task" in section
+    assert "undecided at budget" in section and "[-0.300, -0.100]" in section
+    # a damaged policy file leaves the rate unsaid rather than failing the report
+    (sweep / "multirun.yaml").write_text("hydra: [")
+    assert read_policy(sweep) is None
+    build_report([sweep], tmp_path / "out2", n_resamples=200)
+    assert (
+        "the family-wise alpha of each sweep's policy"
+        in (tmp_path / "out2" / "decisions.tex").read_text()
+    )
+
+
 def test_latex_tables_keep_their_results_even_when_every_row_agrees(tmp_path):
     """A column that describes the rows (model, train size) is said once in the caption when
     every row has the same value; results (means, intervals, the paper table's cells) stay in

@@ -62,17 +62,9 @@ def is_seed(override: str) -> bool:
 
 def policy_of(sweeper: Any) -> Policy:
     """The policy from `hydra.sweeper.adaptive.*` (every option checked, named when wrong)."""
-    from dataclasses import fields
-
-    options = OmegaConf.to_container(OmegaConf.create(sweeper.adaptive), resolve=True)
-    allowed = [f.name for f in fields(Policy)]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ReinitlabError(
-            f"hydra.sweeper.adaptive.{unknown[0]} is not an option of adaptive seeds; the "
-            f"options are {', '.join(allowed)}"
-        )
-    return Policy(**options)
+    return Policy.from_options(
+        OmegaConf.to_container(OmegaConf.create(sweeper.adaptive), resolve=True)
+    )
 
 
 def check_overrides(overrides: list[Override]) -> None:

@@ -50,7 +50,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from scipy import stats
@@ -104,6 +104,19 @@ class Policy:
             raise bad("shape", self.shape, "a number from 0 (O'Brien-Fleming) to 0.5 (Pocock)")
         if self.family not in FAMILIES:
             raise bad("family", self.family, f"one of {', '.join(FAMILIES)}")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> Policy:
+        """The policy from `hydra.sweeper.adaptive.*` as a mapping; an option it does not have
+        is refused by name (each value is checked by the policy itself)."""
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ReinitlabError(
+                f"hydra.sweeper.adaptive.{unknown[0]} is not an option of adaptive seeds; the "
+                f"options are {', '.join(allowed)}"
+            )
+        return cls(**options)
 
     def margin_for(self, task: str) -> float | None:
         """The equivalence margin of `task`'s comparisons (None: no `equivalent` for it)."""

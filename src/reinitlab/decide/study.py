@@ -192,6 +192,21 @@ def format_decisions(decisions: list[Decision]) -> str:
     )
 
 
+def read_policy(sweep_dir: Path) -> Policy | None:
+    """The adaptive-seeds policy a sweep ran with, from its `multirun.yaml`
+    (`hydra.sweeper.adaptive`), so a report can say the alpha and margins its decisions were
+    made at; None when the sweep was not adaptive or the file does not say (or cannot be read)."""
+    from omegaconf import OmegaConf
+
+    try:
+        sweeper = OmegaConf.load(Path(sweep_dir) / "multirun.yaml").hydra.sweeper
+        if sweeper.get("seeds") != "adaptive":
+            return None
+        return Policy.from_options(OmegaConf.to_container(sweeper.adaptive, resolve=True))
+    except Exception:  # a missing, damaged or foreign file: the decisions stand without it
+        return None
+
+
 def read_decisions(sweep_dir: Path) -> list[Decision] | None:
     """The decisions an adaptive sweep wrote into `sweep_dir`, None when it has none (a fixed
     sweep) or the file is not a list of decisions (then nothing is shown rather than a part).

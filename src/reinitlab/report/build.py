@@ -13,6 +13,12 @@ from reinitlab.probing.correlation import CURVE_FIGURE
 from reinitlab.report import figures as fg
 from reinitlab.report import stats
 from reinitlab.report.collect import Collection, collect, runs_frame, varying_config_columns
+from reinitlab.report.decisions import (
+    decided_variants,
+    decisions_caption,
+    decisions_for_paper,
+    decisions_table,
+)
 from reinitlab.report.io import atomic_path, write_table
 from reinitlab.report.probes import probe_figure, probe_table, spearman_vs_reinit
 from reinitlab.report.transfer import transfer_cells
@@ -499,27 +505,6 @@ def figure_kind(scheme: str) -> str:
     return impl.figure if impl is not None else "bars"
 
 
-def decided_variants(decisions: pd.DataFrame, task: str) -> frozenset[str]:
-    """The variants of `task` the sequential seed rule decided (better, worse or equivalent;
-    not those left undecided), as labelled in the report's runs."""
-    if decisions.empty:
-        return frozenset()
-    done = decisions[(decisions["task"] == task) & (decisions["decision"] != "undecided")]
-    return frozenset(done["variant"])
-
-
-def decisions_table(dirs: list[str | Path]) -> pd.DataFrame:
-    """The adaptive-seeds decisions of the sweeps in `dirs` (decisions.csv): one row per
-    variant against its cell's baseline, with the sweep it came from."""
-    from reinitlab.decide.study import read_decisions
-
-    rows = []
-    for d in dirs:
-        for dec in read_decisions(Path(d)) or []:
-            rows.append({"sweep": str(d), **dec.as_dict()})
-    return pd.DataFrame(rows)
-
-
 def build_report(
     dirs: list[str | Path],
     out_dir: str | Path,
@@ -731,8 +716,13 @@ def _write_tables(report: Report) -> None:
         elif name.startswith("layer_curve_"):
             what = name.removeprefix("layer_curve_").replace("_", " ")
             caption = f"Layer curve points ({what}): dev metric per k; the baseline is k = L+1."
+        paper = None
+        if name == "decisions":
+            caption, paper = decisions_caption(df), decisions_for_paper(df)
         latex = name != "deltas"
-        report.files += write_table(df, out / f"{name}.csv", latex=latex, caption=caption)
+        report.files += write_table(
+            df, out / f"{name}.csv", latex=latex, caption=caption, paper=paper
+        )
     problems = pd.DataFrame(
         [
             {

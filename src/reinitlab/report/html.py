@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from reinitlab.report import stats
+from reinitlab.report.decisions import decisions_caption, decisions_for_paper
 from reinitlab.report.io import write_text
 
 STYLE = """
@@ -269,6 +270,13 @@ def write_html(report) -> Path:
                 "</p>",
                 _table(table),
             ]
+    if not report.decisions.empty:
+        parts += [
+            "<h2>Decisions of the sequential seed rule</h2>",
+            f"<p>{html.escape(decisions_caption(report.decisions))} (<code>decisions.csv</code>, "
+            "<code>.tex</code>).</p>",
+            _table(decisions_for_paper(report.decisions)),
+        ]
     parts += ["<h2>Aggregates</h2>", _table(report.aggregates, AGG_COLS)]
     parts += ["<h2>Paired deltas vs baseline</h2>", _table(report.delta_cells, DELTA_COLS)]
     if not report.transfer.empty:

@@ -224,18 +224,23 @@ def write_table(
     latex: bool = True,
     columns: list[str] | None = None,
     caption: str | None = None,
+    paper: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write `df` to `csv_path` and (unless `latex` is False) its paper columns (or `columns`)
     as a booktabs table to the same name with `.tex` (labelled `tab:<name>`, captioned
-    `caption` or the name); both atomically. Returns the paths."""
+    `caption` or the name); both atomically. `paper`, when given, is what the LaTeX table
+    shows instead: a table whose CSV keeps raw numbers for programs but whose printed form is
+    composed for people (intervals as `[low, high]`). Returns the paths."""
     csv_path = Path(csv_path)
     with atomic_path(csv_path) as tmp:
         df.to_csv(tmp, index=False)
     paths = [csv_path]
-    if latex:
+    if not latex:
+        return paths
+    caption = caption or csv_path.stem
+    if paper is None:
         cols = columns if columns is not None else paper_columns(df)
         cols = [c for c in cols if c in paper_columns(df)] if not df.empty else list(df.columns)
-        caption = caption or csv_path.stem
         # a describing column with one value in every row is said once, in the caption
         # (results stay in the table, however alike)
         same = [
@@ -245,8 +250,7 @@ def write_table(
             said = "; ".join(f"{header(str(c))} {_cell_text(df[c].iloc[0])}" for c in same)
             caption += f" Every row: {said}."
             cols = [c for c in cols if c not in same]
-        tex = csv_path.with_suffix(".tex")
-        label = "tab:" + csv_path.stem
-        text = latex_table(df[cols], caption=caption, label=label)
-        paths.append(write_text(tex, text))
+        paper = df[cols]
+    text = latex_table(paper, caption=caption, label="tab:" + csv_path.stem)
+    paths.append(write_text(csv_path.with_suffix(".tex"), text))
     return paths
