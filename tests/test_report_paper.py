@@ -492,6 +492,10 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     for ruled in [("rte", "k=2"), ("rte", "k=3")]:
         assert cells.loc[ruled, "test"] == "sequential rule"
         assert math.isnan(cells.loc[ruled, "p"]) and math.isnan(cells.loc[ruled, "p_holm"])
+        # the rule's interval (decisions.json), not a fixed-sample one around the same pairs
+        assert cells.loc[ruled, "ci_method"] == "sequential rule"
+        assert (cells.loc[ruled, "ci_low"], cells.loc[ruled, "ci_high"]) == (-0.3, -0.1)
+    assert cells.loc[("rte", "k=1"), "ci_method"] == "t"
     # the rest keep their test; Holm corrects over the two rte cells that have one
     assert cells.loc[("rte", "k=1"), "test"] == "paired t" and cells.loc[("rte", "k=1"), "p"] < 1
     assert set(cells.loc["rte", "family_size"]) == {1}
@@ -510,6 +514,9 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     assert "decision" not in svg_ids(Path(curves["cola"]["svg"]))
     assert "† = decided by the sequential seed rule" in curves["rte"]["caption"]
     assert "No * where the adaptive seed rule governs" in curves["rte"]["caption"]
+    assert "adjusted for every look and comparison" in curves["rte"]["caption"]
+    # panel (b) draws the rule's interval (delta_cells' ci above), and its legend says so
+    assert "interval (adjusted for its looks)" in Path(curves["rte"]["svg"]).read_text()
     # and in the overview of both tasks
     (overview,) = [f for f in report.figures if f.get("kind") == "layer_curves_all"]
     assert "decision" in svg_ids(Path(overview["svg"]))
@@ -545,7 +552,7 @@ def test_decision_table_prints_each_comparison_with_its_interval_and_error_rate(
         "equiv_high": -0.12,
     }
     at_budget = {**worse, "variant": "k=2", "decision": "undecided", "at_budget": True,
-                 "mean_diff": 0.004, "low": -0.05, "high": 0.058, "stage": None}  # fmt: skip
+                 "mean_diff": -0.296, "low": -0.65, "high": 0.058, "stage": None}  # fmt: skip
     (sweep / DECISIONS_FILENAME).write_text(json.dumps([worse, at_budget]))
     assert read_policy(sweep) is None  # no multirun.yaml: the decisions stand without it
     (sweep / "multirun.yaml").write_text(
@@ -560,21 +567,21 @@ def test_decision_table_prints_each_comparison_with_its_interval_and_error_rate(
         ["k=3", 0.1, 0.02, "task"],
         ["k=2", 0.1, 0.02, "task"],
     ]
-    assert raw["low"].tolist() == [-0.3, -0.05]
+    assert raw["low"].tolist() == [-0.3, -0.65]
     tex = (out / "decisions.tex").read_text()
     header, rows = latex_rows(tex)
     assert header == ["Task", "Variant", "Decision", "Look", "Seeds", "Mean $\\Delta$",
                       "Interval", "Equivalence bounds", "Margin"]  # fmt: skip
     assert rows == [
         ["rte", "k=3", "worse", "1", "3", "-0.200", "[-0.300, -0.100]", "[-0.280, -0.120]", "0.02"],
-        ["rte", "k=2", "undecided at budget", "--", "3", "+0.004", "[-0.050, +0.058]",
+        ["rte", "k=2", "undecided at budget", "--", "3", "-0.296", "[-0.650, +0.058]",
          "[-0.280, -0.120]", "0.02"],
     ]  # fmt: skip
     assert "at most 0.1 chance of any wrong decision per task" in tex
     page = (out / "report.html").read_text()
     section = page.split("<h2>Decisions of the sequential seed rule</h2>", 1)[1].split("<h2>")[0]
     assert "at most 0.1 chance of any wrong decision per task" in section
-    assert "undecided at budget" in section and "[-0.300, -0.100]" in section
+    assert "undecided at budget" in section and "[-0.650, +0.058]" in section
     # a damaged policy file leaves the rate unsaid rather than failing the report
     (sweep / "multirun.yaml").write_text("hydra: [")
     assert read_policy(sweep) is None
@@ -605,3 +612,30 @@ def test_latex_tables_keep_their_results_even_when_every_row_agrees(tmp_path):
     assert "decided" not in paper.read_text()  # no decisions.json: no † explained
     header, rows = latex_rows(paper.read_text())
     assert header == ["Variant", "rte"] and rows[0][1].startswith("0.510 $\\pm$")
+
+
+def test_a_rule_comparison_is_shown_as_the_rule_saw_it_at_its_last_look():
+    """Mid-stage, a variant may have one more finished pair than the rule's last look used; the
+    report shows the look's pairs (seeds 0..n-1) with the rule's interval, so the point and its
+    bar agree, and a fixed-sample cell beside it keeps all its pairs and its t interval."""
+    from reinitlab.report.stats import RuleLook, delta_cells
+
+    rows = []
+    for variant in ("k=1", "k=2"):
+        for s, d in enumerate((-0.1, -0.2, -0.3, -0.8)):
+            rows.append({"task": "rte", "model": "tiny", "size": "all", "factors": "",
+                         "chain": "none", "scheme": "progressive", "figure": "progressive",
+                         "variant": variant, "label": variant, "seed": s, "primary": 0.5 + d,
+                         "baseline": 0.5, "baseline_missing": False})  # fmt: skip
+    cells = delta_cells(
+        pd.DataFrame(rows), sequential={("rte", "k=1"): RuleLook(3, -0.9, 0.5)}
+    ).set_index("variant")
+    ruled, fixed = cells.loc["k=1"], cells.loc["k=2"]
+    assert ruled["n_pairs"] == 3 and ruled["mean_delta"] == pytest.approx(-0.2)
+    assert (ruled["ci_low"], ruled["ci_high"], ruled["ci_method"]) == (-0.9, 0.5, "sequential rule")
+    assert math.isnan(ruled["p"])
+    assert fixed["n_pairs"] == 4 and fixed["mean_delta"] == pytest.approx(-0.35)
+    d = [-0.1, -0.2, -0.3, -0.8]
+    lo, hi = sps.t.interval(0.95, 3, statistics.mean(d), sps.sem(d))
+    assert (fixed["ci_low"], fixed["ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
+    assert fixed["test"] == "paired t" and fixed["p"] < 1

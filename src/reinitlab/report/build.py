@@ -314,9 +314,9 @@ def _marks_phrase(dcells: pd.DataFrame) -> str:
         sequential = (
             " No * where the adaptive seed rule governs the comparison: its seeds were added "
             "after looking at earlier results, so a fixed-sample test does not hold there; the "
-            f"rule's decisions are marked {DECIDED_MARK} and its intervals, adjusted for every "
-            "look, are in decisions.csv. The error bars are the intervals at the seeds run, "
-            "not adjusted for the looks."
+            f"rule's decisions are marked {DECIDED_MARK}, and the error bars of its comparisons "
+            "are its own intervals at its last look, adjusted for every look and comparison "
+            "(decisions.csv), so a bar that misses 0 there is a decision, not a hint."
         )
         rest = dcells[~ruled]
         return (_marks_phrase(rest) if not rest.empty else "") + sequential
@@ -523,11 +523,15 @@ def build_report(
     check_writable(out, "--out")  # a read-only sweep dir: said here, not as a traceback later
     runs = runs_frame(collection.records, metric=metric)
     decisions = decisions_table([s["dir"] for s in collection.sweeps])
-    # comparisons the adaptive seed rule governs: decided by it, never by a fixed-sample test
+    # comparisons the adaptive seed rule governs: decided by it, never by a fixed-sample test,
+    # and shown with its interval (adjusted for every look), not a fixed-sample one
     sequential = (
-        set(decisions[["task", "variant"]].itertuples(index=False, name=None))
+        {
+            (r.task, r.variant): stats.RuleLook(int(r.seeds_used), r.low, r.high)
+            for r in decisions.itertuples(index=False)
+        }
         if not decisions.empty
-        else set()
+        else {}
     )
     if runs.empty:
         agg = deltas = dcells = pd.DataFrame()
@@ -615,7 +619,9 @@ TABLE_CAPTIONS = {
     "aggregates": "Dev metric per cell (task, variant): mean, standard deviation and 95% "
     "interval of the mean over seeds (none below {min_n} seeds).",
     "delta_cells": "Paired difference variant - baseline per cell (same seed and training "
-    "subset): mean, 95% interval and paired test; p (Holm) adjusted across each figure's cells.",
+    "subset): mean, 95% interval and paired test; p (Holm) adjusted across each figure's cells. "
+    "A comparison the adaptive seed rule governs (Test: sequential rule) has the rule's "
+    "interval at its last look, adjusted for every look and comparison, and no p.",
     "recipe": "Fine-tuning recipe of each study, task and model.",
     "summary_per_layer": "Per-layer summary of the head re-initialization deltas vs baseline.",
     "summary_per_head": "Per-head summary of the head re-initialization deltas vs baseline.",

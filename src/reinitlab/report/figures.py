@@ -19,6 +19,7 @@ from matplotlib.colors import CenteredNorm  # noqa: E402
 
 from reinitlab.deltas.figure import head_label, head_movement_figure, layer_label  # noqa: E402
 from reinitlab.report.io import atomic_path  # noqa: E402
+from reinitlab.report.stats import SEQUENTIAL_TEST  # noqa: E402
 from reinitlab.report.transfer import chain_order  # noqa: E402
 
 SIGNIFICANT = 0.05
@@ -69,7 +70,11 @@ def figure_title(task, model, size, factors, chain="none") -> str:
     return title + (f" · after {chain}" if chain != "none" else "")
 
 
-_CI_NAMES = {"t": "95% t CI", "bootstrap": "95% bootstrap CI"}
+_CI_NAMES = {
+    "t": "95% t CI",
+    "bootstrap": "95% bootstrap CI",
+    SEQUENTIAL_TEST: "the seed rule's interval (adjusted for its looks)",
+}
 
 
 def _ci_text(methods) -> str:
@@ -91,8 +96,11 @@ def _errorbars(ax, x, mean, lo, hi, color, gid, **kw) -> None:
     ok = np.isfinite(lo) & np.isfinite(hi)
     if not ok.any():
         return
+    # an interval that misses its point (decisions.json older than a rewritten record) is
+    # drawn to the point rather than failing the report
+    below, above = np.maximum(mean[ok] - lo[ok], 0.0), np.maximum(hi[ok] - mean[ok], 0.0)
     container = ax.errorbar(
-        x[ok], mean[ok], yerr=[mean[ok] - lo[ok], hi[ok] - mean[ok]], fmt="none",
+        x[ok], mean[ok], yerr=[below, above], fmt="none",
         ecolor=color, elinewidth=1.0, **kw,
     )  # fmt: skip
     for line in container.lines[2]:

@@ -7,7 +7,8 @@ bootstrap draws from a fixed seed, so the same sweep gives the same report.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -192,34 +193,52 @@ def paired_deltas(runs: pd.DataFrame) -> pd.DataFrame:
     return others[cols + [c for c in extra if c in others]].reset_index(drop=True)
 
 
-SEQUENTIAL_TEST = "sequential rule"  # the `test` of a comparison decided by the seed rule
+# The `test` and `ci_method` of a comparison the adaptive seed rule governs.
+SEQUENTIAL_TEST = "sequential rule"
+
+
+@dataclass(frozen=True)
+class RuleLook:
+    """What the adaptive seed rule saw of one comparison at its last look (decisions.json):
+    the seeds it used and its interval there."""
+
+    seeds: int
+    low: float
+    high: float
 
 
 def delta_cells(
     deltas: pd.DataFrame,
     n_resamples: int = 10_000,
     seed: int = 0,
-    sequential: Collection[tuple[str, str]] = (),
+    sequential: Mapping[tuple[str, str], RuleLook] | None = None,
 ) -> pd.DataFrame:
     """Per cell: paired n, mean/std delta, CI (`mean_ci`), the test used, p and Holm p per family.
 
     Cells whose (task, variant) is in `sequential` are comparisons whose seeds the adaptive
     seed rule chose after looking at earlier results: a fixed-sample test on them would spend
     alpha again at every look and call differences significant that the rule, which spends it
-    once over all looks, has not decided. They get no p-value (test `SEQUENTIAL_TEST`; the
-    rule's decision and interval are in decisions.json) and leave the Holm family."""
+    once over all looks, has not decided, and a fixed-sample interval would look as narrow as
+    if the seeds had been fixed in advance. They get no p-value, leave the Holm family, and
+    are shown as the rule saw them at its last look (`sequential[(task, variant)]`): the pairs
+    of its first `seeds` seeds (a pair finished since joins at the next look) with the rule's
+    interval, adjusted for every look and comparison (test and `ci_method` `SEQUENTIAL_TEST`)."""
     rows = []
     for key, g in deltas.groupby(CELL, sort=True, dropna=False):
         paired = g[~g["baseline_missing"]]
+        cell = dict(zip(CELL, key, strict=True))
+        ruled = (sequential or {}).get((cell["task"], cell["variant"]))
+        if ruled is not None:
+            paired = paired.sort_values("seed").head(ruled.seeds)
         run = paired["primary"].to_numpy(dtype=float)
         base = paired["baseline"].to_numpy(dtype=float)
         d = run - base
-        cell = dict(zip(CELL, key, strict=True))
-        if (cell["task"], cell["variant"]) in sequential:
+        if ruled is not None:
             test, statistic, p = SEQUENTIAL_TEST, math.nan, math.nan
+            lo, hi, method = ruled.low, ruled.high, SEQUENTIAL_TEST
         else:
             test, statistic, p = paired_test(run, base)
-        lo, hi, method = mean_ci(d, n_resamples=n_resamples, seed=seed)
+            lo, hi, method = mean_ci(d, n_resamples=n_resamples, seed=seed)
         first = g.iloc[0]
         rows.append(
             {
