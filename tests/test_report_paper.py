@@ -627,6 +627,18 @@ def test_a_rule_comparison_is_shown_as_the_rule_saw_it_at_its_last_look():
                          "chain": "none", "scheme": "progressive", "figure": "progressive",
                          "variant": variant, "label": variant, "seed": s, "primary": 0.5 + d,
                          "baseline": 0.5, "baseline_missing": False})  # fmt: skip
+    first_stage = [r for r in rows if r["seed"] < 2]
+    early = delta_cells(
+        pd.DataFrame(first_stage),
+        sequential={("rte", "k=1"): RuleLook(0, math.nan, math.nan)},
+    ).set_index("variant")
+    # before the rule's first look: the pairs so far, no interval and no test
+    assert early.loc["k=1", "n_pairs"] == 2 and early.loc["k=1", "mean_delta"] == pytest.approx(
+        -0.15
+    )
+    assert math.isnan(early.loc["k=1", "ci_low"]) and early.loc["k=1", "ci_method"].startswith(
+        "none"
+    )
     cells = delta_cells(
         pd.DataFrame(rows), sequential={("rte", "k=1"): RuleLook(3, -0.9, 0.5)}
     ).set_index("variant")

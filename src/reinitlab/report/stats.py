@@ -228,7 +228,7 @@ def delta_cells(
         paired = g[~g["baseline_missing"]]
         cell = dict(zip(CELL, key, strict=True))
         ruled = (sequential or {}).get((cell["task"], cell["variant"]))
-        if ruled is not None:
+        if ruled is not None and ruled.seeds:
             paired = paired.sort_values("seed").head(ruled.seeds)
         run = paired["primary"].to_numpy(dtype=float)
         base = paired["baseline"].to_numpy(dtype=float)
@@ -236,6 +236,8 @@ def delta_cells(
         if ruled is not None:
             test, statistic, p = SEQUENTIAL_TEST, math.nan, math.nan
             lo, hi, method = ruled.low, ruled.high, SEQUENTIAL_TEST
+            if not ruled.seeds:  # the first stage is still running: its pairs, no interval yet
+                lo, hi, method = math.nan, math.nan, "none (before the rule's first look)"
         else:
             test, statistic, p = paired_test(run, base)
             lo, hi, method = mean_ci(d, n_resamples=n_resamples, seed=seed)
