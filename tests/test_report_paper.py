@@ -516,7 +516,7 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     assert "No * where the adaptive seed rule governs" in curves["rte"]["caption"]
     assert "adjusted for every look and comparison" in curves["rte"]["caption"]
     # panel (b) draws the rule's interval (delta_cells' ci above), and its legend says so
-    assert "interval (adjusted for its looks)" in Path(curves["rte"]["svg"]).read_text()
+    assert "mean ± seed rule" in Path(curves["rte"]["svg"]).read_text()
     # and in the overview of both tasks
     (overview,) = [f for f in report.figures if f.get("kind") == "layer_curves_all"]
     assert "decision" in svg_ids(Path(overview["svg"]))

@@ -73,7 +73,7 @@ def figure_title(task, model, size, factors, chain="none") -> str:
 _CI_NAMES = {
     "t": "95% t CI",
     "bootstrap": "95% bootstrap CI",
-    SEQUENTIAL_TEST: "the seed rule's interval (adjusted for its looks)",
+    SEQUENTIAL_TEST: "seed rule's interval",  # adjusted for its looks: the caption says
 }
 
 
