@@ -163,11 +163,14 @@ def _paired(ax, cells, delta_cells, color, label, offset=0.0, decided=frozenset(
                 ax.annotate("*", (xi, ti), textcoords="offset points", xytext=(0, 1),
                             ha="center", fontsize=10, color=color, gid="significance")  # fmt: skip
     # above the interval, where * would be: below it, a far-negative variant's mark fell onto
-    # the k axis's tick labels
+    # the k axis's tick labels; bold on a white ground, so a mark that lands on the zero line
+    # reads as a dagger, not a plus
     for xi, ti, name in zip(x, top, d["label"], strict=True):
         if name in decided:
             ax.annotate("†", (xi, ti), textcoords="offset points", xytext=(0, 2),
-                        ha="center", color=color, gid="decision")  # fmt: skip
+                        ha="center", va="bottom", color=color, fontweight="bold",
+                        bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none"},
+                        gid="decision")  # fmt: skip
     return True
 
 
