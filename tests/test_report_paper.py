@@ -467,7 +467,7 @@ def test_paper_table_rows_variants_columns_tasks_with_marks(tmp_path):
     sweep = progressive_study(tmp_path, seeds=(0, 1, 2), tasks=("rte", "cola"))
     decided = {"task": "rte", "variant": "k=3", "decision": "worse", "at_budget": False,
                "mean_diff": -0.2, "low": -0.3, "high": -0.1, "seeds_used": 3, "stage": 1,
-               "seeds_needed": 3, "cell": "rte"}  # fmt: skip
+               "seeds_needed": 3, "cell": "task=rte"}  # fmt: skip
     open_at_budget = {
         **decided,
         "variant": "k=2",
@@ -547,7 +547,7 @@ def test_decision_table_prints_each_comparison_with_its_interval_and_error_rate(
         "seeds_used": 3,
         "stage": 1,
         "seeds_needed": 3,
-        "cell": "rte",
+        "cell": "task=rte",
         "equiv_low": -0.28,
         "equiv_high": -0.12,
     }
@@ -626,11 +626,12 @@ def test_a_rule_comparison_is_shown_as_the_rule_saw_it_at_its_last_look():
             rows.append({"task": "rte", "model": "tiny", "size": "all", "factors": "",
                          "chain": "none", "scheme": "progressive", "figure": "progressive",
                          "variant": variant, "label": variant, "seed": s, "primary": 0.5 + d,
-                         "baseline": 0.5, "baseline_missing": False})  # fmt: skip
+                         "baseline": 0.5, "baseline_missing": False, "sweep_dir": "study",
+                         "sweep_cell": "task=rte"})  # fmt: skip
     first_stage = [r for r in rows if r["seed"] < 2]
     early = delta_cells(
         pd.DataFrame(first_stage),
-        sequential={("rte", "k=1"): RuleLook(0, math.nan, math.nan)},
+        sequential={("study", "task=rte", "k=1"): RuleLook(0, math.nan, math.nan)},
     ).set_index("variant")
     # before the rule's first look: the pairs so far, no interval and no test
     assert early.loc["k=1", "n_pairs"] == 2 and early.loc["k=1", "mean_delta"] == pytest.approx(
@@ -640,7 +641,7 @@ def test_a_rule_comparison_is_shown_as_the_rule_saw_it_at_its_last_look():
         "none"
     )
     cells = delta_cells(
-        pd.DataFrame(rows), sequential={("rte", "k=1"): RuleLook(3, -0.9, 0.5)}
+        pd.DataFrame(rows), sequential={("study", "task=rte", "k=1"): RuleLook(3, -0.9, 0.5)}
     ).set_index("variant")
     ruled, fixed = cells.loc["k=1"], cells.loc["k=2"]
     assert ruled["n_pairs"] == 3 and ruled["mean_delta"] == pytest.approx(-0.2)
@@ -651,3 +652,66 @@ def test_a_rule_comparison_is_shown_as_the_rule_saw_it_at_its_last_look():
     lo, hi = sps.t.interval(0.95, 3, statistics.mean(d), sps.sem(d))
     assert (fixed["ci_low"], fixed["ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
     assert fixed["test"] == "paired t" and fixed["p"] < 1
+
+
+def test_a_rule_governs_only_the_cell_of_its_own_sweep(tmp_path):
+    """A report over an adaptive sweep and fixed ones: the rule's decision (decisions.json)
+    governs the runs of the cell it names in its own sweep. Another model's cell of the same
+    task and variant keeps its paired t test and gets no †; the same cell's runs from another
+    sweep are left out of the rule's comparison (its interval covers its own seeds only) and
+    the report says so; one cell decided by two rules is refused."""
+    import json
+
+    from reinitlab.errors import ReinitlabError
+
+    ruled = progressive_study(tmp_path / "adaptive", seeds=(0, 1, 2))
+    decision = {"task": "rte", "variant": "k=3", "decision": "worse", "at_budget": False,
+                "mean_diff": -0.2, "low": -0.3, "high": -0.1, "seeds_used": 3, "stage": 1,
+                "seeds_needed": 3, "cell": "task=rte"}  # fmt: skip
+    (ruled / DECISIONS_FILENAME).write_text(json.dumps([decision]))
+    more_seeds = progressive_study(tmp_path / "fixed", seeds=(3, 4))
+    other_model = tmp_path / "other_model"
+    for num, (k, seed) in enumerate((k, s) for k in (3, 4) for s in (0, 1, 2)):
+        rec = record("rte", progressive_scheme(k), seed, 0.5 + (0.1 + 0.01 * seed) * (k == 4),
+                     model="other")  # fmt: skip
+        write_job(other_model, num, ["task=rte", "model=other", f"reinit.k={k}", f"seed={seed}"],
+                  rec)  # fmt: skip
+    report = build_report([ruled, more_seeds, other_model], tmp_path / "out", n_resamples=200)
+    cells = report.delta_cells.set_index(["model", "variant"])
+    mine, other = cells.loc[("tiny", "k=3")], cells.loc[("other", "k=3")]
+    assert (mine["test"], mine["decision"], mine["n_pairs"], mine["n_left_out"]) == (
+        "sequential rule",
+        "worse",
+        3,
+        2,
+    )
+    want = [round(0.8 - 0.1 * (L + 1 - 3) + noise(s, 3), 6) - round(0.8 + noise(s, 4), 6)
+            for s in (0, 1, 2)]  # fmt: skip
+    assert mine["mean_delta"] == pytest.approx(statistics.mean(want))
+    assert (mine["ci_low"], mine["ci_high"]) == (-0.3, -0.1)
+    # the other model's k=3: its own three pairs (-0.10, -0.11, -0.12), a paired t test and
+    # no decision
+    assert (other["test"], other["decision"], other["n_pairs"], other["n_left_out"]) == (
+        "paired t",
+        "",
+        3,
+        0,
+    )
+    assert other["mean_delta"] == pytest.approx(-0.11) and other["p"] < 0.05
+    # the fixed sweep's own k=1, k=2 of the same model are fixed-sample cells with 5 pairs
+    assert cells.loc[("tiny", "k=1"), "test"] == "paired t"
+    assert cells.loc[("tiny", "k=1"), "n_pairs"] == 5
+    paper = {
+        p.stem: pd.read_csv(p).set_index("label") for p in (tmp_path / "out").glob("paper_*.csv")
+    }
+    (tiny,) = [t for name, t in paper.items() if "tiny" in name]
+    (others,) = [t for name, t in paper.items() if "other" in name]
+    assert tiny.loc["k=3", "rte"].endswith("†") and not others.loc["k=3", "rte"].endswith("†")
+    assert others.loc["k=3", "rte"].endswith("*")
+    assert any(
+        "pairs of other sweeps left out of them: rte k=3 (tiny): 2" in n for n in report.notes
+    )
+    # a second adaptive sweep deciding the same cell: refused, naming both
+    (more_seeds / DECISIONS_FILENAME).write_text(json.dumps([decision]))
+    with pytest.raises(ReinitlabError, match="decided by the adaptive seed rule more than once"):
+        build_report([ruled, more_seeds], tmp_path / "out2", n_resamples=200)

@@ -35,29 +35,11 @@ from reinitlab.decide.study import (
     seeds_per_job,
 )
 from reinitlab.errors import ReinitlabError
-
-
-def cell_text(job: dict[str, Any]) -> str:
-    """A cell's name: its job's overrides without the scheme, the seed and what is no part of
-    a job's identity (paths, logger: `reinitlab.sweep.jobkey.EXCLUDED_KEYS`), e.g. `task=stsb
-    model=minilm-l6`; the same for its variants and its baseline."""
-    from hydra_plugins.reinitlab_plugins.sweeper import is_reinit_override
-    from reinitlab.sweep.jobkey import EXCLUDED_KEYS
-
-    def kept(o: str) -> bool:
-        key = key_of(o)
-        excluded = any(key == k or key.startswith(k + ".") for k in EXCLUDED_KEYS)
-        return not (excluded or is_reinit_override(o) or key == "seed")
-
-    return " ".join(o for o in job["overrides"] if kept(o))
-
-
-def key_of(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
+from reinitlab.sweep.overrides import cell_text, override_key
 
 
 def is_seed(override: str) -> bool:
-    return key_of(override) == "seed"
+    return override_key(override) == "seed"
 
 
 def policy_of(sweeper: Any) -> Policy:
@@ -93,9 +75,9 @@ class Study:
             raise ReinitlabError(f"adaptive seeds need one integer first seed, got {seeds}")
         self.first_seed = int(next(iter(seeds)))
         self.seeds = schedule(policy, self.first_seed)
-        baselines = {cell_text(j) for j in self.cells if j["baseline"]}
+        baselines = {cell_text(j["overrides"]) for j in self.cells if j["baseline"]}
         self.comparisons = [
-            Comparison(j["task"], cell_text(j), j["variant"])
+            Comparison(j["task"], cell_text(j["overrides"]), j["variant"])
             for j in self.cells
             if not j["baseline"]
         ]
@@ -134,7 +116,7 @@ class Study:
         jobs = []
         for j in self.cells:
             variant = None if j["baseline"] else j["variant"]
-            n = need.get((cell_text(j), variant), 0)
+            n = need.get((cell_text(j["overrides"]), variant), 0)
             base = [o for o in j["overrides"] if not is_seed(o)]
             jobs += [[*base, f"seed={s}"] for s in self.seeds[:n]]
         new = [j for j in jobs if tuple(j) not in self.described]
@@ -144,7 +126,7 @@ class Study:
         planned = [self.described[tuple(j)] for j in jobs]
         for p in planned:
             variant = None if p["baseline"] else p["variant"]
-            self.meta[p["job_key"]] = (cell_text(p), variant, int(p["seed"]))
+            self.meta[p["job_key"]] = (cell_text(p["overrides"]), variant, int(p["seed"]))
         return planned
 
     def decide(self) -> list[Decision]:

@@ -47,15 +47,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_plugins.reinitlab_plugins.composer import JobComposer, Progress
 from hydra_plugins.reinitlab_plugins.local_launcher import LocalLauncher
-from reinitlab.sweep.overrides import expand
+from reinitlab.sweep.overrides import expand, is_reinit_override
 
 log = logging.getLogger(__name__)
-
-
-def is_reinit_override(override: str) -> bool:
-    """Whether an override chooses or sets the reinit scheme (`reinit=...`, `reinit.k=...`)."""
-    key = override.split("=", 1)[0].lstrip("+~")
-    return key == "reinit" or key.startswith("reinit.") or key.startswith("reinit@")
 
 
 def baseline_overrides(overrides: list[str]) -> list[str]:

@@ -14,7 +14,6 @@ from reinitlab.report import figures as fg
 from reinitlab.report import stats
 from reinitlab.report.collect import Collection, collect, runs_frame, varying_config_columns
 from reinitlab.report.decisions import (
-    decided_variants,
     decisions_caption,
     decisions_for_paper,
     decisions_table,
@@ -210,7 +209,7 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 curves.setdefault((model, size, factors, chain, figure), []).append(
                     (task, metric, cells, baseline, fdc, f_runs)
                 )
-                decided = decided_variants(report.decisions, task)
+                decided = decided_labels(fdc)
                 paths = fg.layer_curve(
                     cells, baseline, fdc, metric, f"{title}\n{figure}", fig_dir,
                     f"layers_{name}", decided,
@@ -297,6 +296,14 @@ def _curve_table(cells: pd.DataFrame, baseline: pd.Series | None) -> pd.DataFram
     return table.reset_index(drop=True)
 
 
+def decided_labels(cells: pd.DataFrame) -> frozenset[str]:
+    """The labels of the comparisons in `cells` (delta cells) that the sequential seed rule
+    decided, marked † where they are drawn or printed."""
+    if cells.empty or "decision" not in cells:
+        return frozenset()
+    return frozenset(cells.loc[cells["decision"].isin(stats.DECIDED), "label"])
+
+
 def _decided_phrase(any_decided: bool) -> str:
     """What † means in a layer-curve figure, when it marks anything."""
     return f" {DECIDED_MARK} = decided by the sequential seed rule." if any_decided else ""
@@ -342,7 +349,7 @@ def _draw_all_task_curves(report: Report, curves: dict, add) -> None:
         title += f" · after {chain}" if chain != "none" else ""
         drawn = [(t, m, c, b, d) for t, m, c, b, d, _ in items]
         name = fg.slug("all_tasks", model, size, factors, _via(chain), figure)
-        decided = {t: decided_variants(report.decisions, t) for t, *_ in drawn}
+        decided = {t: decided_labels(d) for t, _, _, _, d in drawn}
         paths = fg.layer_curves_all_tasks(
             drawn, f"{title}\n{figure}", report.out_dir / "figures", f"layers_{name}", decided
         )
@@ -527,7 +534,9 @@ def build_report(
     # and shown with its interval (adjusted for every look), not a fixed-sample one
     sequential = (
         {
-            (r.task, r.variant): stats.RuleLook(int(r.seeds_used), r.low, r.high)
+            (r.sweep, r.cell, r.variant): stats.RuleLook(
+                int(r.seeds_used), r.low, r.high, r.decision
+            )
             for r in decisions.itertuples(index=False)
         }
         if not decisions.empty
@@ -552,7 +561,7 @@ def build_report(
     if not runs.empty:
         report.tables["recipe"] = recipes_table(runs)
         report.decisions = decisions
-        report.tables.update(paper_tables(agg, dcells, report.decisions))
+        report.tables.update(paper_tables(agg, dcells))
     if not report.decisions.empty:
         report.tables["decisions"] = report.decisions
 
@@ -603,6 +612,16 @@ def _notes(report: Report) -> list[str]:
             f"{n} run(s) have no baseline with the same task, model, seed and training subset: "
             "their delta is missing (never paired with another seed's baseline)."
         )
+    if not dc.empty and "n_left_out" in dc and dc["n_left_out"].gt(0).any():
+        left = dc[dc["n_left_out"] > 0]
+        said = ", ".join(
+            f"{r.task} {r.label} ({r.model}): {r.n_left_out}" for r in left.itertuples()
+        )
+        notes.append(
+            "Comparisons the adaptive seed rule decided are shown with the seeds of its own "
+            "sweep only (its interval covers them, not runs added from elsewhere); pairs of "
+            f"other sweeps left out of them: {said}."
+        )
     if not report.runs.empty and not report.runs["is_baseline"].any():
         notes.append("No baseline runs (reinit=none or k=L+1) were found: no deltas.")
     if not report.runs.empty:
@@ -632,25 +651,21 @@ TABLE_CAPTIONS = {
 SIGNIFICANT_MARK, DECIDED_MARK = "*", "†"
 
 
-def paper_tables(
-    agg: pd.DataFrame, dcells: pd.DataFrame, decisions: pd.DataFrame
-) -> dict[str, pd.DataFrame]:
+def paper_tables(agg: pd.DataFrame, dcells: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The study's result table as papers print it, one per (model, train size, other varied
     config, chain): rows = variants, columns = tasks, cells `mean ± half-interval (n)` (the
     half-width of the 95% interval; no ± where n supports none), `*` where the paired test vs
     the baseline is significant (Holm p < 0.05), `†` where a sequential decision was made."""
     if agg.empty:
         return {}
-    sig = set()
+    sig, decided = set(), set()
+    cols = ["task", "model", "size", "factors", "chain", "label"]
     if not dcells.empty and "p_holm" in dcells:
         hit = dcells[dcells["p_holm"] < fg.SIGNIFICANT]
-        cols = ["task", "model", "size", "factors", "label"]
         sig = set(hit[cols].itertuples(index=False, name=None))
-    decided = {
-        (task, variant)
-        for task in decisions.get("task", ())
-        for variant in decided_variants(decisions, task)
-    }
+    if not dcells.empty and "decision" in dcells:
+        hit = dcells[dcells["decision"].isin(stats.DECIDED)]
+        decided = set(hit[cols].itertuples(index=False, name=None))
     out = {}
     for (model, size, factors, chain), g in agg.groupby(
         ["model", "size", "factors", "chain"], sort=True, dropna=False
@@ -667,9 +682,9 @@ def paper_tables(
             if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"]):
                 text += f" ± {(r['ci_high'] - r['ci_low']) / 2:.3f}"
             text += f" ({int(r['n'])})"
-            if (r["task"], model, size, factors, r["label"]) in sig:
+            if (r["task"], model, size, factors, chain, r["label"]) in sig:
                 text += SIGNIFICANT_MARK
-            if (r["task"], r["label"]) in decided:
+            if (r["task"], model, size, factors, chain, r["label"]) in decided:
                 text += DECIDED_MARK
             table.loc[r["label"], r["task"]] = text
         name = fg.slug("paper", model, size, factors, _via(chain))

@@ -28,6 +28,7 @@ from reinitlab.sweep.ledger import (
     error_line,
     plan_unreadable,
 )
+from reinitlab.sweep.overrides import cell_text
 
 # Config keys that describe a run's identity elsewhere (scheme, task, model, seeds) or that do
 # not change what is measured (paths, logging); the rest, when it varies, splits aggregates.
@@ -311,6 +312,8 @@ def runs_frame(records: list[dict[str, Any]], metric: str = "auto") -> pd.DataFr
         row: dict[str, Any] = {
             "run_dir": rec.get("run_dir"),
             "sweep_dir": rec.get("sweep_dir"),
+            # the job's cell as its sweep names it (the adaptive seed rule's decisions do)
+            "sweep_cell": cell_text(rec.get("overrides") or []),
             "task": rec["task"],
             "model": rec["model"],
             "num_layers": num_layers,

@@ -11,15 +11,6 @@ import pandas as pd
 from reinitlab.decide.study import read_decisions, read_policy
 
 
-def decided_variants(decisions: pd.DataFrame, task: str) -> frozenset[str]:
-    """The variants of `task` the sequential seed rule decided (better, worse or equivalent;
-    not those left undecided), as labelled in the report's runs."""
-    if decisions.empty:
-        return frozenset()
-    done = decisions[(decisions["task"] == task) & (decisions["decision"] != "undecided")]
-    return frozenset(done["variant"])
-
-
 def decisions_table(dirs: list[str | Path]) -> pd.DataFrame:
     """The adaptive-seeds decisions of the sweeps in `dirs` (decisions.csv): one row per
     variant against its cell's baseline, with the sweep it came from and the family-wise alpha,

@@ -42,6 +42,8 @@ _LATEX_TEXT = {
 _NOT_FOR_PAPER = (
     "run_dir",
     "sweep_dir",
+    "sweep_cell",
+    "n_left_out",  # said in the report's notes where it is not 0
     "baseline_runs",
     "path",
     "scheme",
@@ -77,6 +79,7 @@ HEADERS = {
     "test": "Test",
     "p": "p",
     "p_holm": "p (Holm)",
+    "decision": "Decision",
     "delta_ci_low": "Δ 95% CI low",
     "delta_ci_high": "Δ 95% CI high",
     "better_than_direct": "Above direct",

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from reinitlab.errors import ReinitlabError
+
 # A cell = one point of a figure: the same task, model, training-set size, other varied config
 # factors and scheme variant. A family = the cells of one figure (Holm corrects within it).
 # `chain` = the intermediate tasks fine-tuned on first ("none" = direct fine-tuning).
@@ -189,7 +191,9 @@ def paired_deltas(runs: pd.DataFrame) -> pd.DataFrame:
     others["baseline_missing"] = others["baseline"].isna()
     others["delta"] = others["primary"] - others["baseline"]
     cols = [*CELL, "label", "seed", "seeds.subset", "primary", "baseline", "delta"]
-    extra = ["baseline_missing", "head_layer", "head_index", "scheme.k", "run_dir", "baseline_runs"]
+    extra = ["baseline_missing", "head_layer", "head_index", "scheme.k", "run_dir", "sweep_dir"]
+    extra.append("sweep_cell")
+    extra.append("baseline_runs")
     return others[cols + [c for c in extra if c in others]].reset_index(drop=True)
 
 
@@ -200,18 +204,24 @@ SEQUENTIAL_TEST = "sequential rule"
 @dataclass(frozen=True)
 class RuleLook:
     """What the adaptive seed rule saw of one comparison at its last look (decisions.json):
-    the seeds it used and its interval there."""
+    the seeds it used, its interval there and what it decided (better, worse, equivalent or
+    undecided)."""
 
     seeds: int
     low: float
     high: float
+    decision: str = "undecided"
+
+
+# The decisions that end a comparison under the rule (marked † in figures and tables).
+DECIDED = ("better", "worse", "equivalent")
 
 
 def delta_cells(
     deltas: pd.DataFrame,
     n_resamples: int = 10_000,
     seed: int = 0,
-    sequential: Mapping[tuple[str, str], RuleLook] | None = None,
+    sequential: Mapping[tuple[str, str, str], RuleLook] | None = None,
 ) -> pd.DataFrame:
     """Per cell: paired n, mean/std delta, CI (`mean_ci`), the test used, p and Holm p per family.
 
@@ -220,16 +230,47 @@ def delta_cells(
     alpha again at every look and call differences significant that the rule, which spends it
     once over all looks, has not decided, and a fixed-sample interval would look as narrow as
     if the seeds had been fixed in advance. They get no p-value, leave the Holm family, and
-    are shown as the rule saw them at its last look (`sequential[(task, variant)]`): the pairs
-    of its first `seeds` seeds (a pair finished since joins at the next look) with the rule's
-    interval, adjusted for every look and comparison (test and `ci_method` `SEQUENTIAL_TEST`)."""
+    are shown as the rule saw them at its last look (`sequential[(sweep_dir, sweep_cell,
+    variant)]`, the sweep and the cell the rule names): the pairs of its first `seeds` seeds
+    there (a pair finished since joins at the next
+    look) with the rule's interval, adjusted for every look and comparison (test and
+    `ci_method` `SEQUENTIAL_TEST`), and its `decision`.
+
+    A rule decided one comparison of one sweep: a cell is the rule's only where its runs are
+    that comparison's (another model's cell of the same task and variant stays a fixed-sample
+    comparison), and pairs the cell has from elsewhere (another sweep) are left out of it
+    (`n_left_out`), since the rule's interval covers its own seeds only. A cell two rules
+    decided is refused: report those sweeps separately."""
     rows = []
     for key, g in deltas.groupby(CELL, sort=True, dropna=False):
         paired = g[~g["baseline_missing"]]
         cell = dict(zip(CELL, key, strict=True))
-        ruled = (sequential or {}).get((cell["task"], cell["variant"]))
-        if ruled is not None and ruled.seeds:
-            paired = paired.sort_values("seed").head(ruled.seeds)
+        where = (
+            set(zip(g["sweep_dir"], g["sweep_cell"], strict=True))
+            if {"sweep_dir", "sweep_cell"} <= set(g)
+            else set()
+        )
+        looks = {
+            sweep: look
+            for sweep in where
+            if (look := (sequential or {}).get((*sweep, cell["variant"])))
+        }
+        if len(looks) > 1:
+            raise ReinitlabError(
+                f"report: {cell['task']} {cell['variant']} ({cell['model']}) was decided by the "
+                "adaptive seed rule more than once ("
+                + "; ".join(f"sweep {d}, cell {c}" for d, c in sorted(looks))
+                + "); each rule's interval covers its own seeds only: report those sweeps "
+                "separately"
+            )
+        ruled, n_left_out = None, 0
+        if looks:
+            (((sweep, sweep_cell), ruled),) = looks.items()
+            mine = (paired["sweep_dir"] == sweep) & (paired["sweep_cell"] == sweep_cell)
+            n_left_out = int((~mine).sum())
+            paired = paired[mine]
+            if ruled.seeds:
+                paired = paired.sort_values("seed").head(ruled.seeds)
         run = paired["primary"].to_numpy(dtype=float)
         base = paired["baseline"].to_numpy(dtype=float)
         d = run - base
@@ -257,6 +298,8 @@ def delta_cells(
                 "test": test,
                 "statistic": statistic,
                 "p": p,
+                "decision": ruled.decision if ruled is not None else "",
+                "n_left_out": n_left_out,
             }
         )
     out = pd.DataFrame(rows)
