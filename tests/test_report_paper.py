@@ -669,6 +669,11 @@ def test_a_rule_governs_only_the_cell_of_its_own_sweep(tmp_path):
                 "mean_diff": -0.2, "low": -0.3, "high": -0.1, "seeds_used": 3, "stage": 1,
                 "seeds_needed": 3, "cell": "task=rte"}  # fmt: skip
     (ruled / DECISIONS_FILENAME).write_text(json.dumps([decision]))
+    for path in ruled.glob("*/result.json"):  # a best epoch above the last one, for k=3
+        rec = json.loads(path.read_text())
+        if rec["scheme"]["k"] == 3:
+            rec["best"]["metrics"]["val/primary"] += 0.05
+            path.write_text(json.dumps(rec))
     more_seeds = progressive_study(tmp_path / "fixed", seeds=(3, 4))
     other_model = tmp_path / "other_model"
     for num, (k, seed) in enumerate((k, s) for k in (3, 4) for s in (0, 1, 2)):
@@ -676,7 +681,9 @@ def test_a_rule_governs_only_the_cell_of_its_own_sweep(tmp_path):
                      model="other")  # fmt: skip
         write_job(other_model, num, ["task=rte", "model=other", f"reinit.k={k}", f"seed={seed}"],
                   rec)  # fmt: skip
-    report = build_report([ruled, more_seeds, other_model], tmp_path / "out", n_resamples=200)
+    report = build_report(
+        [ruled, more_seeds, other_model], tmp_path / "out", metric="best", n_resamples=200
+    )
     cells = report.delta_cells.set_index(["model", "variant"])
     mine, other = cells.loc[("tiny", "k=3")], cells.loc[("other", "k=3")]
     assert (mine["test"], mine["decision"], mine["n_pairs"], mine["n_left_out"]) == (
@@ -687,7 +694,11 @@ def test_a_rule_governs_only_the_cell_of_its_own_sweep(tmp_path):
     )
     want = [round(0.8 - 0.1 * (L + 1 - 3) + noise(s, 3), 6) - round(0.8 + noise(s, 4), 6)
             for s in (0, 1, 2)]  # fmt: skip
+    # in the values the rule compared (final epochs), though the report reads best epochs
     assert mine["mean_delta"] == pytest.approx(statistics.mean(want))
+    rows = report.deltas[(report.deltas["sweep_dir"] == str(ruled))
+                         & (report.deltas["variant"] == "k=3")]  # fmt: skip
+    assert sorted(rows["delta"]) == pytest.approx(sorted(w + 0.05 for w in want))
     assert (mine["ci_low"], mine["ci_high"]) == (-0.3, -0.1)
     # the other model's k=3: its own three pairs (-0.10, -0.11, -0.12), a paired t test and
     # no decision

@@ -175,25 +175,32 @@ def paired_deltas(runs: pd.DataFrame) -> pd.DataFrame:
     others = runs[~runs["is_baseline"]].copy()
     others["baseline"] = np.nan
     others["baseline_runs"] = ""
+    # the final validation metric of the pair too: what the adaptive seed rule compares
+    finals = "final_primary" in runs
+    others["baseline_final"] = np.nan
     for keys in ([*PAIR, "sweep_dir"], PAIR):
         todo = others["baseline"].isna()
         if not todo.any() or baselines.empty:
             break
         base = (
             baselines.groupby(keys, dropna=False)
-            .agg(_b=("primary", "mean"), _runs=("run_dir", lambda s: " ".join(map(str, s))))
+            .agg(
+                _b=("primary", "mean"),
+                _bf=("final_primary" if finals else "primary", "mean"),
+                _runs=("run_dir", lambda s: " ".join(map(str, s))),
+            )
             .reset_index()
         )
         found = others.loc[todo, keys].merge(base, on=keys, how="left")
         found.index = others.index[todo]
         others.loc[todo, "baseline"] = found["_b"]
+        others.loc[todo, "baseline_final"] = found["_bf"]
         others.loc[todo, "baseline_runs"] = found["_runs"].fillna("")
     others["baseline_missing"] = others["baseline"].isna()
     others["delta"] = others["primary"] - others["baseline"]
     cols = [*CELL, "label", "seed", "seeds.subset", "primary", "baseline", "delta"]
     extra = ["baseline_missing", "head_layer", "head_index", "scheme.k", "run_dir", "sweep_dir"]
-    extra.append("sweep_cell")
-    extra.append("baseline_runs")
+    extra += ["sweep_cell", "final_primary", "baseline_final", "baseline_runs"]
     return others[cols + [c for c in extra if c in others]].reset_index(drop=True)
 
 
@@ -225,16 +232,17 @@ def delta_cells(
 ) -> pd.DataFrame:
     """Per cell: paired n, mean/std delta, CI (`mean_ci`), the test used, p and Holm p per family.
 
-    Cells whose (task, variant) is in `sequential` are comparisons whose seeds the adaptive
-    seed rule chose after looking at earlier results: a fixed-sample test on them would spend
+    Cells the adaptive seed rule governs (`sequential`, below) are comparisons whose seeds it
+    chose after looking at earlier results: a fixed-sample test on them would spend
     alpha again at every look and call differences significant that the rule, which spends it
     once over all looks, has not decided, and a fixed-sample interval would look as narrow as
     if the seeds had been fixed in advance. They get no p-value, leave the Holm family, and
     are shown as the rule saw them at its last look (`sequential[(sweep_dir, sweep_cell,
     variant)]`, the sweep and the cell the rule names): the pairs of its first `seeds` seeds
-    there (a pair finished since joins at the next
-    look) with the rule's interval, adjusted for every look and comparison (test and
-    `ci_method` `SEQUENTIAL_TEST`), and its `decision`.
+    there (a pair finished since joins at the next look) with the rule's interval, adjusted
+    for every look and comparison (test and `ci_method` `SEQUENTIAL_TEST`), and its
+    `decision`, in the values the rule compared (each run's final validation metric, also
+    where the report reads best epochs).
 
     A rule decided one comparison of one sweep: a cell is the rule's only where its runs are
     that comparison's (another model's cell of the same task and variant stays a fixed-sample
@@ -271,8 +279,13 @@ def delta_cells(
             paired = paired[mine]
             if ruled.seeds:
                 paired = paired.sort_values("seed").head(ruled.seeds)
-        run = paired["primary"].to_numpy(dtype=float)
-        base = paired["baseline"].to_numpy(dtype=float)
+        # a rule's comparison in the values it compared: each run's final validation metric
+        # (the same as `primary` unless the report reads best epochs, --metric)
+        columns = ("primary", "baseline")
+        if ruled is not None and {"final_primary", "baseline_final"} <= set(paired):
+            columns = ("final_primary", "baseline_final")
+        run = paired[columns[0]].to_numpy(dtype=float)
+        base = paired[columns[1]].to_numpy(dtype=float)
         d = run - base
         if ruled is not None:
             test, statistic, p = SEQUENTIAL_TEST, math.nan, math.nan
