@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from reinitlab.decide.rule import DECISIONS, UNDECIDED
 from reinitlab.errors import ReinitlabError
 
 # A cell = one point of a figure: the same task, model, training-set size, other varied config
@@ -217,11 +218,11 @@ class RuleLook:
     seeds: int
     low: float
     high: float
-    decision: str = "undecided"
+    decision: str = DECISIONS[UNDECIDED]
 
 
 # The decisions that end a comparison under the rule (marked † in figures and tables).
-DECIDED = ("better", "worse", "equivalent")
+DECIDED = tuple(d for i, d in enumerate(DECISIONS) if i != UNDECIDED)
 
 
 def delta_cells(
