@@ -709,7 +709,7 @@ def test_a_rule_governs_only_the_cell_of_its_own_sweep(tmp_path):
         0,
     )
     assert other["mean_delta"] == pytest.approx(-0.11) and other["p"] < 0.05
-    # the fixed sweep's own k=1, k=2 of the same model are fixed-sample cells with 5 pairs
+    # k=1, which no decision names, keeps the pairs of both sweeps (seeds 0-4) and its test
     assert cells.loc[("tiny", "k=1"), "test"] == "paired t"
     assert cells.loc[("tiny", "k=1"), "n_pairs"] == 5
     paper = {
