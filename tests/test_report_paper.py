@@ -627,7 +627,8 @@ def test_a_rule_comparison_is_shown_as_the_rule_saw_it_at_its_last_look():
                          "chain": "none", "scheme": "progressive", "figure": "progressive",
                          "variant": variant, "label": variant, "seed": s, "primary": 0.5 + d,
                          "baseline": 0.5, "baseline_missing": False, "sweep_dir": "study",
-                         "sweep_cell": "task=rte"})  # fmt: skip
+                         "sweep_cell": "task=rte", "final_primary": 0.5 + d,
+                         "baseline_final": 0.5})  # fmt: skip
     first_stage = [r for r in rows if r["seed"] < 2]
     early = delta_cells(
         pd.DataFrame(first_stage),

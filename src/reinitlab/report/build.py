@@ -209,11 +209,9 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                 curves.setdefault((model, size, factors, chain, figure), []).append(
                     (task, metric, cells, baseline, fdc, f_runs)
                 )
-                decided = decided_labels(fdc)
                 paths = fg.layer_curve(
-                    cells, baseline, fdc, metric, f"{title}\n{figure}", fig_dir,
-                    f"layers_{name}", decided,
-                )  # fmt: skip
+                    cells, baseline, fdc, metric, f"{title}\n{figure}", fig_dir, f"layers_{name}"
+                )
                 report.tables[f"layer_curve_{name}"] = _curve_table(cells, baseline)
                 cis = (
                     pd.concat([cells, pd.DataFrame([baseline])]) if baseline is not None else cells
@@ -228,7 +226,7 @@ def _draw(report: Report, records_by_dir: dict[str, dict], n_resamples: int, see
                     "mean over pairs; 0 = no effect. "
                     + _interval_phrase(cis)
                     + _marks_phrase(fdc)
-                    + _decided_phrase(bool(decided))
+                    + _decided_phrase(stats.decided(fdc).any())
                     + context,
                     "layer_curve",
                 )
@@ -296,14 +294,6 @@ def _curve_table(cells: pd.DataFrame, baseline: pd.Series | None) -> pd.DataFram
     return table.reset_index(drop=True)
 
 
-def decided_labels(cells: pd.DataFrame) -> frozenset[str]:
-    """The labels of the comparisons in `cells` (delta cells) that the sequential seed rule
-    decided, marked † where they are drawn or printed."""
-    if cells.empty or "decision" not in cells:
-        return frozenset()
-    return frozenset(cells.loc[cells["decision"].isin(stats.DECIDED), "label"])
-
-
 def _decided_phrase(any_decided: bool) -> str:
     """What † means in a layer-curve figure, when it marks anything."""
     return f" {DECIDED_MARK} = decided by the sequential seed rule." if any_decided else ""
@@ -349,9 +339,8 @@ def _draw_all_task_curves(report: Report, curves: dict, add) -> None:
         title += f" · after {chain}" if chain != "none" else ""
         drawn = [(t, m, c, b, d) for t, m, c, b, d, _ in items]
         name = fg.slug("all_tasks", model, size, factors, _via(chain), figure)
-        decided = {t: decided_labels(d) for t, _, _, _, d in drawn}
         paths = fg.layer_curves_all_tasks(
-            drawn, f"{title}\n{figure}", report.out_dir / "figures", f"layers_{name}", decided
+            drawn, f"{title}\n{figure}", report.out_dir / "figures", f"layers_{name}"
         )
         all_cells = pd.concat([c for _, _, c, _, _ in drawn])
         all_runs = pd.concat([r for *_, r in items])
@@ -364,7 +353,7 @@ def _draw_all_task_curves(report: Report, curves: dict, add) -> None:
             "subset); 0 = no effect. "
             + _interval_phrase(all_cells)
             + _marks_phrase(pd.concat([d for *_, d in drawn]))
-            + _decided_phrase(any(decided.values()))
+            + _decided_phrase(any(stats.decided(d).any() for *_, d in drawn))
             + _context(all_runs),
             "layer_curves_all",
         )
@@ -663,8 +652,8 @@ def paper_tables(agg: pd.DataFrame, dcells: pd.DataFrame) -> dict[str, pd.DataFr
     if not dcells.empty and "p_holm" in dcells:
         hit = dcells[dcells["p_holm"] < fg.SIGNIFICANT]
         sig = set(hit[cols].itertuples(index=False, name=None))
-    if not dcells.empty and "decision" in dcells:
-        hit = dcells[dcells["decision"].isin(stats.DECIDED)]
+    if not dcells.empty:
+        hit = dcells[stats.decided(dcells)]
         decided = set(hit[cols].itertuples(index=False, name=None))
     out = {}
     for (model, size, factors, chain), g in agg.groupby(

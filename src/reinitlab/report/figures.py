@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +18,7 @@ from matplotlib.colors import CenteredNorm  # noqa: E402
 
 from reinitlab.deltas.figure import head_label, head_movement_figure, layer_label  # noqa: E402
 from reinitlab.report.io import atomic_path  # noqa: E402
-from reinitlab.report.stats import SEQUENTIAL_TEST  # noqa: E402
+from reinitlab.report.stats import SEQUENTIAL_TEST, decided  # noqa: E402
 from reinitlab.report.transfer import chain_order  # noqa: E402
 
 SIGNIFICANT = 0.05
@@ -136,12 +135,12 @@ def _curve(ax, cells, baseline, num_layers, color, label, base_label="baseline")
     )  # fmt: skip
 
 
-def _paired(ax, cells, delta_cells, color, label, offset=0.0, decided=frozenset()) -> bool:
+def _paired(ax, cells, delta_cells, color, label, offset=0.0) -> bool:
     """The paired effect of each k: mean of (run − baseline run of the same seed and subset)
     with its paired interval as error bars where n supports one, * where Holm p < 0.05 (gid
-    `significance`), † over the variants in `decided` (labels the sequential seed rule
-    decided; gid `decision`; in the place of *, which a comparison under the rule never gets);
-    returns whether anything was drawn."""
+    `significance`), † over the comparisons the sequential seed rule decided (`decided`; gid
+    `decision`; in the place of *, which a comparison under the rule never gets); returns
+    whether anything was drawn."""
     if delta_cells is None or delta_cells.empty:
         return False
     k_of = cells.set_index("variant")["scheme.k"]
@@ -165,8 +164,8 @@ def _paired(ax, cells, delta_cells, color, label, offset=0.0, decided=frozenset(
     # above the interval, where * would be: below it, a far-negative variant's mark fell onto
     # the k axis's tick labels; bold on a white ground, so a mark that lands on the zero line
     # reads as a dagger, not a plus
-    for xi, ti, name in zip(x, top, d["label"], strict=True):
-        if name in decided:
+    for xi, ti, mark in zip(x, top, decided(d), strict=True):
+        if mark:
             ax.annotate("†", (xi, ti), textcoords="offset points", xytext=(0, 2),
                         ha="center", va="bottom", color=color, fontweight="bold",
                         bbox={"boxstyle": "square,pad=0.05", "fc": "white", "ec": "none"},
@@ -197,19 +196,18 @@ def layer_curve(
     title: str,
     out_dir: Path,
     name: str,
-    decided: frozenset = frozenset(),
 ) -> list[Path]:
     """Two panels, the full text width: (a) primary metric vs k (layers k..L re-initialized),
     mean and interval at each k that was run, the baseline as the point k = L+1 and a
     reference line; (b) the paired difference variant − baseline per k with its paired
-    interval, a zero line, * where Holm p < 0.05 and † under the variants in `decided`."""
+    interval, a zero line, * where Holm p < 0.05 and † over the rule's decisions."""
     num_layers = _num_layers(cells)
     fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(PAGE_IN, 2.9), layout="constrained")
     _curve(ax, cells, baseline, num_layers, "C0", "re-initialized")
     _k_axis(ax, cells["scheme.k"], num_layers)
     ax.set_ylabel(f"dev {metric}")
     ax.set_title("(a) dev metric", loc="left")
-    _paired(ax_d, cells, delta_cells, "C0", "(b) variant − baseline", decided=decided)
+    _paired(ax_d, cells, delta_cells, "C0", "(b) variant − baseline")
     _zero_line(ax_d)
     _k_axis(ax_d, cells["scheme.k"], num_layers)
     ax_d.set_ylabel(f"Δ dev {metric}\n(variant − baseline)")  # one line overran the axes
@@ -232,12 +230,10 @@ def layer_curves_all_tasks(
     title: str,
     out_dir: Path,
     name: str,
-    decided: Mapping[str, frozenset] | None = None,
 ) -> list[Path]:
     """Every task's layer curve on one axis (task, metric, cells, baseline, delta cells): the
     study's overview, as the papers draw it; each task's own primary metric on the y axis,
-    and below it every task's paired difference vs its baseline, † over the variants of
-    `decided[task]` as in `layer_curve`."""
+    and below it every task's paired difference vs its baseline, † as in `layer_curve`."""
     fig, (ax, ax_d) = plt.subplots(2, 1, figsize=(PAGE_IN, 5.6), sharex=True, layout="constrained")
     ks: set[int] = set()
     num_layers = None
@@ -248,8 +244,7 @@ def layer_curves_all_tasks(
         _curve(ax, cells, baseline, _num_layers(cells), color, f"{task} ({metric})",
                f"{task} baseline")  # fmt: skip
         offset = -width / 2 + 0.08 * i  # side by side, so the bars do not overlap
-        _paired(ax_d, cells, dcells, color, f"{task} ({metric})", offset,
-                (decided or {}).get(task, frozenset()))  # fmt: skip
+        _paired(ax_d, cells, dcells, color, f"{task} ({metric})", offset)
         ks |= {int(v) for v in cells["scheme.k"]}
     _k_axis(ax, ks, num_layers, label=False)
     _k_axis(ax_d, ks, num_layers)

@@ -176,9 +176,7 @@ def paired_deltas(runs: pd.DataFrame) -> pd.DataFrame:
     others = runs[~runs["is_baseline"]].copy()
     others["baseline"] = np.nan
     others["baseline_runs"] = ""
-    # the final validation metric of the pair too: what the adaptive seed rule compares
-    finals = "final_primary" in runs
-    others["baseline_final"] = np.nan
+    others["baseline_final"] = np.nan  # the final validation metric: what the seed rule compares
     for keys in ([*PAIR, "sweep_dir"], PAIR):
         todo = others["baseline"].isna()
         if not todo.any() or baselines.empty:
@@ -187,7 +185,7 @@ def paired_deltas(runs: pd.DataFrame) -> pd.DataFrame:
             baselines.groupby(keys, dropna=False)
             .agg(
                 _b=("primary", "mean"),
-                _bf=("final_primary" if finals else "primary", "mean"),
+                _bf=("final_primary", "mean"),
                 _runs=("run_dir", lambda s: " ".join(map(str, s))),
             )
             .reset_index()
@@ -225,6 +223,47 @@ class RuleLook:
 DECIDED = tuple(d for i, d in enumerate(DECISIONS) if i != UNDECIDED)
 
 
+def decided(cells: pd.DataFrame) -> pd.Series:
+    """Which delta cells (`delta_cells`) the sequential seed rule decided: the ones marked †."""
+    if "decision" not in cells:
+        return pd.Series(False, index=cells.index)
+    return cells["decision"].isin(DECIDED)
+
+
+def _rule_pairs(
+    cell: dict, runs: pd.DataFrame, sequential: Mapping[tuple[str, str, str], RuleLook] | None
+) -> tuple[RuleLook | None, pd.DataFrame, int]:
+    """The rule's look at `cell` (None where no rule decides it), the pairs of the cell's
+    `runs` (its rows of `paired_deltas`) it is shown with (a rule's: its own sweep's first
+    `seeds` seeds) and how many of the cell's pairs that leaves out; see `delta_cells`."""
+    paired = runs[~runs["baseline_missing"]]
+    sweeps = (
+        set(zip(runs["sweep_dir"], runs["sweep_cell"], strict=True))
+        if {"sweep_dir", "sweep_cell"} <= set(runs)
+        else set()
+    )
+    looks = {
+        sweep: look
+        for sweep in sweeps
+        if (look := (sequential or {}).get((*sweep, cell["variant"])))
+    }
+    if not looks:
+        return None, paired, 0
+    if len(looks) > 1:
+        raise ReinitlabError(
+            f"report: {cell['task']} {cell['variant']} ({cell['model']}) was decided by the "
+            "adaptive seed rule more than once ("
+            + "; ".join(f"sweep {d}, cell {c}" for d, c in sorted(looks))
+            + "); each rule's interval covers its own seeds only: report those sweeps separately"
+        )
+    (((sweep, sweep_cell), ruled),) = looks.items()
+    mine = (paired["sweep_dir"] == sweep) & (paired["sweep_cell"] == sweep_cell)
+    own = paired[mine]
+    if ruled.seeds:
+        own = own.sort_values("seed").head(ruled.seeds)
+    return ruled, own, int((~mine).sum())
+
+
 def delta_cells(
     deltas: pd.DataFrame,
     n_resamples: int = 10_000,
@@ -252,41 +291,15 @@ def delta_cells(
     decided is refused: report those sweeps separately."""
     rows = []
     for key, g in deltas.groupby(CELL, sort=True, dropna=False):
-        paired = g[~g["baseline_missing"]]
         cell = dict(zip(CELL, key, strict=True))
-        where = (
-            set(zip(g["sweep_dir"], g["sweep_cell"], strict=True))
-            if {"sweep_dir", "sweep_cell"} <= set(g)
-            else set()
-        )
-        looks = {
-            sweep: look
-            for sweep in where
-            if (look := (sequential or {}).get((*sweep, cell["variant"])))
-        }
-        if len(looks) > 1:
-            raise ReinitlabError(
-                f"report: {cell['task']} {cell['variant']} ({cell['model']}) was decided by the "
-                "adaptive seed rule more than once ("
-                + "; ".join(f"sweep {d}, cell {c}" for d, c in sorted(looks))
-                + "); each rule's interval covers its own seeds only: report those sweeps "
-                "separately"
-            )
-        ruled, n_left_out = None, 0
-        if looks:
-            (((sweep, sweep_cell), ruled),) = looks.items()
-            mine = (paired["sweep_dir"] == sweep) & (paired["sweep_cell"] == sweep_cell)
-            n_left_out = int((~mine).sum())
-            paired = paired[mine]
-            if ruled.seeds:
-                paired = paired.sort_values("seed").head(ruled.seeds)
+        ruled, paired, n_left_out = _rule_pairs(cell, g, sequential)
         # a rule's comparison in the values it compared: each run's final validation metric
         # (the same as `primary` unless the report reads best epochs, --metric)
-        columns = ("primary", "baseline")
-        if ruled is not None and {"final_primary", "baseline_final"} <= set(paired):
-            columns = ("final_primary", "baseline_final")
-        run = paired[columns[0]].to_numpy(dtype=float)
-        base = paired[columns[1]].to_numpy(dtype=float)
+        run_col, base_col = (
+            ("primary", "baseline") if ruled is None else ("final_primary", "baseline_final")
+        )
+        run = paired[run_col].to_numpy(dtype=float)
+        base = paired[base_col].to_numpy(dtype=float)
         d = run - base
         if ruled is not None:
             test, statistic, p = SEQUENTIAL_TEST, math.nan, math.nan
